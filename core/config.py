@@ -1,0 +1,208 @@
+"""Configuration classes, read from environment variables.
+
+`PORTAL_ENV` chooses the class: `development`, `test` or `production` (the default, so a deployment that
+forgets to say what it is gets the strict settings). A `.env` file in the project root is read in
+development; real environment variables always win over it.
+
+Production refuses to start without `SECRET_KEY` and `DATABASE_URL` (see `ProductionConfig.validate`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_PATH = PROJECT_ROOT / "instance"
+
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigurationError(RuntimeError):
+    """Raised when the application is started with configuration that would be unsafe."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Point plain PostgreSQL URLs at the psycopg 3 driver, the one we install."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a whole number, not {raw!r}") from exc
+
+
+class BaseConfig:
+    """Settings shared by every environment. Subclasses override; `from_env` fills in the environment."""
+
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    # The practice. Every practice detail is configuration; these defaults are the first customer's.
+    PRACTICE_NAME = "Thamesmead Medical Associates"
+    PRACTICE_ADDRESS = "Bentham Road, London, SE28 8BE"
+    PRACTICE_PHONE = "020 8333 5000"
+    PRACTICE_EMAIL = ""
+    SERVICE_NAME = "Call recordings"
+
+    # Cookies: written out explicitly rather than left to Flask's defaults.
+    SESSION_COOKIE_NAME = "__Host-session"
+    SESSION_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_PATH = "/"
+    SESSION_COOKIE_DOMAIN = None
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+
+    # CSRF on every state-changing request, globally.
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_CHECK_DEFAULT = True
+    WTF_CSRF_SSL_STRICT = True
+    WTF_CSRF_TIME_LIMIT = 3600
+
+    # Request size limits (SECURITY X9). Recording uploads will get their own, larger, limit.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    MAX_FORM_MEMORY_SIZE = 500 * 1024
+
+    # Hosts we answer for (SECURITY K8). None would mean "any host", which production never allows.
+    TRUSTED_HOSTS: list[str] | None = None
+    # Number of reverse proxies in front of the app whose X-Forwarded-* headers we trust (SECURITY C5).
+    PROXY_FIX_HOPS = 0
+
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+
+    # Identifies a deployment in ETags, so a new release never answers 304 with an old layout.
+    RELEASE_ID = "dev"
+
+    LOG_LEVEL = "INFO"
+    LOG_JSON = True
+
+    @classmethod
+    def from_env(cls) -> dict:
+        """Read the settings this class takes from the environment and return them as a dict."""
+        values: dict = {}
+        for name in ("PRACTICE_NAME", "PRACTICE_ADDRESS", "PRACTICE_PHONE", "PRACTICE_EMAIL", "RELEASE_ID"):
+            if name in os.environ:
+                values[name] = os.environ[name].strip()
+        if "SECRET_KEY" in os.environ:
+            values["SECRET_KEY"] = os.environ["SECRET_KEY"]
+        if os.environ.get("DATABASE_URL"):
+            values["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["DATABASE_URL"])
+        if os.environ.get("RATELIMIT_STORAGE_URI"):
+            values["RATELIMIT_STORAGE_URI"] = os.environ["RATELIMIT_STORAGE_URI"]
+        if os.environ.get("TRUSTED_HOSTS"):
+            values["TRUSTED_HOSTS"] = _env_list("TRUSTED_HOSTS", "")
+        if "PROXY_FIX_HOPS" in os.environ:
+            values["PROXY_FIX_HOPS"] = _env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
+        if os.environ.get("LOG_LEVEL"):
+            values["LOG_LEVEL"] = os.environ["LOG_LEVEL"].upper()
+        return values
+
+    @classmethod
+    def validate(cls, config: dict) -> None:
+        """Raise ConfigurationError if the final configuration is unsafe for this environment."""
+        if not config.get("SQLALCHEMY_DATABASE_URI"):
+            raise ConfigurationError("DATABASE_URL must be set.")
+        if not config.get("SECRET_KEY"):
+            raise ConfigurationError("SECRET_KEY must be set.")
+
+
+class DevelopmentConfig(BaseConfig):
+    """`make run` on a developer's machine: SQLite under instance/, plain HTTP on 127.0.0.1."""
+
+    ENV_NAME = "development"
+    DEBUG = False  # The Werkzeug debugger is never on: it would be remote code execution on a LAN.
+    SQLALCHEMY_DATABASE_URI = f"sqlite:///{INSTANCE_PATH / 'portal.db'}"
+    # Browsers refuse __Host- cookies without Secure, and development is plain HTTP.
+    SESSION_COOKIE_NAME = "session"
+    SESSION_COOKIE_SECURE = False
+    WTF_CSRF_SSL_STRICT = False
+    TRUSTED_HOSTS = ["127.0.0.1", "localhost"]
+    LOG_JSON = False
+
+    @classmethod
+    def from_env(cls) -> dict:
+        values = super().from_env()
+        # A random key per process: development needs no secret in a file, and sessions simply reset.
+        values.setdefault("SECRET_KEY", secrets.token_hex(32))
+        return values
+
+
+class TestConfig(BaseConfig):
+    """The pytest suite. `TEST_DATABASE_URL` selects the database (SQLite file by default)."""
+
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"  # noqa: S105 (the test suite's own)
+    SQLALCHEMY_DATABASE_URI = "sqlite:///:memory:"
+    TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
+    LOG_JSON = True
+
+    @classmethod
+    def from_env(cls) -> dict:
+        values: dict = {}
+        if os.environ.get("TEST_DATABASE_URL"):
+            values["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["TEST_DATABASE_URL"])
+        return values
+
+
+class ProductionConfig(BaseConfig):
+    """gunicorn behind a TLS-terminating reverse proxy, PostgreSQL, Redis for rate limits."""
+
+    ENV_NAME = "production"
+    PROXY_FIX_HOPS = 1
+
+    @classmethod
+    def validate(cls, config: dict) -> None:
+        super().validate(config)
+        if len(config["SECRET_KEY"]) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigurationError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
+        if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+            raise ConfigurationError("DATABASE_URL must point at PostgreSQL in production, not SQLite.")
+        if not config.get("TRUSTED_HOSTS"):
+            raise ConfigurationError("TRUSTED_HOSTS must list the host names the portal is served on.")
+
+
+CONFIGS: dict[str, type[BaseConfig]] = {
+    "development": DevelopmentConfig,
+    "test": TestConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(env_name: str | None = None, overrides: dict | None = None) -> tuple[type[BaseConfig], dict]:
+    """Choose the config class for `env_name` (or `PORTAL_ENV`), apply the environment and overrides, validate.
+
+    Returns the class and the dict of values that differ from its attributes.
+    """
+    name = (env_name or os.environ.get("PORTAL_ENV") or "production").strip().lower()
+    if name not in CONFIGS:
+        raise ConfigurationError(f"PORTAL_ENV must be one of {', '.join(CONFIGS)}, not {name!r}.")
+    config_class = CONFIGS[name]
+    values = config_class.from_env()
+    values.update(overrides or {})
+    merged = {key: getattr(config_class, key) for key in dir(config_class) if key.isupper()}
+    merged.update(values)
+    config_class.validate(merged)
+    return config_class, values

@@ -1,0 +1,100 @@
+"""Error pages: NHS-styled HTML, or JSON for JSON clients, revealing nothing about the internals.
+
+Every error answer says what happened in plain words and what to do next; a 500 or 503 page adds the
+request id so that staff can find the full detail in the log. Stack traces, SQL and configuration values
+never reach a response.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
+
+from core.extensions import db
+from core.log import current_request_id, logger
+
+# Plain-English wording per status, in the NHS style: say what happened, then what to do.
+MESSAGES: dict[int, tuple[str, str]] = {
+    400: (
+        "Sorry, there is a problem with your request",
+        "Go back and try again. If you were filling in a form, your answers may not have been saved.",
+    ),
+    403: ("You cannot see this page", "If you think you should be able to, contact the practice."),
+    404: (
+        "Page not found",
+        "If you typed the web address, check it is correct. If you pasted it, check you copied all of it.",
+    ),
+    405: (
+        "Sorry, that did not work",
+        "This page cannot be used in that way. Go back and use the links and buttons on the page.",
+    ),
+    413: ("The file or form you sent is too large", "Go back and try again with less information or a smaller file."),
+    429: ("Too many attempts", "You have tried too many times. Wait a few minutes, then try again."),
+    500: (
+        "Sorry, there is a problem with the service",
+        "Try again later. If you need help now, contact the practice by phone.",
+    ),
+    503: ("Sorry, the service is unavailable", "Try again later. If you need help now, contact the practice by phone."),
+}
+
+
+def wants_json() -> bool:
+    """True for API-style clients: the health check, or a request that prefers JSON over HTML."""
+    if request.path == "/healthz":
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(status: int, headers: dict | None = None):
+    """Render the error page (or JSON) for `status`."""
+    title, advice = MESSAGES.get(status, MESSAGES[500] if status >= 500 else MESSAGES[400])
+    request_id = current_request_id() if status >= 500 else None
+    if wants_json():
+        body = {"error": title, "status": status}
+        if request_id:
+            body["request_id"] = request_id
+        response = jsonify(body)
+    else:
+        response = render_template(
+            "errors/error.html", status=status, title=title, advice=advice, request_id=request_id
+        )
+    return response, status, headers or {}
+
+
+def handle_http_exception(exc: HTTPException):
+    if isinstance(exc, SecurityError):
+        # An untrusted Host header: no URL can be built for this request, so no page can be rendered.
+        logger.warning("request for an untrusted host refused")
+        return "Sorry, there is a problem with your request.", 400, {"Content-Type": "text/plain; charset=utf-8"}
+    headers = {}
+    if exc.code == 405 and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    if exc.code == 429:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
+    return error_response(exc.code or 500, headers)
+
+
+def handle_database_unavailable(exc: OperationalError):
+    db.session.rollback()
+    logger.error("database unavailable", exc_info=exc)
+    return error_response(ServiceUnavailable.code)
+
+
+def handle_unexpected_error(exc: InternalServerError):
+    original = exc.original_exception or exc
+    if isinstance(original, OperationalError):
+        return handle_database_unavailable(original)
+    logger.error("unhandled exception", exc_info=original)
+    db.session.rollback()
+    return error_response(InternalServerError.code)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers: one for HTTP errors, one for an unreachable database, one for everything else."""
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(InternalServerError, handle_unexpected_error)
+    app.register_error_handler(HTTPException, handle_http_exception)

@@ -1,0 +1,113 @@
+"""The application factory: the one composition root.
+
+It binds the extensions, installs security, logging and error handling, and registers the `portal` and
+`admin` blueprints. It is the only module in `core` allowed to import them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, send_from_directory
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from core.config import INSTANCE_PATH, PROJECT_ROOT, load_config
+from core.errors import register_error_handlers
+from core.extensions import csrf, db, limiter, migrate
+from core.jinja import configure_jinja
+from core.log import configure_logging
+from core.security import register_security
+
+STATIC_FOLDER = PROJECT_ROOT / "static"
+NHSUK_ASSETS = STATIC_FOLDER / "nhsuk" / "assets"
+
+
+def create_app(env_name: str | None = None, overrides: dict | None = None) -> Flask:
+    """Build a configured application. `env_name` overrides `PORTAL_ENV`; `overrides` replace settings."""
+    if (env_name or os.environ.get("PORTAL_ENV")) == "development":
+        _load_dotenv()
+    config_class, values = load_config(env_name, overrides)
+
+    app = Flask(
+        "core",
+        instance_path=str(INSTANCE_PATH),
+        static_folder=str(STATIC_FOLDER),
+        static_url_path="/static",
+        template_folder=None,
+    )
+    app.config.from_object(config_class)
+    app.config.update(values)
+
+    configure_jinja(app)
+    configure_logging(app)
+    register_extensions(app)
+    register_security(app)
+    register_error_handlers(app)
+    register_template_context(app)
+    register_assets(app)
+    register_blueprints(app)
+    register_cli_commands(app)
+
+    if app.config["PROXY_FIX_HOPS"]:
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    return app
+
+
+def _load_dotenv() -> None:
+    """Read a `.env` file from the project root, if there is one. Real environment variables win.
+
+    Only in development: tests and production must not pick up a developer's local file.
+    """
+    from dotenv import load_dotenv
+
+    load_dotenv(PROJECT_ROOT / ".env", override=False)
+
+
+def register_extensions(app: Flask) -> None:
+    if (
+        app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+        and ":memory:" not in app.config["SQLALCHEMY_DATABASE_URI"]
+    ):
+        INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+
+def register_template_context(app: Flask) -> None:
+    @app.context_processor
+    def practice_context() -> dict:
+        config = app.config
+        return {
+            "practice": {
+                "name": config["PRACTICE_NAME"],
+                "address": config["PRACTICE_ADDRESS"],
+                "phone": config["PRACTICE_PHONE"],
+                "email": config["PRACTICE_EMAIL"],
+            },
+            "service_name": config["SERVICE_NAME"],
+        }
+
+
+def register_assets(app: Flask) -> None:
+    """Serve the NHS.UK design system's images and manifest at /assets, where its CSS expects them."""
+
+    @app.route("/assets/<path:filename>", endpoint="nhsuk_assets")
+    def nhsuk_assets(filename: str):
+        return send_from_directory(NHSUK_ASSETS, filename, max_age=86400)
+
+
+def register_blueprints(app: Flask) -> None:
+    from admin import bp as admin_bp
+    from portal import bp as portal_bp
+
+    app.register_blueprint(portal_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+
+
+def register_cli_commands(app: Flask) -> None:
+    from core.cli import register_cli
+
+    register_cli(app)

@@ -1,0 +1,95 @@
+"""Structured logging with a request id.
+
+Each request gets an id (from a trusted proxy's `X-Request-ID` when well-formed, otherwise a new one),
+returned in the `X-Request-ID` header and printed on error pages so staff can find the log line. Request
+lines log the URL *rule* (`/downloads/<token>`), never the concrete path or query string, so tokens and
+health details in URLs never reach the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from flask import Flask, Response, has_request_context, request
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+logger = logging.getLogger("portal")
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled, or None outside a request."""
+    if has_request_context():
+        return request.environ.get("portal.request_id")
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: UTC ISO 8601 time, level, logger, message, request id and extra fields."""
+
+    RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        if request_id:
+            data["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in self.RESERVED and key != "request_id" and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        # json.dumps escapes control characters, so a value holding "\r\n{...}" stays inside one record.
+        return json.dumps(data, default=str)
+
+
+def configure_logging(app: Flask) -> None:
+    """Send the portal's logs to stderr, as JSON unless LOG_JSON is off (development)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if app.config["LOG_JSON"]:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(app.config["LOG_LEVEL"])
+    logger.propagate = True  # pytest's caplog listens on the root logger
+
+    @app.before_request
+    def assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        # Kept in the environ, which belongs to this one request (see core.security.csp_nonce).
+        request.environ["portal.request_id"] = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        request.environ["portal.request_started"] = time.perf_counter()
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        request_id = current_request_id()
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        started = request.environ.get("portal.request_started")
+        logger.info(
+            "%s %s %s",
+            request.method,
+            request.url_rule.rule if request.url_rule else "(no route)",
+            response.status_code,
+            extra={
+                "method": request.method,
+                "rule": request.url_rule.rule if request.url_rule else None,
+                "endpoint": request.endpoint,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+            },
+        )
+        return response

@@ -1,0 +1,44 @@
+"""Editable content pages (the call-recording notice and its companions), kept as numbered versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.extensions import db
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NoticeVersion(db.Model):
+    """One version of one content page. Versions are never edited in place: a change is a new version.
+
+    `published_at` is None for a draft. The public page shows the published version with the highest number.
+    `content_sha256` is the hash of the source text, used for audit and to key the render cache.
+    """
+
+    __tablename__ = "notice_version"
+    __table_args__ = (
+        UniqueConstraint("slug", "version", name="uq_notice_version_slug_version"),
+        Index("ix_notice_version_slug_published", "slug", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    source_text: Mapped[str] = mapped_column(Text, nullable=False)
+    html: Mapped[str] = mapped_column(Text, nullable=False)
+    content_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    change_summary: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    # Who made the version. Staff accounts arrive later; until then this is a label such as "Default content".
+    author_label: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def __repr__(self) -> str:
+        return f"<NoticeVersion {self.slug} v{self.version}>"

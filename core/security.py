@@ -1,0 +1,80 @@
+"""HTTP security: per-request CSP nonce and the security headers every response carries.
+
+See SECURITY.md rows K1-K12 and X6. Headers are set in one `after_request` hook so that every response,
+error pages and static files included, gets them.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask, Response, request
+
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "camera",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+        "interest-cohort",
+    )
+)
+HSTS_VALUE = "max-age=31536000; includeSubDomains"
+
+
+def csp_nonce() -> str:
+    """The CSP nonce for this request: 128 bits from `secrets`, made on first use.
+
+    Kept in the WSGI environ, which belongs to exactly one request (`g` can outlive a request when an
+    application context is already active, as in tests).
+    """
+    return request.environ.setdefault("portal.csp_nonce", secrets.token_urlsafe(16))
+
+
+def content_security_policy(nonce: str) -> str:
+    """The page policy: our own origin only, inline script only with this response's nonce."""
+    directives = {
+        "default-src": "'self'",
+        "script-src": f"'self' 'nonce-{nonce}'",
+        "style-src": "'self'",
+        "img-src": "'self'",
+        "font-src": "'self'",
+        "connect-src": "'self'",
+        "media-src": "'self'",
+        "object-src": "'none'",
+        "base-uri": "'none'",
+        "form-action": "'self'",
+        "frame-ancestors": "'none'",
+    }
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+def set_security_headers(response: Response) -> Response:
+    """Add the security headers to `response` (runs after every request)."""
+    headers = response.headers
+    # A 304 has no body: its cached body keeps the policy (and nonce) it was served with. Sending a new nonce
+    # here would replace the stored header and block the cached page's own inline script.
+    if response.status_code != 304:
+        headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Permissions-Policy"] = PERMISSIONS_POLICY
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    if request.is_secure:
+        headers["Strict-Transport-Security"] = HSTS_VALUE
+    headers.pop("Server", None)
+    headers.pop("X-Powered-By", None)
+    return response
+
+
+def register_security(app: Flask) -> None:
+    """Install the header hook and expose `csp_nonce()` to templates."""
+    app.after_request(set_security_headers)
+    app.jinja_env.globals["csp_nonce"] = csp_nonce

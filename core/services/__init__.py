@@ -1,0 +1,1 @@
+"""Use cases. One function per use case, keyword-only arguments; each owns its transaction."""

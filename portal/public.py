@@ -1,0 +1,49 @@
+"""Public pages: the home page, the published content pages and the health check.
+
+Content pages are cacheable by browsers and proxies: no cookie is set, and `ETag`/`Last-Modified` let a
+client revalidate cheaply (`Cache-Control: no-cache` means "store, but ask before reuse").
+"""
+
+from __future__ import annotations
+
+from flask import Response, abort, current_app, jsonify, make_response, render_template, request
+from werkzeug.http import is_resource_modified
+
+from core.services.content import get_published_page
+from core.services.health import database_is_reachable
+from portal import bp
+
+
+@bp.get("/")
+def home():
+    return render_template("portal/public/home.html")
+
+
+def content_page(slug: str) -> Response:
+    page = get_published_page(slug)
+    if page is None:
+        abort(404)
+    etag = page.etag(current_app.config["RELEASE_ID"])
+    if not is_resource_modified(request.environ, etag=etag, last_modified=page.published_at):
+        response = Response(status=304)
+    else:
+        response = make_response(render_template("portal/public/content-page.html", page=page))
+    response.set_etag(etag, weak=True)  # weak: the body differs per response by its CSP nonce
+    response.last_modified = page.published_at
+    response.cache_control.no_cache = True
+    return response
+
+
+for _slug in ("call-recording-notice", "how-to-request", "accessibility-statement"):
+    bp.add_url_rule(f"/{_slug}", endpoint=_slug.replace("-", "_"), view_func=content_page, defaults={"slug": _slug})
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness and readiness for load balancers and monitoring: 200 when the database answers, else 503."""
+    reachable = database_is_reachable()
+    body = {"status": "ok" if reachable else "unavailable", "database": "ok" if reachable else "unreachable"}
+    response = jsonify(body)
+    response.status_code = 200 if reachable else 503
+    response.cache_control.no_store = True
+    return response

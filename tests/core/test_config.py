@@ -1,0 +1,99 @@
+"""Configuration: development is convenient, tests are isolated, production fails fast when unsafe."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import ConfigurationError, load_config, normalise_database_url
+from core.factory import create_app
+
+GOOD_KEY = "k" * 48
+PRODUCTION_ENV = {
+    "SECRET_KEY": GOOD_KEY,
+    "DATABASE_URL": "postgresql://portal@db.internal:5432/portal",
+    "TRUSTED_HOSTS": "recordings.example-practice.nhs.uk",
+}
+
+
+@pytest.fixture
+def production_env(monkeypatch):
+    for name in ("SECRET_KEY", "DATABASE_URL", "TRUSTED_HOSTS", "PORTAL_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in PRODUCTION_ENV.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [("SECRET_KEY", "SECRET_KEY must be set."), ("DATABASE_URL", "DATABASE_URL must be set.")],
+)
+def test_production_refuses_to_start_without_its_secrets(production_env, missing, message):
+    production_env.delenv(missing)
+    with pytest.raises(ConfigurationError, match=message):
+        create_app("production")
+
+
+def test_production_refuses_a_short_secret_key(production_env):
+    production_env.setenv("SECRET_KEY", "too-short")
+    with pytest.raises(ConfigurationError, match="at least 32 characters"):
+        create_app("production")
+
+
+def test_production_refuses_sqlite_and_a_missing_host_list(production_env):
+    production_env.setenv("DATABASE_URL", "sqlite:///portal.db")
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        load_config("production")
+    production_env.setenv("DATABASE_URL", PRODUCTION_ENV["DATABASE_URL"])
+    production_env.delenv("TRUSTED_HOSTS")
+    with pytest.raises(ConfigurationError, match="TRUSTED_HOSTS"):
+        load_config("production")
+
+
+def test_production_is_the_default_so_a_forgotten_setting_fails_closed(production_env):
+    production_env.delenv("SECRET_KEY")
+    with pytest.raises(ConfigurationError):
+        create_app()
+
+
+def test_production_starts_with_strict_settings_when_configured(production_env):
+    app = create_app("production")
+    assert app.config["DEBUG"] is False
+    assert app.config["TESTING"] is False
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://portal@db.internal:5432/portal"
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["TRUSTED_HOSTS"] == ["recordings.example-practice.nhs.uk"]
+    assert app.config["PROXY_FIX_HOPS"] == 1
+
+
+def test_development_needs_no_settings_and_uses_sqlite_under_instance(monkeypatch):
+    for name in ("SECRET_KEY", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    config_class, values = load_config("development")
+    assert config_class.SQLALCHEMY_DATABASE_URI.endswith("instance/portal.db")
+    assert len(values["SECRET_KEY"]) == 64
+    assert config_class.DEBUG is False
+
+
+def test_an_unknown_environment_name_is_refused():
+    with pytest.raises(ConfigurationError, match="PORTAL_ENV must be one of"):
+        load_config("staging")
+
+
+def test_a_non_numeric_proxy_hop_count_is_refused(production_env):
+    production_env.setenv("PROXY_FIX_HOPS", "two")
+    with pytest.raises(ConfigurationError, match="PROXY_FIX_HOPS must be a whole number"):
+        load_config("production")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://postgres@127.0.0.1:5432/test", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+        ("postgres://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_urls_are_pointed_at_the_installed_driver(given, expected):
+    assert normalise_database_url(given) == expected

@@ -1,0 +1,117 @@
+"""Errors and the health check: NHS-styled pages, JSON for machines, nothing about the internals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from bs4 import BeautifulSoup
+from flask import request
+
+from core.factory import create_app
+from tests.conftest import check_page
+
+LEAKS = ("Traceback", "sqlalchemy", "sqlite", "psycopg", 'File "', "SECRET_KEY", "/work/", "site-packages")
+
+
+def assert_reveals_nothing(body: str) -> None:
+    for leak in LEAKS:
+        assert leak.lower() not in body.lower(), f"error page reveals {leak!r}"
+
+
+@pytest.fixture
+def broken_database_app():
+    """An application whose database cannot be opened: a real failure, not a mock."""
+    return create_app("test", {"SQLALCHEMY_DATABASE_URI": "sqlite:////proc/no-such-folder/portal.db"})
+
+
+def test_health_check_reports_a_reachable_database(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "database": "ok"}
+    assert "no-store" in response.headers["Cache-Control"]
+
+
+def test_health_check_reports_503_when_the_database_is_unreachable(broken_database_app):
+    response = broken_database_app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json == {"status": "unavailable", "database": "unreachable"}
+
+
+def test_a_content_page_without_its_database_gets_the_503_page(broken_database_app):
+    response = broken_database_app.test_client().get("/call-recording-notice")
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    soup = BeautifulSoup(body, "html.parser")
+    check_page(soup)
+    assert soup.h1.get_text(strip=True) == "Sorry, the service is unavailable"
+    assert soup.select_one(".portal-reference").get_text(strip=True) == response.headers["X-Request-ID"]
+    assert_reveals_nothing(body)
+
+
+def test_unknown_page_gets_the_nhs_styled_404(pages):
+    soup = pages.get_path("/no-such-page", expected_status=404)
+    assert soup.h1.get_text(strip=True) == "Page not found"
+    assert soup.select_one("header.nhsuk-header") is not None
+    assert soup.select_one(".portal-reference") is None
+
+
+def test_wrong_method_gets_405_with_allow_header(client):
+    response = client.post("/call-recording-notice")
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
+    soup = BeautifulSoup(response.get_data(as_text=True), "html.parser")
+    check_page(soup)
+    assert soup.h1.get_text(strip=True) == "Sorry, that did not work"
+
+
+def test_trace_is_refused(client):
+    assert client.open("/", method="TRACE").status_code == 405
+
+
+def test_json_clients_get_json_errors(client):
+    response = client.get("/no-such-page", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert response.json == {"error": "Page not found", "status": 404}
+
+
+def test_an_unexpected_error_gets_a_generic_500_with_a_reference_and_the_detail_goes_to_the_log(database_url, caplog):
+    app = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url, "PROPAGATE_EXCEPTIONS": False})
+
+    @app.get("/explode")
+    def explode():
+        raise RuntimeError("secret detail /work/main/core/thing.py password=hunter2")
+
+    response = app.test_client().get("/explode")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    soup = BeautifulSoup(body, "html.parser")
+    check_page(soup)
+    assert soup.h1.get_text(strip=True) == "Sorry, there is a problem with the service"
+    request_id = response.headers["X-Request-ID"]
+    assert soup.select_one(".portal-reference").get_text(strip=True) == request_id
+    assert "hunter2" not in body
+    assert "RuntimeError" not in body
+    assert_reveals_nothing(body)
+    logged = [record for record in caplog.records if record.getMessage() == "unhandled exception"]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None
+
+
+def test_an_oversized_form_gets_413(database_url):
+    app = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url})
+
+    @app.post("/form")
+    def form():
+        return str(len(request.form))
+
+    response = app.test_client().post("/form", data={"x": "a" * (2 * 1024 * 1024)})
+    assert response.status_code == 413
+    assert "too large" in response.get_data(as_text=True)
+
+
+def test_a_well_formed_request_id_from_the_proxy_is_kept_and_a_hostile_one_replaced(client):
+    assert client.get("/", headers={"X-Request-ID": "abc12345-proxy"}).headers["X-Request-ID"] == "abc12345-proxy"
+    replaced = client.get("/", headers={"X-Request-ID": "<script>alert(1)</script>"}).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", replaced)
+    assert len(replaced) == 32
