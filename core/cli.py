@@ -6,9 +6,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from core.services.audit import verify_chain
 from core.services.content import load_default_content
 
 content_cli = AppGroup("content", help="Manage the published content pages.")
+audit_cli = AppGroup("audit", help="Check the audit trail.")
 
 
 @content_cli.command("load-defaults")
@@ -22,5 +24,19 @@ def load_defaults_command() -> None:
         click.echo("Every content page already has content; nothing changed.")
 
 
+@audit_cli.command("verify")
+def verify_command() -> None:
+    """Recompute the audit trail's HMAC chain; print OK, or the first broken event and exit with status 1."""
+    result = verify_chain()
+    if result.ok:
+        click.echo(f"OK: {result.checked} audit events checked; the chain is intact.")
+        return
+    click.echo(
+        f"BROKEN at audit event {result.broken_seq}: {result.reason}. {result.checked} events before it are intact."
+    )
+    raise SystemExit(1)
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(content_cli)
+    app.cli.add_command(audit_cli)

@@ -4,7 +4,8 @@
 forgets to say what it is gets the strict settings). A `.env` file in the project root is read in
 development; real environment variables always win over it.
 
-Production refuses to start without `SECRET_KEY` and `DATABASE_URL` (see `ProductionConfig.validate`).
+Production refuses to start without `SECRET_KEY`, `AUDIT_HMAC_KEY` and `DATABASE_URL` (see
+`ProductionConfig.validate`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class BaseConfig:
     TESTING = False
 
     SECRET_KEY: str | None = None
+    # Keys the audit trail's hash chain. Kept outside the database, so whoever can edit the database
+    # cannot re-forge the chain after changing a row.
+    AUDIT_HMAC_KEY: str | None = None
     SQLALCHEMY_DATABASE_URI: str | None = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SQLALCHEMY_TRACK_MODIFICATIONS = False
@@ -105,8 +109,9 @@ class BaseConfig:
         for name in ("PRACTICE_NAME", "PRACTICE_ADDRESS", "PRACTICE_PHONE", "PRACTICE_EMAIL", "RELEASE_ID"):
             if name in os.environ:
                 values[name] = os.environ[name].strip()
-        if "SECRET_KEY" in os.environ:
-            values["SECRET_KEY"] = os.environ["SECRET_KEY"]
+        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+            if name in os.environ:
+                values[name] = os.environ[name]
         if os.environ.get("DATABASE_URL"):
             values["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["DATABASE_URL"])
         if os.environ.get("RATELIMIT_STORAGE_URI"):
@@ -124,8 +129,9 @@ class BaseConfig:
         """Raise ConfigurationError if the final configuration is unsafe for this environment."""
         if not config.get("SQLALCHEMY_DATABASE_URI"):
             raise ConfigurationError("DATABASE_URL must be set.")
-        if not config.get("SECRET_KEY"):
-            raise ConfigurationError("SECRET_KEY must be set.")
+        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+            if not config.get(name):
+                raise ConfigurationError(f"{name} must be set.")
 
 
 class DevelopmentConfig(BaseConfig):
@@ -144,9 +150,23 @@ class DevelopmentConfig(BaseConfig):
     @classmethod
     def from_env(cls) -> dict:
         values = super().from_env()
-        # A random key per process: development needs no secret in a file, and sessions simply reset.
+        # A random session key per process: sessions simply reset when the server restarts.
         values.setdefault("SECRET_KEY", secrets.token_hex(32))
+        # The audit key must outlive the process, or yesterday's chain could not be verified today.
+        if "AUDIT_HMAC_KEY" not in values:
+            values["AUDIT_HMAC_KEY"] = _development_key_file("dev-audit-hmac.key")
         return values
+
+
+def _development_key_file(name: str) -> str:
+    """Read a development-only key from instance/, creating it (owner-only) on first use."""
+    path = INSTANCE_PATH / name
+    if not path.exists():
+        INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 class TestConfig(BaseConfig):
@@ -155,6 +175,7 @@ class TestConfig(BaseConfig):
     ENV_NAME = "test"
     TESTING = True
     SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"  # noqa: S105 (the test suite's own)
+    AUDIT_HMAC_KEY = "test-audit-key-not-for-production-0123456789abcdef"
     SQLALCHEMY_DATABASE_URI = "sqlite:///:memory:"
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
     LOG_JSON = True
@@ -176,8 +197,9 @@ class ProductionConfig(BaseConfig):
     @classmethod
     def validate(cls, config: dict) -> None:
         super().validate(config)
-        if len(config["SECRET_KEY"]) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigurationError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
+        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+            if len(config[name]) < MIN_SECRET_KEY_LENGTH:
+                raise ConfigurationError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
         if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             raise ConfigurationError("DATABASE_URL must point at PostgreSQL in production, not SQLite.")
         if not config.get("TRUSTED_HOSTS"):

@@ -16,11 +16,13 @@ from bs4 import BeautifulSoup
 from flask import Flask, url_for
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from sqlalchemy import MetaData, delete
+from sqlalchemy import MetaData, delete, insert, text
+from sqlalchemy.orm import close_all_sessions
 
 from core.config import PROJECT_ROOT, normalise_database_url
 from core.extensions import db
 from core.factory import create_app
+from core.models.audit import GENESIS_HMAC, AuditChainHead
 from core.services.content import load_default_content
 
 MIGRATIONS = str(PROJECT_ROOT / "migrations")
@@ -66,10 +68,27 @@ def _database(app: Flask) -> Iterator[None]:
         load_default_content(config=app.config)
     yield
     with app.app_context():
-        db.session.rollback()
-        for table in reversed(db.metadata.sorted_tables):
+        empty_every_table()
+
+
+def empty_every_table() -> None:
+    """Remove every row, then put back the audit chain's head row as the migration made it.
+
+    PostgreSQL uses TRUNCATE, which the audit trail's append-only trigger (rightly) does not block for the
+    table's owner; SQLite has no such trigger.
+    """
+    # Close every session first, including the one the test itself used: an open transaction holding a
+    # read lock would make PostgreSQL's TRUNCATE wait forever.
+    close_all_sessions()
+    tables = db.metadata.sorted_tables
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(table.name for table in tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+    else:
+        for table in reversed(tables):
             db.session.execute(delete(table))
-        db.session.commit()
+    db.session.execute(insert(AuditChainHead).values(id=1, last_seq=0, last_hmac=GENESIS_HMAC))
+    db.session.commit()
 
 
 class HttpsClient(FlaskClient):

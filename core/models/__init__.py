@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
 
+from core.models.audit import AuditChainHead, AuditEvent
 from core.models.content import NoticeVersion
 
-__all__ = ["NoticeVersion"]
+__all__ = ["AuditChainHead", "AuditEvent", "NoticeVersion"]

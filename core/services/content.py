@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from core.extensions import db
 from core.models import NoticeVersion
 from core.sanitise import render_markdown, sanitise_html
+from core.services.audit import record_event
 from core.services.db import transactional
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "default_content"
@@ -116,14 +117,39 @@ def _new_version(*, slug: str, title: str, source_text: str, change_summary: str
 
 @transactional
 def publish_version(
-    *, slug: str, title: str, source_text: str, change_summary: str, author_label: str
+    *,
+    slug: str,
+    title: str,
+    source_text: str,
+    change_summary: str,
+    author_label: str,
+    actor_type: str = "system",
+    actor_id: str | None = None,
 ) -> NoticeVersion:
-    """Create and publish a new version of page `slug`. Raises ContentError for invalid input."""
+    """Create and publish a new version of page `slug`, audited with the before and after hashes.
+
+    Raises ContentError for invalid input; nothing is written then.
+    """
+    before = get_published_page(slug) if slug in PAGE_SLUGS else None
     version = _new_version(
         slug=slug, title=title, source_text=source_text, change_summary=change_summary, author_label=author_label
     )
     version.published_at = datetime.now(UTC)
     db.session.flush()
+    record_event(
+        action="content.published",
+        actor_type=actor_type,
+        actor_id=actor_id,
+        object_type="content_page",
+        object_id=slug,
+        details={
+            "version": version.version,
+            "before_sha256": before.content_sha256 if before else None,
+            "after_sha256": version.content_sha256,
+            "change_summary": version.change_summary,
+            "author": author_label,
+        },
+    )
     return version
 
 

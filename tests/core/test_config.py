@@ -10,6 +10,7 @@ from core.factory import create_app
 GOOD_KEY = "k" * 48
 PRODUCTION_ENV = {
     "SECRET_KEY": GOOD_KEY,
+    "AUDIT_HMAC_KEY": "a" * 48,
     "DATABASE_URL": "postgresql://portal@db.internal:5432/portal",
     "TRUSTED_HOSTS": "recordings.example-practice.nhs.uk",
 }
@@ -17,7 +18,7 @@ PRODUCTION_ENV = {
 
 @pytest.fixture
 def production_env(monkeypatch):
-    for name in ("SECRET_KEY", "DATABASE_URL", "TRUSTED_HOSTS", "PORTAL_ENV"):
+    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY", "DATABASE_URL", "TRUSTED_HOSTS", "PORTAL_ENV"):
         monkeypatch.delenv(name, raising=False)
     for name, value in PRODUCTION_ENV.items():
         monkeypatch.setenv(name, value)
@@ -26,7 +27,11 @@ def production_env(monkeypatch):
 
 @pytest.mark.parametrize(
     ("missing", "message"),
-    [("SECRET_KEY", "SECRET_KEY must be set."), ("DATABASE_URL", "DATABASE_URL must be set.")],
+    [
+        ("SECRET_KEY", "SECRET_KEY must be set."),
+        ("AUDIT_HMAC_KEY", "AUDIT_HMAC_KEY must be set."),
+        ("DATABASE_URL", "DATABASE_URL must be set."),
+    ],
 )
 def test_production_refuses_to_start_without_its_secrets(production_env, missing, message):
     production_env.delenv(missing)
@@ -34,9 +39,10 @@ def test_production_refuses_to_start_without_its_secrets(production_env, missing
         create_app("production")
 
 
-def test_production_refuses_a_short_secret_key(production_env):
-    production_env.setenv("SECRET_KEY", "too-short")
-    with pytest.raises(ConfigurationError, match="at least 32 characters"):
+@pytest.mark.parametrize("name", ["SECRET_KEY", "AUDIT_HMAC_KEY"])
+def test_production_refuses_a_short_key(production_env, name):
+    production_env.setenv(name, "too-short")
+    with pytest.raises(ConfigurationError, match=f"{name} must be at least 32 characters"):
         create_app("production")
 
 

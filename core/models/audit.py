@@ -1,0 +1,59 @@
+"""The audit trail: append-only events, each chained to the one before by an HMAC.
+
+`AuditChainHead` is a single row holding the newest sequence number and HMAC. Every append updates it
+first, which makes concurrent appends queue up behind one another on PostgreSQL and SQLite alike, so the
+chain never forks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.extensions import db
+from core.models.content import utc_now
+
+GENESIS_HMAC = "0" * 64
+# BIGINT on PostgreSQL (a busy practice can log a million events a year); SQLite needs INTEGER for rowid keys.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class AuditEvent(db.Model):
+    """One thing that happened: who did what to which object, when, from where, and with what outcome.
+
+    `details` is canonical JSON and never holds passwords, codes, tokens, NHS numbers or health details.
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_object", "object_type", "object_id"),
+        Index("ix_audit_event_actor", "actor_type", "actor_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)
+    actor_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    object_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    object_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    prev_hmac: Mapped[str] = mapped_column(String(64), nullable=False)
+    row_hmac: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class AuditChainHead(db.Model):
+    """The newest link of the chain. Exactly one row, id 1, created by the migration."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_hmac: Mapped[str] = mapped_column(String(64), nullable=False)

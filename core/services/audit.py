@@ -1,0 +1,151 @@
+"""Writing and verifying the audit trail.
+
+`record_event` is called inside a service's transaction, so an event is stored exactly when the change it
+describes is. Each row's HMAC covers its own fields and the previous row's HMAC, keyed with
+AUDIT_HMAC_KEY from configuration (never stored in the database): editing, deleting or reordering a row
+breaks the chain from that row on, and `verify_chain` reports the first break.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import current_app, has_request_context, request
+from sqlalchemy import select, update
+
+from core.extensions import db
+from core.log import current_request_id
+from core.models.audit import GENESIS_HMAC, AuditChainHead, AuditEvent
+
+ACTOR_TYPES = frozenset({"anonymous", "patient", "staff", "system"})
+OUTCOMES = frozenset({"success", "failure"})
+# Keys that must never appear in audit details: a last line of defence against logging a secret.
+FORBIDDEN_DETAIL_KEYS = frozenset({"password", "code", "totp", "token", "recovery_code", "secret", "nhs_number"})
+
+
+class AuditError(RuntimeError):
+    """The audit trail cannot be written; the change that wanted auditing must not happen either."""
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    reason: str | None = None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _canonical(event: AuditEvent) -> bytes:
+    fields = [
+        event.seq,
+        _as_utc(event.occurred_at).isoformat(timespec="microseconds"),
+        event.actor_type,
+        event.actor_id,
+        event.action,
+        event.object_type,
+        event.object_id,
+        event.outcome,
+        event.ip_address,
+        event.user_agent,
+        event.request_id,
+        event.details,
+        event.prev_hmac,
+    ]
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _sign(event: AuditEvent) -> str:
+    key = current_app.config["AUDIT_HMAC_KEY"].encode()
+    return hmac.new(key, _canonical(event), hashlib.sha256).hexdigest()
+
+
+def _check_details(details: dict) -> str:
+    forbidden = sorted(FORBIDDEN_DETAIL_KEYS & {key.lower() for key in details})
+    if forbidden:
+        raise AuditError(f"audit details must not hold secrets: {forbidden}")
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def record_event(
+    *,
+    action: str,
+    actor_type: str = "system",
+    actor_id: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    outcome: str = "success",
+    details: dict | None = None,
+) -> AuditEvent:
+    """Append one event to the trail in the current transaction (the caller commits).
+
+    The source IP, user agent and request id are taken from the request being handled, if any.
+    """
+    if actor_type not in ACTOR_TYPES:
+        raise AuditError(f"unknown actor type {actor_type!r}")
+    if outcome not in OUTCOMES:
+        raise AuditError(f"unknown outcome {outcome!r}")
+    serialised = _check_details(details or {})
+
+    # Take the chain head first: this UPDATE makes any concurrent append wait until we commit.
+    claimed = db.session.execute(
+        update(AuditChainHead).where(AuditChainHead.id == 1).values(last_seq=AuditChainHead.last_seq + 1)
+    )
+    if claimed.rowcount != 1:
+        raise AuditError("the audit chain head is missing: run the database migrations")
+    head = db.session.execute(
+        select(AuditChainHead.last_seq, AuditChainHead.last_hmac).where(AuditChainHead.id == 1)
+    ).one()
+
+    in_request = has_request_context()
+    event = AuditEvent(
+        seq=head.last_seq,
+        occurred_at=datetime.now(UTC),
+        actor_type=actor_type,
+        actor_id=actor_id,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        outcome=outcome,
+        ip_address=request.remote_addr if in_request else None,
+        user_agent=(request.user_agent.string or None)[:300] if in_request and request.user_agent.string else None,
+        request_id=current_request_id(),
+        details=serialised,
+        prev_hmac=head.last_hmac,
+    )
+    event.row_hmac = _sign(event)
+    db.session.add(event)
+    db.session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hmac=event.row_hmac))
+    return event
+
+
+def verify_chain() -> ChainVerification:
+    """Walk the whole trail in order, recomputing every HMAC; report the first row that does not fit."""
+    expected_seq = 1
+    head = db.session.execute(select(AuditChainHead).where(AuditChainHead.id == 1)).scalar_one_or_none()
+    if head is None:
+        return ChainVerification(ok=False, checked=0, reason="the chain head row is missing")
+    last_hmac = GENESIS_HMAC
+    checked = 0
+    rows = db.session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000))
+    for event in rows.scalars():
+        if event.seq != expected_seq:
+            return ChainVerification(False, checked, expected_seq, f"event {expected_seq} is missing")
+        if event.prev_hmac != last_hmac:
+            return ChainVerification(False, checked, event.seq, "it does not follow the event before it")
+        if not hmac.compare_digest(event.row_hmac, _sign(event)):
+            return ChainVerification(False, checked, event.seq, "its contents were changed after it was written")
+        last_hmac = event.row_hmac
+        expected_seq += 1
+        checked += 1
+    if head.last_seq != checked or head.last_hmac != last_hmac:
+        return ChainVerification(False, checked, checked + 1, "events after it were removed from the end")
+    return ChainVerification(ok=True, checked=checked)
