@@ -9,11 +9,14 @@ PORT ?= 5000
 export PORTAL_ENV ?= development
 FLASK := $(BIN)/flask --app wsgi
 
+VENV_STAMP := $(VENV)/.created
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 ASSETS_STAMP := static/nhsuk/VERSION
 
 .PHONY: help run test lint format install install-dev assets db clean
+# A recipe that fails leaves no half-made target behind, so the next run tries again.
+.DELETE_ON_ERROR:
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -37,11 +40,13 @@ install: $(RUNTIME_STAMP) ## Create the virtualenv and install the pinned runtim
 
 install-dev: $(DEV_STAMP) ## Also install the pinned test and lint tools
 
-$(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+# The stamp is written only after both steps succeed: a half-made virtualenv is made again next time.
+$(VENV_STAMP):
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
+	touch $@
 
-$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
+$(RUNTIME_STAMP): requirements.txt $(VENV_STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
@@ -54,7 +59,7 @@ assets: $(ASSETS_STAMP) ## Install nhsuk-frontend from npm and copy it to static
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-$(ASSETS_STAMP): node_modules/.package-lock.json scripts/build_assets.py | $(VENV)/bin/python
+$(ASSETS_STAMP): node_modules/.package-lock.json scripts/build_assets.py $(VENV_STAMP)
 	$(BIN)/python scripts/build_assets.py
 
 db: install ## Apply migrations to the database and load the default content (safe to repeat)

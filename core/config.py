@@ -96,8 +96,9 @@ class BaseConfig:
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
 
-    # Identifies a deployment in ETags, so a new release never answers 304 with an old layout.
-    RELEASE_ID = "dev"
+    # Identifies a deployment in ETags, so a new release never answers 304 with an old layout. When not set,
+    # core.factory derives it from the templates, static files and practice details.
+    RELEASE_ID: str | None = None
 
     LOG_LEVEL = "INFO"
     LOG_JSON = True
@@ -198,13 +199,20 @@ class ProductionConfig(BaseConfig):
     def validate(cls, config: dict) -> None:
         super().validate(config)
         for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
-            if len(config[name]) < MIN_SECRET_KEY_LENGTH:
+            value = config[name]
+            if len(value) < MIN_SECRET_KEY_LENGTH:
                 raise ConfigurationError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
+            if value in KNOWN_NON_PRODUCTION_KEYS or len(set(value)) < MIN_DISTINCT_KEY_CHARACTERS:
+                raise ConfigurationError(f"{name} must be random: this value is published or too repetitive.")
         if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             raise ConfigurationError("DATABASE_URL must point at PostgreSQL in production, not SQLite.")
         if not config.get("TRUSTED_HOSTS"):
             raise ConfigurationError("TRUSTED_HOSTS must list the host names the portal is served on.")
 
+
+KNOWN_NON_PRODUCTION_KEYS = frozenset({TestConfig.SECRET_KEY, TestConfig.AUDIT_HMAC_KEY})
+# A random hex or base64 key of 32+ characters uses well over this many different characters.
+MIN_DISTINCT_KEY_CHARACTERS = 10
 
 CONFIGS: dict[str, type[BaseConfig]] = {
     "development": DevelopmentConfig,

@@ -8,7 +8,8 @@ never reach a response.
 from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
 
 from core.extensions import db
@@ -78,7 +79,10 @@ def handle_http_exception(exc: HTTPException):
     return error_response(exc.code or 500, headers)
 
 
-def handle_database_unavailable(exc: OperationalError):
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def handle_database_unavailable(exc: Exception):
     db.session.rollback()
     logger.error("database unavailable", exc_info=exc)
     return error_response(ServiceUnavailable.code)
@@ -86,7 +90,7 @@ def handle_database_unavailable(exc: OperationalError):
 
 def handle_unexpected_error(exc: InternalServerError):
     original = exc.original_exception or exc
-    if isinstance(original, OperationalError):
+    if isinstance(original, DATABASE_UNAVAILABLE):
         return handle_database_unavailable(original)
     logger.error("unhandled exception", exc_info=original)
     db.session.rollback()
@@ -95,6 +99,7 @@ def handle_unexpected_error(exc: InternalServerError):
 
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers: one for HTTP errors, one for an unreachable database, one for everything else."""
-    app.register_error_handler(OperationalError, handle_database_unavailable)
+    for exception_class in DATABASE_UNAVAILABLE:
+        app.register_error_handler(exception_class, handle_database_unavailable)
     app.register_error_handler(InternalServerError, handle_unexpected_error)
     app.register_error_handler(HTTPException, handle_http_exception)

@@ -6,6 +6,7 @@ It binds the extensions, installs security, logging and error handling, and regi
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from flask import Flask, send_from_directory
@@ -37,6 +38,8 @@ def create_app(env_name: str | None = None, overrides: dict | None = None) -> Fl
     )
     app.config.from_object(config_class)
     app.config.update(values)
+    if not app.config["RELEASE_ID"]:
+        app.config["RELEASE_ID"] = derive_release_id(app.config)
 
     configure_jinja(app)
     configure_logging(app)
@@ -52,6 +55,22 @@ def create_app(env_name: str | None = None, overrides: dict | None = None) -> Fl
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     return app
+
+
+def derive_release_id(config) -> str:
+    """A short hash of everything besides the content that shapes a public page: templates, our static files,
+    the design system's version and the practice details. Any change gives new ETags, so no browser or proxy
+    keeps a page with an old layout or old practice details."""
+    digest = hashlib.sha256()
+    for folder in (PROJECT_ROOT / "templates", STATIC_FOLDER / "css", STATIC_FOLDER / "js"):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    version_file = STATIC_FOLDER / "nhsuk" / "VERSION"
+    digest.update(version_file.read_bytes() if version_file.exists() else b"no-assets")
+    for name in ("PRACTICE_NAME", "PRACTICE_ADDRESS", "PRACTICE_PHONE", "PRACTICE_EMAIL", "SERVICE_NAME"):
+        digest.update(f"{name}={config[name]}\0".encode())
+    return digest.hexdigest()[:12]
 
 
 def _load_dotenv() -> None:

@@ -1,6 +1,7 @@
 """Structured logging with a request id.
 
-Each request gets an id (from a trusted proxy's `X-Request-ID` when well-formed, otherwise a new one),
+Each request gets an id (from the trusted proxy's `X-Request-ID` when there is a proxy and the id is
+well-formed, otherwise a new one),
 returned in the `X-Request-ID` header and printed on error pages so staff can find the log line. Request
 lines log the URL *rule* (`/downloads/<token>`), never the concrete path or query string, so tokens and
 health details in URLs never reach the log.
@@ -68,7 +69,9 @@ def configure_logging(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
+        # Only a trusted reverse proxy may name the request; a client could otherwise choose an id that
+        # collides with another request's in the logs.
+        incoming = request.headers.get("X-Request-ID", "") if app.config["PROXY_FIX_HOPS"] else ""
         # Kept in the environ, which belongs to this one request (see core.security.csp_nonce).
         request.environ["portal.request_id"] = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
         request.environ["portal.request_started"] = time.perf_counter()

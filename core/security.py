@@ -6,7 +6,12 @@ error pages and static files included, gets them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import secrets
+from functools import cache
+from importlib.resources import files
 
 from flask import Flask, Response, request
 
@@ -36,11 +41,27 @@ def csp_nonce() -> str:
     return request.environ.setdefault("portal.csp_nonce", secrets.token_urlsafe(16))
 
 
+@cache
+def page_template_script_hash() -> str:
+    """The CSP hash source of the one inline script in the NHS.UK page template (it sets `js-enabled`).
+
+    Allowing that fixed script by its hash as well as by nonce means a page served from a browser's or
+    proxy's cache, whose nonce is an old one, still runs it after revalidation sends a fresh policy.
+    """
+    template = files("nhsuk_frontend_jinja").joinpath("templates/nhsuk/template.jinja").read_text(encoding="utf-8")
+    match = re.search(r"<script[^>]*>(document\.body\.className[^<]*)</script>", template)
+    if match is None:
+        raise RuntimeError("the NHS.UK page template's inline script has changed: update core.security")
+    digest = hashlib.sha256(match.group(1).encode()).digest()
+    return "'sha256-" + base64.b64encode(digest).decode() + "'"
+
+
 def content_security_policy(nonce: str) -> str:
-    """The page policy: our own origin only, inline script only with this response's nonce."""
+    """The page policy: our own origin only; inline script only with this response's nonce (or the
+    design system's one fixed script, by hash)."""
     directives = {
         "default-src": "'self'",
-        "script-src": f"'self' 'nonce-{nonce}'",
+        "script-src": f"'self' 'nonce-{nonce}' {page_template_script_hash()}",
         "style-src": "'self'",
         "img-src": "'self'",
         "font-src": "'self'",
@@ -57,10 +78,7 @@ def content_security_policy(nonce: str) -> str:
 def set_security_headers(response: Response) -> Response:
     """Add the security headers to `response` (runs after every request)."""
     headers = response.headers
-    # A 304 has no body: its cached body keeps the policy (and nonce) it was served with. Sending a new nonce
-    # here would replace the stored header and block the cached page's own inline script.
-    if response.status_code != 304:
-        headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
+    headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     headers["Referrer-Policy"] = "no-referrer"

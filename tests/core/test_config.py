@@ -7,10 +7,10 @@ import pytest
 from core.config import ConfigurationError, load_config, normalise_database_url
 from core.factory import create_app
 
-GOOD_KEY = "k" * 48
+GOOD_KEY = "3f9a7c1e5b8d2046a1c9e7f3b5d80264c1a9e7f35b8d2046"
 PRODUCTION_ENV = {
     "SECRET_KEY": GOOD_KEY,
-    "AUDIT_HMAC_KEY": "a" * 48,
+    "AUDIT_HMAC_KEY": "9b1d7f3a5c8e20461a3c5e7f9b1d3f5a7c9e1b3d5f7a9c1e",
     "DATABASE_URL": "postgresql://portal@db.internal:5432/portal",
     "TRUSTED_HOSTS": "recordings.example-practice.nhs.uk",
 }
@@ -43,6 +43,20 @@ def test_production_refuses_to_start_without_its_secrets(production_env, missing
 def test_production_refuses_a_short_key(production_env, name):
     production_env.setenv(name, "too-short")
     with pytest.raises(ConfigurationError, match=f"{name} must be at least 32 characters"):
+        create_app("production")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "test-secret-key-not-for-production-0123456789abcdef",
+        "test-audit-key-not-for-production-0123456789abcdef",
+        "abababababababababababababababababababab",
+    ],
+)
+def test_production_refuses_published_or_repetitive_keys(production_env, value):
+    production_env.setenv("SECRET_KEY", value)
+    with pytest.raises(ConfigurationError, match="SECRET_KEY must be random"):
         create_app("production")
 
 
@@ -103,3 +117,11 @@ def test_a_non_numeric_proxy_hop_count_is_refused(production_env):
 )
 def test_database_urls_are_pointed_at_the_installed_driver(given, expected):
     assert normalise_database_url(given) == expected
+
+
+def test_the_release_id_follows_the_practice_details(database_url):
+    base = {"SQLALCHEMY_DATABASE_URI": database_url}
+    first = create_app("test", base).config["RELEASE_ID"]
+    assert create_app("test", base).config["RELEASE_ID"] == first
+    assert create_app("test", base | {"PRACTICE_PHONE": "020 8333 5001"}).config["RELEASE_ID"] != first
+    assert create_app("test", base | {"RELEASE_ID": "2026.11.25"}).config["RELEASE_ID"] == "2026.11.25"

@@ -110,7 +110,9 @@ def test_an_oversized_form_gets_413(database_url):
     assert "too large" in response.get_data(as_text=True)
 
 
-def test_a_well_formed_request_id_from_the_proxy_is_kept_and_a_hostile_one_replaced(client):
+def test_a_well_formed_request_id_from_the_proxy_is_kept_and_a_hostile_one_replaced(database_url):
+    behind_proxy = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url, "PROXY_FIX_HOPS": 1})
+    client = behind_proxy.test_client()
     assert client.get("/", headers={"X-Request-ID": "abc12345-proxy"}).headers["X-Request-ID"] == "abc12345-proxy"
     replaced = client.get("/", headers={"X-Request-ID": "<script>alert(1)</script>"}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", replaced)

@@ -27,7 +27,12 @@ def test_the_macro_files_themselves_are_autoescaped(app):
 
 
 def test_missing_macro_parameters_are_tolerated_as_the_design_system_expects(app):
+    """The macros read nested options such as params.hint.text that callers usually leave out."""
     assert app.jinja_env.undefined is ChainableUndefined
+    html = app.jinja_env.from_string(
+        '{% from "nhsuk/components/input/macro.jinja" import input %}{{ input({"id": "a", "name": "a"}) }}'
+    ).render()
+    assert 'id="a"' in html
 
 
 def test_page_title_and_header_escape_configured_practice_details(database_url):

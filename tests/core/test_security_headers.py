@@ -117,9 +117,39 @@ def test_csrf_protection_is_on_for_every_post(database_url):
     assert foreign.status_code == 400
 
 
-def test_session_cookie_settings_are_strict_outside_development(app):
-    assert app.config["SESSION_COOKIE_NAME"] == "__Host-session"
-    assert app.config["SESSION_COOKIE_SECURE"] is True
-    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
-    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
-    assert app.config["DEBUG"] is False
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("HEAD", "/call-recording-notice", {}, 200),
+        ("OPTIONS", "/", {}, 200),
+        ("POST", "/how-to-request", {}, 405),
+        ("GET", "/no-such-page", {"Accept": "application/json"}, 404),
+    ],
+)
+def test_other_methods_and_statuses_carry_the_headers_too(https_client, method, path, headers, status):
+    response = https_client.open(path, method=method, headers=headers)
+    assert response.status_code == status
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_304_carries_a_policy_under_which_the_cached_page_still_runs(client):
+    """The cached body's nonce is an old one: the design system's fixed inline script is allowed by hash."""
+    import base64
+    import hashlib
+
+    first = client.get("/call-recording-notice")
+    soup = BeautifulSoup(first.get_data(as_text=True), "html.parser")
+    inline = next(script.string for script in soup.find_all("script") if not script.get("src"))
+    expected = "'sha256-" + base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode() + "'"
+    revalidated = client.get("/call-recording-notice", headers={"If-None-Match": first.headers["ETag"]})
+    assert revalidated.status_code == 304
+    assert expected in revalidated.headers["Content-Security-Policy"]
+    assert revalidated.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_request_id_from_a_client_is_not_trusted_without_a_proxy(client):
+    assert client.get("/", headers={"X-Request-ID": "victim-request-id-123"}).headers["X-Request-ID"] != (
+        "victim-request-id-123"
+    )
