@@ -8,9 +8,11 @@ from flask.cli import AppGroup
 
 from core.services.audit import verify_chain
 from core.services.content import load_default_content
+from core.services.email import deliver_pending
 
 content_cli = AppGroup("content", help="Manage the published content pages.")
 audit_cli = AppGroup("audit", help="Check the audit trail.")
+outbox_cli = AppGroup("outbox", help="Deliver queued email.")
 
 
 @content_cli.command("load-defaults")
@@ -37,6 +39,14 @@ def verify_command() -> None:
     raise SystemExit(1)
 
 
+@outbox_cli.command("deliver")
+def deliver_command() -> None:
+    """Send every queued email that is due. Run it every minute; failures are retried with growing delays."""
+    report = deliver_pending()
+    click.echo(f"Sent {report.sent}; {report.retrying} to retry later; {report.given_up} given up.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(content_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(outbox_cli)

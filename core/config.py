@@ -93,6 +93,16 @@ class BaseConfig:
     # Number of reverse proxies in front of the app whose X-Forwarded-* headers we trust (SECURITY C5).
     PROXY_FIX_HOPS = 0
 
+    # Email. "log" writes each message to the log (development); "smtp" sends through MAIL_SERVER.
+    MAIL_TRANSPORT = "smtp"
+    MAIL_SERVER = "127.0.0.1"
+    MAIL_PORT = 25
+    MAIL_USE_STARTTLS = False
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_FROM = "no-reply@localhost"
+    MAIL_TIMEOUT_SECONDS = 10
+
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
 
@@ -115,6 +125,13 @@ class BaseConfig:
                 values[name] = os.environ[name]
         if os.environ.get("DATABASE_URL"):
             values["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["DATABASE_URL"])
+        for name in ("MAIL_TRANSPORT", "MAIL_SERVER", "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_FROM"):
+            if os.environ.get(name):
+                values[name] = os.environ[name]
+        if "MAIL_PORT" in os.environ:
+            values["MAIL_PORT"] = _env_int("MAIL_PORT", cls.MAIL_PORT)
+        if "MAIL_USE_STARTTLS" in os.environ:
+            values["MAIL_USE_STARTTLS"] = os.environ["MAIL_USE_STARTTLS"].strip().lower() in ("1", "true", "yes")
         if os.environ.get("RATELIMIT_STORAGE_URI"):
             values["RATELIMIT_STORAGE_URI"] = os.environ["RATELIMIT_STORAGE_URI"]
         if os.environ.get("TRUSTED_HOSTS"):
@@ -147,6 +164,7 @@ class DevelopmentConfig(BaseConfig):
     WTF_CSRF_SSL_STRICT = False
     TRUSTED_HOSTS = ["127.0.0.1", "localhost"]
     LOG_JSON = False
+    MAIL_TRANSPORT = "log"
 
     @classmethod
     def from_env(cls) -> dict:

@@ -2,5 +2,6 @@
 
 from core.models.audit import AuditChainHead, AuditEvent
 from core.models.content import NoticeVersion
+from core.models.email import OutboundEmail
 
-__all__ = ["AuditChainHead", "AuditEvent", "NoticeVersion"]
+__all__ = ["AuditChainHead", "AuditEvent", "NoticeVersion", "OutboundEmail"]

@@ -1,0 +1,106 @@
+"""Email through an outbox, so that no message is lost when the mail server is down.
+
+`queue_email` adds a message in the caller's transaction: it exists exactly when the change that caused it
+does. `deliver_pending` (run by `flask outbox deliver`, e.g. every minute from cron or a systemd timer) sends
+what is due, one commit per message, retrying with growing delays and giving up after MAX_ATTEMPTS.
+Patients never see a mail server failure: their action has already succeeded.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from flask import current_app
+from sqlalchemy import select
+
+from core.extensions import db
+from core.log import logger
+from core.models.email import OutboundEmail
+
+MAX_ATTEMPTS = 10
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int = 0
+    retrying: int = 0
+    given_up: int = 0
+
+
+def queue_email(*, to: str, subject: str, body: str) -> OutboundEmail:
+    """Add a message to the outbox in the current transaction (the caller's service commits)."""
+    if "\n" in subject or "\r" in subject or "\n" in to or "\r" in to:
+        raise ValueError("email addresses and subjects cannot contain line breaks")
+    message = OutboundEmail(to_address=to.strip(), subject=subject.strip()[:200], body_text=body)
+    db.session.add(message)
+    return message
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """1, 2, 4, 8 ... minutes after each failed attempt, never more than six hours."""
+    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
+
+
+def _as_message(row: OutboundEmail, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = row.to_address
+    message["Subject"] = row.subject
+    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])
+    message.set_content(row.body_text)
+    return message
+
+
+def _send(row: OutboundEmail) -> None:
+    config = current_app.config
+    message = _as_message(row, config["MAIL_FROM"])
+    if config["MAIL_TRANSPORT"] == "log":
+        # Development only: the address is shown so a developer can follow a sign-up; never in production.
+        logger.info("email (not sent: MAIL_TRANSPORT=log) to %s: %s\n%s", row.to_address, row.subject, row.body_text)
+        return
+    with smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=config["MAIL_TIMEOUT_SECONDS"]) as smtp:
+        if config["MAIL_USE_STARTTLS"]:
+            smtp.starttls()
+        if config["MAIL_USERNAME"]:
+            smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
+        smtp.send_message(message)
+
+
+def deliver_pending(*, now: datetime | None = None, limit: int = 100) -> DeliveryReport:
+    """Send every pending message that is due; return how many were sent, will be retried, or given up."""
+    now = now or datetime.now(UTC)
+    due = db.session.execute(
+        select(OutboundEmail.id)
+        .where(OutboundEmail.status == "pending", OutboundEmail.next_attempt_at <= now)
+        .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
+        .limit(limit)
+    ).scalars()
+    sent = retrying = given_up = 0
+    for message_id in list(due):
+        row = db.session.get(OutboundEmail, message_id)
+        row.attempts += 1
+        try:
+            _send(row)
+        except (OSError, smtplib.SMTPException) as exc:
+            row.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            if row.attempts >= MAX_ATTEMPTS:
+                row.status = "failed"
+                given_up += 1
+                logger.error("email given up after %s attempts", row.attempts, extra={"email_id": row.id})
+            else:
+                row.next_attempt_at = now + retry_delay(row.attempts)
+                retrying += 1
+                logger.warning("email delivery failed; will retry", extra={"email_id": row.id})
+        else:
+            row.status = "sent"
+            row.sent_at = now
+            row.last_error = None
+            sent += 1
+        db.session.commit()
+    return DeliveryReport(sent=sent, retrying=retrying, given_up=given_up)
