@@ -18,6 +18,7 @@ from core.extensions import csrf, db, limiter, migrate
 from core.jinja import configure_jinja
 from core.log import configure_logging
 from core.security import register_security
+from core.services.content import practice_values
 
 STATIC_FOLDER = PROJECT_ROOT / "static"
 NHSUK_ASSETS = STATIC_FOLDER / "nhsuk" / "assets"
@@ -98,15 +99,16 @@ def register_extensions(app: Flask) -> None:
 def register_template_context(app: Flask) -> None:
     @app.context_processor
     def practice_context() -> dict:
-        config = app.config
+        values = practice_values(app.config)
         return {
             "practice": {
-                "name": config["PRACTICE_NAME"],
-                "address": config["PRACTICE_ADDRESS"],
-                "phone": config["PRACTICE_PHONE"],
-                "email": config["PRACTICE_EMAIL"],
+                "name": values["practice_name"],
+                "address": values["practice_address"],
+                "phone": values["practice_phone"],
+                "phone_tel": values["practice_phone_tel"],
+                "email": values["practice_email"],
             },
-            "service_name": config["SERVICE_NAME"],
+            "service_name": app.config["SERVICE_NAME"],
         }
 
 

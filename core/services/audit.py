@@ -116,7 +116,7 @@ def record_event(
         object_id=object_id,
         outcome=outcome,
         ip_address=request.remote_addr if in_request else None,
-        user_agent=(request.user_agent.string or None)[:300] if in_request and request.user_agent.string else None,
+        user_agent=(request.user_agent.string[:300] or None) if in_request else None,
         request_id=current_request_id(),
         details=serialised,
         prev_hmac=head.last_hmac,
