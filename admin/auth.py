@@ -1,16 +1,44 @@
-"""Staff sign-in. For now a page that says honestly that staff accounts are not set up yet."""
+"""Staff sign-in (the shared two-factor journey from core.auth_views), accepting an invitation, and the
+staff home page."""
 
-from flask import render_template
+from __future__ import annotations
+
+from flask import redirect, render_template, request, url_for
 
 from admin import bp
+from core.auth import begin_sign_in
+from core.auth_views import Journey, add_auth_views
+from core.forms import FormErrors, check_new_password
+from core.services import accounts
+from core.services.tokens import STAFF_INVITATION, peek_token
+
+JOURNEY = Journey(kind="staff", blueprint="admin", home="admin.dashboard", prefix="")
+add_auth_views(bp, JOURNEY)
 
 
-@bp.get("/sign-in")
-def sign_in():
-    return render_template("admin/auth/sign-in.html")
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+def accept_invitation(token: str):
+    """An invited member of staff chooses a password, then must set up an authenticator before anything else."""
+    row = peek_token(STAFF_INVITATION, token)
+    staff = accounts.get_account("staff", row.account_id) if row and row.account_kind == "staff" else None
+    if staff is None or staff.password_hash is not None or not staff.is_active:
+        return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
+    errors = FormErrors()
+    if request.method == "POST":
+        password = check_new_password(errors, request.form, email=staff.email, names=tuple(staff.name.split()))
+        if not errors:
+            staff = accounts.accept_invitation(token, password)
+            if staff is None:
+                return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
+            begin_sign_in(staff)
+            return redirect(url_for("admin.set_up_authenticator"))
+    return render_template("admin/auth/accept-invitation.html", errors=errors, staff=staff, token=token), (
+        400 if errors else 200
+    )
 
 
 @bp.get("/")
 def dashboard():
-    # Only reachable once staff sign-in exists (the guard redirects everyone until then).
-    return render_template("admin/dashboard/index.html")
+    return render_template(
+        "admin/dashboard/index.html", awaiting_verification=len(accounts.patients_awaiting_verification())
+    )

@@ -1,28 +1,82 @@
-"""The one guard in front of every admin page.
+"""The one guard in front of every admin page (deny-by-default).
 
-Every admin endpoint refuses a request unless a fully signed-in staff member is present, except the
-endpoints named in PUBLIC_ENDPOINTS (the sign-in pages). A new admin view is therefore protected without
-anyone remembering to protect it; tests/admin/test_guard.py walks the URL map to prove it.
-
-The staff user is put on `g.staff_user` by staff sign-in, which arrives with staff accounts. Until then no
-request carries one, so every protected admin page sends the visitor to the sign-in page.
+Every admin endpoint refuses a request unless a member of staff has signed in with both factors in a live
+session, except the endpoints named in PUBLIC_ENDPOINTS (signing in, invitations, password reset) and the
+sign-in steps (SIGN_IN_STEP_ENDPOINTS, which need the password step done). ADMIN_ONLY_ENDPOINTS also need
+the `admin` role. The account and its role are read from the database on every request (core.auth), so a
+deactivation or a demotion applies at once. A new admin view is protected without anyone remembering to
+protect it; tests/admin/test_guard.py walks the URL map to prove it.
 """
 
 from __future__ import annotations
 
-from flask import Response, g, redirect, request, url_for
+from flask import Response, abort, g, redirect, request, url_for
 
 from admin import bp
+from core.auth import safe_next_path
+from core.services.audit import record_event
+from core.services.db import transactional
 
-PUBLIC_ENDPOINTS = frozenset({"admin.sign_in"})
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "admin.sign_in",
+        "admin.sign_out",
+        "admin.forgot_password",
+        "admin.forgot_password_sent",
+        "admin.reset_password",
+        "admin.accept_invitation",
+    }
+)
+SIGN_IN_STEP_ENDPOINTS = frozenset({"admin.sign_in_code", "admin.sign_in_recovery", "admin.set_up_authenticator"})
+ADMIN_ONLY_ENDPOINTS = frozenset(
+    {
+        "admin.staff_list",
+        "admin.staff_invite",
+        "admin.staff_detail",
+        "admin.staff_role",
+        "admin.staff_deactivate",
+        "admin.staff_reactivate",
+        "admin.staff_reset_authenticator",
+        "admin.staff_end_sessions",
+        "admin.staff_resend_invitation",
+        "admin.patient_deactivate",
+        "admin.patient_reactivate",
+        "admin.patient_end_sessions",
+    }
+)
+
+
+@transactional
+def _record_refusal(account, reason: str) -> None:
+    """SECURITY G10: every refused access is in the audit trail."""
+    record_event(
+        action="authz_fail",
+        actor_type=account.kind,
+        actor_id=account.public_id,
+        object_type="endpoint",
+        object_id=request.endpoint,
+        outcome="failure",
+        details={"reason": reason, "method": request.method},
+    )
 
 
 @bp.before_request
 def require_staff_user():
+    g.staff_user = None
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if g.get("staff_user") is None:
-        return redirect(url_for("admin.sign_in"))
+    account = g.get("account")
+    if account is None:
+        if request.endpoint in SIGN_IN_STEP_ENDPOINTS and g.get("pending_account") is not None:
+            return None
+        return redirect(url_for("admin.sign_in", next=safe_next_path(request.full_path.rstrip("?"), prefix="/admin")))
+    if account.kind != "staff":
+        _record_refusal(account, "not staff")
+        abort(403)
+    if request.endpoint in ADMIN_ONLY_ENDPOINTS and account.role != "admin":
+        _record_refusal(account, "admin role needed")
+        abort(403)
+    g.staff_user = account
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -9,10 +11,12 @@ from flask.cli import AppGroup
 from core.services.audit import verify_chain
 from core.services.content import load_default_content
 from core.services.email import deliver_pending
+from core.services.register import RegisterImportError, import_register
 
 content_cli = AppGroup("content", help="Manage the published content pages.")
 audit_cli = AppGroup("audit", help="Check the audit trail.")
 outbox_cli = AppGroup("outbox", help="Deliver queued email.")
+practice_register_cli = AppGroup("register", help="Manage the practice register used to verify patients.")
 
 
 @content_cli.command("load-defaults")
@@ -46,7 +50,41 @@ def deliver_command() -> None:
     click.echo(f"Sent {report.sent}; {report.retrying} to retry later; {report.given_up} given up.")
 
 
+# Listing more than this many problems helps nobody: the first few show what is wrong with the export.
+MAX_REPORTED_REGISTER_ERRORS = 100
+
+
+@practice_register_cli.command("import")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_register_command(csv_file: Path) -> None:
+    """Add or update the register entries in FILE.csv (UTF-8; header row; see the README for the columns).
+
+    The whole file is checked first: if any line is wrong, every problem is listed and nothing is imported.
+    """
+    try:
+        with csv_file.open(encoding="utf-8", newline="") as lines:
+            report = import_register(lines, source_name=csv_file.name)
+    except UnicodeDecodeError:
+        click.echo(
+            f'{csv_file.name} is not UTF-8 text. Save it from your spreadsheet as "CSV UTF-8" and try again.',
+            err=True,
+        )
+        click.echo("Nothing was imported.", err=True)
+        raise SystemExit(1) from None
+    except RegisterImportError as error:
+        for line, message in error.errors[:MAX_REPORTED_REGISTER_ERRORS]:
+            click.echo(f"line {line}: {message}", err=True)
+        if len(error.errors) > MAX_REPORTED_REGISTER_ERRORS:
+            click.echo(f"... and {len(error.errors) - MAX_REPORTED_REGISTER_ERRORS:,} more problems.", err=True)
+        click.echo("Nothing was imported.", err=True)
+        raise SystemExit(1) from None
+    click.echo(
+        f"Imported {csv_file.name}: {report.created} added, {report.updated} updated, {report.unchanged} unchanged."
+    )
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(content_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(outbox_cli)
+    app.cli.add_command(practice_register_cli)

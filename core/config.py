@@ -15,6 +15,8 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_PATH = PROJECT_ROOT / "instance"
 
@@ -105,6 +107,33 @@ class BaseConfig:
 
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
+    # Failed attempts allowed (core.limits). Each is a ladder, so waits grow and every window expires.
+    RATELIMIT_SIGN_IN_ACCOUNT = "5 per minute; 10 per 5 minutes; 30 per hour"
+    RATELIMIT_SIGN_IN_IP = "20 per 5 minutes; 100 per hour"
+    RATELIMIT_CODE = "5 per minute; 10 per 5 minutes; 30 per hour"
+    RATELIMIT_REGISTER = "10 per hour"
+    RATELIMIT_RESET_IP = "5 per 15 minutes; 20 per day"
+
+    # The absolute address of the portal, used for every link in an email. Never taken from the Host header.
+    PUBLIC_BASE_URL: str | None = None
+
+    # Comma-separated Fernet keys that encrypt authenticator secrets. The first encrypts; all decrypt, so a
+    # new key can be put first and the old one dropped once `flask accounts rotate-totp-key` has run.
+    TOTP_ENCRYPTION_KEYS: str | None = None
+    TOTP_ISSUER = "Call recordings"
+
+    # argon2id cost. The defaults are argon2-cffi's (m=64 MiB, t=3, p=4), above the ASVS minimums.
+    ARGON2_TIME_COST = 3
+    ARGON2_MEMORY_COST_KIB = 65536
+    ARGON2_PARALLELISM = 4
+
+    # Sessions (SECURITY F): idle and absolute timeouts, checked on the server at every request.
+    SESSION_IDLE_MINUTES_PATIENT = 30
+    SESSION_IDLE_MINUTES_STAFF = 15
+    SESSION_ABSOLUTE_HOURS = 12
+    SESSION_FRESH_MINUTES = 15
+    MAX_SESSIONS_PATIENT = 3
+    MAX_SESSIONS_STAFF = 1
 
     # Identifies a deployment in ETags, so a new release never answers 304 with an old layout. When not set,
     # core.factory derives it from the templates, static files and practice details.
@@ -138,6 +167,9 @@ class BaseConfig:
             values["TRUSTED_HOSTS"] = _env_list("TRUSTED_HOSTS", "")
         if "PROXY_FIX_HOPS" in os.environ:
             values["PROXY_FIX_HOPS"] = _env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
+        for name in ("PUBLIC_BASE_URL", "TOTP_ENCRYPTION_KEYS"):
+            if os.environ.get(name):
+                values[name] = os.environ[name].strip()
         if os.environ.get("LOG_LEVEL"):
             values["LOG_LEVEL"] = os.environ["LOG_LEVEL"].upper()
         return values
@@ -147,9 +179,11 @@ class BaseConfig:
         """Raise ConfigurationError if the final configuration is unsafe for this environment."""
         if not config.get("SQLALCHEMY_DATABASE_URI"):
             raise ConfigurationError("DATABASE_URL must be set.")
-        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY", "TOTP_ENCRYPTION_KEYS", "PUBLIC_BASE_URL"):
             if not config.get(name):
                 raise ConfigurationError(f"{name} must be set.")
+        if not config["PUBLIC_BASE_URL"].startswith(("https://", "http://")):
+            raise ConfigurationError("PUBLIC_BASE_URL must be an absolute address such as https://portal.example.")
 
 
 class DevelopmentConfig(BaseConfig):
@@ -174,17 +208,21 @@ class DevelopmentConfig(BaseConfig):
         # The audit key must outlive the process, or yesterday's chain could not be verified today.
         if "AUDIT_HMAC_KEY" not in values:
             values["AUDIT_HMAC_KEY"] = _development_key_file("dev-audit-hmac.key")
+        # Authenticator secrets must outlive the process too, or every enrolment would be lost on restart.
+        if "TOTP_ENCRYPTION_KEYS" not in values:
+            values["TOTP_ENCRYPTION_KEYS"] = _development_key_file("dev-totp.key", fernet=True)
+        values.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '5000')}")
         return values
 
 
-def _development_key_file(name: str) -> str:
+def _development_key_file(name: str, *, fernet: bool = False) -> str:
     """Read a development-only key from instance/, creating it (owner-only) on first use."""
     path = INSTANCE_PATH / name
     if not path.exists():
         INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32))
+            handle.write(Fernet.generate_key().decode() if fernet else secrets.token_hex(32))
     return path.read_text().strip()
 
 
@@ -198,6 +236,12 @@ class TestConfig(BaseConfig):
     SQLALCHEMY_DATABASE_URI = "sqlite:///:memory:"
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
     LOG_JSON = True
+    PUBLIC_BASE_URL = "https://localhost"
+    TOTP_ENCRYPTION_KEYS = "dGVzdC10b3RwLWtleS1ub3QtZm9yLXByb2R1Y3Rpb24="
+    # Cheap hashing so the suite runs quickly; tests of the production cost build their own hasher.
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST_KIB = 8
+    ARGON2_PARALLELISM = 1
 
     @classmethod
     def from_env(cls) -> dict:
@@ -222,13 +266,24 @@ class ProductionConfig(BaseConfig):
                 raise ConfigurationError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
             if value in KNOWN_NON_PRODUCTION_KEYS or len(set(value)) < MIN_DISTINCT_KEY_CHARACTERS:
                 raise ConfigurationError(f"{name} must be random: this value is published or too repetitive.")
+        if any(key.strip() in KNOWN_NON_PRODUCTION_KEYS for key in config["TOTP_ENCRYPTION_KEYS"].split(",")):
+            raise ConfigurationError("TOTP_ENCRYPTION_KEYS must be your own keys, not the test suite's.")
+        if not config["PUBLIC_BASE_URL"].startswith("https://"):
+            raise ConfigurationError("PUBLIC_BASE_URL must start with https:// in production.")
+        if config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+            raise ConfigurationError(
+                "RATELIMIT_STORAGE_URI must name a shared store such as redis://127.0.0.1:6379/0 in production:"
+                " in-memory limits are per process."
+            )
         if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             raise ConfigurationError("DATABASE_URL must point at PostgreSQL in production, not SQLite.")
         if not config.get("TRUSTED_HOSTS"):
             raise ConfigurationError("TRUSTED_HOSTS must list the host names the portal is served on.")
 
 
-KNOWN_NON_PRODUCTION_KEYS = frozenset({TestConfig.SECRET_KEY, TestConfig.AUDIT_HMAC_KEY})
+KNOWN_NON_PRODUCTION_KEYS = frozenset(
+    {TestConfig.SECRET_KEY, TestConfig.AUDIT_HMAC_KEY, TestConfig.TOTP_ENCRYPTION_KEYS}
+)
 # A random hex or base64 key of 32+ characters uses well over this many different characters.
 MIN_DISTINCT_KEY_CHARACTERS = 10
 

@@ -12,6 +12,7 @@ import os
 from flask import Flask, send_from_directory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core.auth import register_auth
 from core.config import INSTANCE_PATH, PROJECT_ROOT, load_config
 from core.errors import register_error_handlers
 from core.extensions import csrf, db, limiter, migrate
@@ -46,6 +47,7 @@ def create_app(env_name: str | None = None, overrides: dict | None = None) -> Fl
     configure_logging(app)
     register_extensions(app)
     register_security(app)
+    register_auth(app)
     register_error_handlers(app)
     register_template_context(app)
     register_assets(app)

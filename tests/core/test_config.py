@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import ConfigurationError, load_config, normalise_database_url
+from core.config import ConfigurationError, TestConfig, load_config, normalise_database_url
 from core.factory import create_app
 
 GOOD_KEY = "3f9a7c1e5b8d2046a1c9e7f3b5d80264c1a9e7f35b8d2046"
@@ -13,12 +13,15 @@ PRODUCTION_ENV = {
     "AUDIT_HMAC_KEY": "9b1d7f3a5c8e20461a3c5e7f9b1d3f5a7c9e1b3d5f7a9c1e",
     "DATABASE_URL": "postgresql://portal@db.internal:5432/portal",
     "TRUSTED_HOSTS": "recordings.example-practice.nhs.uk",
+    "TOTP_ENCRYPTION_KEYS": "bV9xR3pVa0x2c1Z4N2RqTjJwQ1ltSGVhNGZXdFo4c0E=",
+    "PUBLIC_BASE_URL": "https://recordings.example-practice.nhs.uk",
+    "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
 }
 
 
 @pytest.fixture
 def production_env(monkeypatch):
-    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY", "DATABASE_URL", "TRUSTED_HOSTS", "PORTAL_ENV"):
+    for name in ("PORTAL_ENV", *PRODUCTION_ENV):
         monkeypatch.delenv(name, raising=False)
     for name, value in PRODUCTION_ENV.items():
         monkeypatch.setenv(name, value)
@@ -31,6 +34,8 @@ def production_env(monkeypatch):
         ("SECRET_KEY", "SECRET_KEY must be set."),
         ("AUDIT_HMAC_KEY", "AUDIT_HMAC_KEY must be set."),
         ("DATABASE_URL", "DATABASE_URL must be set."),
+        ("TOTP_ENCRYPTION_KEYS", "TOTP_ENCRYPTION_KEYS must be set."),
+        ("PUBLIC_BASE_URL", "PUBLIC_BASE_URL must be set."),
     ],
 )
 def test_production_refuses_to_start_without_its_secrets(production_env, missing, message):
@@ -125,3 +130,17 @@ def test_the_release_id_follows_the_practice_details(database_url):
     assert create_app("test", base).config["RELEASE_ID"] == first
     assert create_app("test", base | {"PRACTICE_PHONE": "020 8333 5001"}).config["RELEASE_ID"] != first
     assert create_app("test", base | {"RELEASE_ID": "2026.11.25"}).config["RELEASE_ID"] == "2026.11.25"
+
+
+def test_production_refuses_the_suites_totp_key_a_plain_http_base_url_and_per_process_limits(production_env):
+    production_env.setenv("TOTP_ENCRYPTION_KEYS", TestConfig.TOTP_ENCRYPTION_KEYS)
+    with pytest.raises(ConfigurationError, match="TOTP_ENCRYPTION_KEYS must be your own"):
+        load_config("production")
+    production_env.setenv("TOTP_ENCRYPTION_KEYS", PRODUCTION_ENV["TOTP_ENCRYPTION_KEYS"])
+    production_env.setenv("PUBLIC_BASE_URL", "http://recordings.example-practice.nhs.uk")
+    with pytest.raises(ConfigurationError, match="https://"):
+        load_config("production")
+    production_env.setenv("PUBLIC_BASE_URL", PRODUCTION_ENV["PUBLIC_BASE_URL"])
+    production_env.setenv("RATELIMIT_STORAGE_URI", "memory://")
+    with pytest.raises(ConfigurationError, match="shared store"):
+        load_config("production")

@@ -1,0 +1,133 @@
+"""Patients, for staff: the list of patients awaiting identity verification, finding a patient, recording how
+their identity was checked (or why it could not be), and resetting a lost authenticator after checking photo
+ID in person. Deactivating a patient and ending their sessions are for admins (admin.guard)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import func, or_, select
+
+from admin import bp
+from core.extensions import db
+from core.forms import FormErrors, text
+from core.models.accounts import Patient
+from core.services import accounts
+from core.services.register import parse_nhs_number
+
+SEARCH_LIMIT = 50
+
+
+def _patient_or_404(public_id: str) -> Patient:
+    patient = db.session.execute(select(Patient).where(Patient.public_id == public_id)).scalar_one_or_none()
+    if patient is None:
+        abort(404)
+    return patient
+
+
+@bp.get("/patients/awaiting-verification")
+def patients_awaiting_verification():
+    return render_template("admin/patients/awaiting.html", patients=accounts.patients_awaiting_verification())
+
+
+@bp.get("/patients")
+def patient_search():
+    """Find a patient by NHS number, email address or last name."""
+    query = text(request.args, "q", limit=320)
+    results: list[Patient] | None = None
+    if query:
+        nhs_number = parse_nhs_number(query)
+        if nhs_number:
+            condition = Patient.nhs_number == nhs_number
+        elif "@" in query:
+            condition = Patient.email == accounts.normalise_email(query)
+        else:
+            condition = or_(func.lower(Patient.family_name) == query.lower())
+        results = list(
+            db.session.execute(
+                select(Patient).where(condition).order_by(Patient.family_name).limit(SEARCH_LIMIT)
+            ).scalars()
+        )
+    return render_template("admin/patients/search.html", query=query, results=results)
+
+
+@bp.get("/patients/<public_id>")
+def patient_detail(public_id: str):
+    return render_template(
+        "admin/patients/detail.html", patient=_patient_or_404(public_id), errors=FormErrors(), values={}
+    )
+
+
+def _render_with_error(patient: Patient, field: str, message: str, values: dict):
+    errors = FormErrors()
+    errors.add(field, message)
+    return render_template("admin/patients/detail.html", patient=patient, errors=errors, values=values), 400
+
+
+@bp.post("/patients/<public_id>/verify")
+def patient_verify(public_id: str):
+    patient = _patient_or_404(public_id)
+    values = {"method": text(request.form, "method", limit=20), "note": text(request.form, "note", limit=500)}
+    try:
+        accounts.verify_identity(g.staff_user, patient, method=values["method"], note=values["note"])
+    except accounts.AccountError as exc:
+        return _render_with_error(patient, "method", str(exc), values)
+    flash(f"{patient.full_name}'s identity is confirmed. They have been emailed.")
+    return redirect(url_for("admin.patients_awaiting_verification"))
+
+
+@bp.post("/patients/<public_id>/reject")
+def patient_reject(public_id: str):
+    patient = _patient_or_404(public_id)
+    values = {"reason": text(request.form, "reason", limit=500)}
+    try:
+        accounts.reject_identity(g.staff_user, patient, reason=values["reason"])
+    except accounts.AccountError as exc:
+        return _render_with_error(patient, "reason", str(exc), values)
+    flash(f"You recorded that {patient.full_name}'s identity could not be confirmed. They have been emailed.")
+    return redirect(url_for("admin.patients_awaiting_verification"))
+
+
+@bp.post("/patients/<public_id>/reset-authenticator")
+def patient_reset_authenticator(public_id: str):
+    patient = _patient_or_404(public_id)
+    if request.form.get("photo-id-checked") != "yes":
+        return _render_with_error(
+            patient, "photo-id-checked", "Confirm that you have checked the patient's photo ID in person", {}
+        )
+    accounts.reset_authenticator(g.staff_user, patient)
+    flash("The authenticator has been removed. The patient has been emailed a link to set up a new one.")
+    return redirect(url_for("admin.patient_detail", public_id=patient.public_id))
+
+
+def _admin_action(public_id: str, action, done: str):
+    patient = _patient_or_404(public_id)
+    action(patient)
+    flash(done)
+    return redirect(url_for("admin.patient_detail", public_id=patient.public_id))
+
+
+@bp.post("/patients/<public_id>/deactivate")
+def patient_deactivate(public_id: str):
+    return _admin_action(
+        public_id,
+        lambda patient: accounts.set_account_active(g.staff_user, patient, False),
+        "The account has been deactivated and signed out everywhere.",
+    )
+
+
+@bp.post("/patients/<public_id>/reactivate")
+def patient_reactivate(public_id: str):
+    return _admin_action(
+        public_id,
+        lambda patient: accounts.set_account_active(g.staff_user, patient, True),
+        "The account is active again.",
+    )
+
+
+@bp.post("/patients/<public_id>/end-sessions")
+def patient_end_sessions(public_id: str):
+    return _admin_action(
+        public_id,
+        lambda patient: accounts.end_sessions_for(g.staff_user, patient),
+        "They have been signed out everywhere.",
+    )

@@ -1,0 +1,129 @@
+"""Managing staff accounts (admins only: see ADMIN_ONLY_ENDPOINTS in admin.guard).
+
+Admins invite staff by email and choose their role, change roles, deactivate and reactivate accounts, end a
+person's sessions and reset a lost authenticator. Every change is audited by the account services.
+"""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from admin import bp
+from core.extensions import db
+from core.forms import FormErrors, text
+from core.models.accounts import STAFF_ROLES, StaffUser
+from core.services import accounts
+
+
+def _staff_or_404(public_id: str) -> StaffUser:
+    staff = db.session.execute(select(StaffUser).where(StaffUser.public_id == public_id)).scalar_one_or_none()
+    if staff is None:
+        abort(404)
+    return staff
+
+
+@bp.get("/staff")
+def staff_list():
+    staff = db.session.execute(select(StaffUser).order_by(StaffUser.is_active.desc(), StaffUser.name)).scalars().all()
+    return render_template("admin/staff/list.html", staff=staff)
+
+
+@bp.route("/staff/invite", methods=["GET", "POST"])
+def staff_invite():
+    errors = FormErrors()
+    values = {"name": "", "email": "", "role": "staff", "clinician": ""}
+    if request.method == "POST":
+        values = {
+            "name": text(request.form, "name", limit=200),
+            "email": text(request.form, "email", limit=320),
+            "role": text(request.form, "role", limit=16),
+            "clinician": text(request.form, "clinician", limit=3),
+        }
+        if not values["name"]:
+            errors.add("name", "Enter the person's full name")
+        elif len(values["name"]) > 200:
+            errors.add("name", "Name must be 200 characters or fewer")
+        if not accounts.looks_like_email(values["email"]):
+            errors.add("email", "Enter an email address in the correct format, like name@example.com")
+        if values["role"] not in STAFF_ROLES:
+            errors.add("role", "Select a role")
+        if not errors:
+            try:
+                staff = accounts.invite_staff(
+                    g.staff_user,
+                    email=values["email"],
+                    name=values["name"],
+                    role=values["role"],
+                    is_clinician=values["clinician"] == "yes",
+                )
+            except accounts.AccountError as exc:
+                errors.add("email", str(exc))
+            else:
+                flash(f"Invitation sent to {staff.email}. It works for 72 hours.")
+                return redirect(url_for("admin.staff_detail", public_id=staff.public_id))
+    return render_template("admin/staff/invite.html", errors=errors, values=values), 400 if errors else 200
+
+
+@bp.get("/staff/<public_id>")
+def staff_detail(public_id: str):
+    return render_template("admin/staff/detail.html", staff=_staff_or_404(public_id), errors=FormErrors())
+
+
+def _staff_action(public_id: str, action, done: str):
+    staff = _staff_or_404(public_id)
+    try:
+        action(staff)
+    except accounts.AccountError as exc:
+        errors = FormErrors()
+        errors.add("action", str(exc))
+        return render_template("admin/staff/detail.html", staff=staff, errors=errors), 400
+    flash(done)
+    return redirect(url_for("admin.staff_detail", public_id=staff.public_id))
+
+
+@bp.post("/staff/<public_id>/role")
+def staff_role(public_id: str):
+    role = text(request.form, "role", limit=16)
+    return _staff_action(
+        public_id, lambda staff: accounts.set_staff_role(g.staff_user, staff, role), "The role has been changed."
+    )
+
+
+@bp.post("/staff/<public_id>/deactivate")
+def staff_deactivate(public_id: str):
+    return _staff_action(
+        public_id,
+        lambda staff: accounts.set_account_active(g.staff_user, staff, False),
+        "The account has been deactivated and signed out everywhere.",
+    )
+
+
+@bp.post("/staff/<public_id>/reactivate")
+def staff_reactivate(public_id: str):
+    return _staff_action(
+        public_id, lambda staff: accounts.set_account_active(g.staff_user, staff, True), "The account is active again."
+    )
+
+
+@bp.post("/staff/<public_id>/reset-authenticator")
+def staff_reset_authenticator(public_id: str):
+    return _staff_action(
+        public_id,
+        lambda staff: accounts.reset_authenticator(g.staff_user, staff),
+        "The authenticator has been removed. They have been emailed a link to set up a new one.",
+    )
+
+
+@bp.post("/staff/<public_id>/end-sessions")
+def staff_end_sessions(public_id: str):
+    return _staff_action(
+        public_id, lambda staff: accounts.end_sessions_for(g.staff_user, staff), "They have been signed out everywhere."
+    )
+
+
+@bp.post("/staff/<public_id>/resend-invitation")
+def staff_resend_invitation(public_id: str):
+    return _staff_action(
+        public_id, lambda staff: accounts.resend_invitation(g.staff_user, staff), "A new invitation has been sent."
+    )

@@ -1,0 +1,138 @@
+"""Who is signed in, shared by the patient and staff areas.
+
+`load_signed_in_account` runs before every request: it reads the account named by the server-side session,
+re-reading it from the database each time (so a deactivation or a role change applies on the next request,
+SECURITY E6 and G8), and puts it on `g`:
+
+- `g.account`: a patient or staff member who has passed both factors in this session;
+- `g.pending_account`: someone who has passed the password step only (or must set up an authenticator).
+  A pending account reaches nothing but the next sign-in step (SECURITY D1).
+
+The blueprints' guards use these; nothing is cached in the cookie.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
+
+from core.services.accounts import get_account
+from core.sessions import ServerSession, ServerSessionInterface, enforce_session_limit
+
+MAX_CODE_FAILURES = 5
+
+
+def current_session() -> ServerSession:
+    return session  # type: ignore[return-value]
+
+
+def load_signed_in_account() -> None:
+    g.account = g.pending_account = None
+    active = current_session()
+    if active.unavailable:
+        abort(503)
+    if active.account_kind is None:
+        return
+    account = get_account(active.account_kind, active.account_id)
+    if account is None or not account.is_active:
+        active.end()
+        active.timed_out = True
+        return
+    if active.stage == "full":
+        g.account = account
+    elif active.stage in ("password", "enrol"):
+        g.pending_account = account
+
+
+def signed_in(kind: str):
+    account = g.get("account")
+    return account if account is not None and account.kind == kind else None
+
+
+def pending(kind: str):
+    account = g.get("pending_account")
+    return account if account is not None and account.kind == kind else None
+
+
+def no_store_when_signed_in(response: Response) -> Response:
+    """Pages seen by a signed-in person may hold personal data: no browser or proxy may keep them."""
+    if current_session().account_kind is not None or current_session().ended:
+        response.cache_control.no_store = True
+        response.cache_control.private = True
+        response.cache_control.no_cache = None
+    return response
+
+
+def begin_sign_in(account) -> str:
+    """After the password step: a new session id, at the stage the account needs next."""
+    stage = "password" if account.has_authenticator else "enrol"
+    active = current_session()
+    active.clear()
+    active.start_stage(account, stage, now=datetime.now(UTC))
+    active["code_failures"] = 0
+    return stage
+
+
+def complete_sign_in(account) -> None:
+    """Both factors done: a new session id, and at most the allowed number of signed-in devices."""
+    active = current_session()
+    active.pop("code_failures", None)
+    active.start_stage(account, "full", now=datetime.now(UTC))
+    limit_name = "MAX_SESSIONS_STAFF" if account.kind == "staff" else "MAX_SESSIONS_PATIENT"
+    enforce_session_limit(account, keep_session_id=active.session_id, limit=current_app.config[limit_name])
+
+
+def note_code_failure() -> bool:
+    """Count a wrong code; True when the pending sign-in must be abandoned (SECURITY D7)."""
+    active = current_session()
+    active["code_failures"] = int(active.get("code_failures", 0)) + 1
+    if active["code_failures"] >= MAX_CODE_FAILURES:
+        active.end()
+        return True
+    return False
+
+
+def is_fresh() -> bool:
+    """Both factors proved in this session within SESSION_FRESH_MINUTES (for sensitive actions)."""
+    return current_session().is_fresh(now=datetime.now(UTC), minutes=current_app.config["SESSION_FRESH_MINUTES"])
+
+
+def safe_next_path(value: str | None, *, prefix: str = "/") -> str | None:
+    """A same-site path to return to after signing in, or None. Absolute and scheme-relative addresses,
+    backslashes and control characters are refused (no open redirects)."""
+    if not value or len(value) > 500 or not value.startswith(prefix):
+        return None
+    if value.startswith("//") or "\\" in value or any(ord(char) < 32 for char in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
+
+
+def fresh_second_factor_required(reauthenticate_endpoint: str):
+    """Decorator for sensitive actions: both factors within the last 15 minutes, else re-authenticate."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            if not is_fresh():
+                return redirect(url_for(reauthenticate_endpoint, next=request.full_path.rstrip("?")))
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def register_auth(app: Flask) -> None:
+    app.session_interface = ServerSessionInterface()
+    app.before_request(load_signed_in_account)
+    app.after_request(no_store_when_signed_in)
+
+    @app.context_processor
+    def signed_in_context() -> dict:
+        return {"signed_in_account": g.get("account")}

@@ -1,0 +1,305 @@
+"""The sign-in journey and account-security pages, written once for patients and staff.
+
+`add_auth_views(bp, kind=...)` adds the same views to the portal (patients) and admin (staff) blueprints:
+password step, code step, recovery code, authenticator set-up, confirm-it-is-you, change password, sign out
+other devices, forgotten password, reset and sign out. Only the URLs, the templates' wording and where each
+journey ends differ. Every form reads only the fields it names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from markupsafe import Markup
+
+from core.auth import (
+    begin_sign_in,
+    complete_sign_in,
+    current_session,
+    fresh_second_factor_required,
+    is_fresh,
+    note_code_failure,
+    safe_next_path,
+)
+from core.extensions import limiter
+from core.forms import FormErrors, check_new_password, password_field, text
+from core.limits import account_limit, code_step_limit, failed_attempt, ip_limit, note_failed_attempt, on_breach
+from core.services import accounts, totp
+from core.services.passwords import verify_password
+from core.services.tokens import RESET_PASSWORD, peek_token
+
+SIGN_IN_FAILED = "Enter a correct email address and password"
+CODE_FAILED = "Enter the 6-digit security code from your authenticator app. It changes every 30 seconds"
+TOO_MANY_CODES = "You entered too many incorrect codes. Sign in again."
+
+
+@dataclass(frozen=True)
+class Journey:
+    kind: str  # "patient" or "staff"
+    blueprint: str  # "portal" or "admin"
+    home: str  # endpoint to land on after signing in
+    prefix: str  # URL prefix of the account pages within the blueprint
+
+    def url(self, view: str, **values) -> str:
+        return url_for(f"{self.blueprint}.{view}", **values)
+
+    def names(self, account) -> tuple[str, ...]:
+        return (account.given_name, account.family_name) if self.kind == "patient" else tuple(account.name.split())
+
+
+def _account_key(kind: str):
+    return lambda: f"{kind}:" + accounts.normalise_email(text(request.form, "email", limit=320))
+
+
+def _session_key(scope: str):
+    return lambda: f"{scope}:{current_session().account_kind}:{current_session().account_id}"
+
+
+def _guessable(scope: str):
+    """The failed-attempt limit for forms that take a code or a password from someone part-signed-in."""
+    return limiter.limit(
+        code_step_limit(),
+        key_func=_session_key(scope),
+        methods=["POST"],
+        deduct_when=failed_attempt,
+        on_breach=on_breach("code"),
+    )
+
+
+def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
+    return render_template(template, errors=errors, **context), 400 if errors else 200
+
+
+def add_auth_views(bp: Blueprint, journey: Journey) -> None:
+    p = journey.prefix
+
+    def sign_in():
+        next_path = safe_next_path(request.values.get("next"), prefix=url_for(journey.home))
+        errors = FormErrors()
+        email = ""
+        if request.method == "POST":
+            email = text(request.form, "email", limit=320)
+            outcome = accounts.check_password(journey.kind, email, password_field(request.form, "password"))
+            if outcome.account is not None:
+                stage = begin_sign_in(outcome.account)
+                if next_path:
+                    current_session()["next"] = next_path
+                return redirect(journey.url("sign_in_code" if stage == "password" else "set_up_authenticator"))
+            note_failed_attempt()
+            if outcome.email_unconfirmed:
+                return redirect(journey.url("check_email"))
+            errors.add("email", SIGN_IN_FAILED)
+        timed_out = current_session().timed_out and request.method == "GET"
+        return _page(
+            f"{journey.blueprint}/auth/sign-in.html", errors, email=email, next_path=next_path, timed_out=timed_out
+        )
+
+    def _abandon_if_too_many(account) -> Response | None:
+        note_failed_attempt()
+        if note_code_failure():
+            accounts.record_pending_sign_in_abandoned(account)
+            flash(TOO_MANY_CODES)
+            return redirect(journey.url("sign_in"))
+        return None
+
+    def sign_in_code():
+        account = g.pending_account
+        if account is None or current_session().stage != "password":
+            return redirect(journey.url("sign_in"))
+        errors = FormErrors()
+        if request.method == "POST":
+            result = accounts.check_second_factor(account, code=request.form.get("code"))
+            if result == "accepted":
+                next_path = current_session().pop("next", None)
+                complete_sign_in(account)
+                return redirect(safe_next_path(next_path) or url_for(journey.home))
+            abandoned = _abandon_if_too_many(account)
+            if abandoned:
+                return abandoned
+            errors.add("code", CODE_FAILED)
+        return _page("shared/auth/code.html", errors, journey=journey)
+
+    def sign_in_recovery():
+        account = g.pending_account
+        if account is None or current_session().stage != "password":
+            return redirect(journey.url("sign_in"))
+        errors = FormErrors()
+        if request.method == "POST":
+            raw = request.form.get("recovery-code")
+            result = accounts.check_second_factor(account, recovery_code=raw if isinstance(raw, str) else "")
+            if result == "recovery":
+                current_session().pop("next", None)
+                complete_sign_in(account)
+                flash(
+                    "You signed in with a recovery code, which cannot be used again. "
+                    "If you have lost your phone, set up your authenticator app again."
+                )
+                return redirect(url_for(journey.home))
+            abandoned = _abandon_if_too_many(account)
+            if abandoned:
+                return abandoned
+            errors.add("recovery-code", "Enter one of your recovery codes, like ABCD-EFGH-JKLM-NPQR")
+        return _page("shared/auth/recovery-code.html", errors, journey=journey)
+
+    def set_up_authenticator():
+        """First set-up (straight after the password), or a new phone (needs a fresh second factor)."""
+        enrolling = current_session().stage == "enrol"
+        account = g.pending_account if enrolling else g.account
+        if account is None:
+            return redirect(journey.url("sign_in"))
+        if not enrolling and not is_fresh():
+            return redirect(journey.url("reauthenticate", next=journey.url("set_up_authenticator")))
+        errors = FormErrors()
+        if request.method == "POST":
+            codes = accounts.finish_enrolment(
+                account, request.form.get("code"), keep_session_id=current_session().session_id
+            )
+            if codes is not None:
+                if enrolling:
+                    complete_sign_in(account)
+                else:
+                    current_session().prove_second_factor(now=datetime.now(UTC))
+                return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
+            note_failed_attempt()
+            errors.add("code", CODE_FAILED)
+        secret = accounts.begin_enrolment(account)
+        return _page(
+            "shared/auth/set-up-authenticator.html",
+            errors,
+            journey=journey,
+            replacing=not enrolling,
+            secret=secret,
+            # segno draws the QR code from the URI as modules; the SVG holds no text from the user (only a fixed
+            # <title>), so it is safe to place in the page as markup.
+            qr_svg=Markup(totp.qr_code_svg(totp.provisioning_uri(secret, account.email))),  # noqa: S704
+        )
+
+    def sign_out():
+        account = g.account or g.pending_account
+        if account is not None:
+            accounts.record_sign_out(account, reason="signed_out")
+        current_session().end()
+        flash("You have signed out.")
+        response = redirect(journey.url("sign_in"))
+        response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+        return response
+
+    def reauthenticate():
+        """Password and a code again, before a sensitive action (SECURITY E12)."""
+        account = g.account
+        next_path = safe_next_path(request.values.get("next"), prefix=url_for(journey.home)) or url_for(journey.home)
+        errors = FormErrors()
+        if request.method == "POST":
+            matches, _ = verify_password(account.password_hash, password_field(request.form, "password"))
+            result = accounts.check_second_factor(account, code=request.form.get("code")) if matches else "invalid"
+            accounts.record_reauthentication(account, succeeded=result == "accepted")
+            if result == "accepted":
+                current_session().prove_second_factor(now=datetime.now(UTC))
+                return redirect(next_path)
+            note_failed_attempt()
+            errors.add("password", "Enter your password and a current security code from your authenticator app")
+        return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
+
+    def regenerate_recovery_codes():
+        if request.method == "POST":
+            codes = accounts.regenerate_recovery_codes(g.account)
+            return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
+        return render_template("shared/auth/regenerate-recovery-codes.html", journey=journey)
+
+    def change_password():
+        account = g.account
+        errors = FormErrors()
+        if request.method == "POST":
+            current = password_field(request.form, "current-password")
+            if not current:
+                errors.add("current-password", "Enter your current password")
+            new = check_new_password(
+                errors, request.form, field="new-password", email=account.email, names=journey.names(account)
+            )
+            if not errors:
+                if accounts.change_password(account, current, new, keep_session_id=current_session().session_id):
+                    current_session().prove_second_factor(now=datetime.now(UTC))
+                    flash("Your password has been changed. Any other devices have been signed out.")
+                    return redirect(url_for(journey.home))
+                note_failed_attempt()
+                errors.add("current-password", "Your current password is not correct")
+        return _page("shared/auth/change-password.html", errors, journey=journey)
+
+    def sign_out_other_devices():
+        errors = FormErrors()
+        if request.method == "POST":
+            ended = accounts.sign_out_other_devices(
+                g.account, password_field(request.form, "password"), keep_session_id=current_session().session_id
+            )
+            if ended is not None:
+                flash("You have signed out of every other device.")
+                return redirect(url_for(journey.home))
+            note_failed_attempt()
+            errors.add("password", "Your password is not correct")
+        return _page("shared/auth/sign-out-other-devices.html", errors, journey=journey)
+
+    def forgot_password():
+        errors = FormErrors()
+        if request.method == "POST":
+            email = text(request.form, "email", limit=320)
+            if not email:
+                errors.add("email", "Enter your email address")
+            else:
+                accounts.request_password_reset(journey.kind, email)
+                return redirect(journey.url("forgot_password_sent"))
+        return _page("shared/auth/forgot-password.html", errors, journey=journey)
+
+    def forgot_password_sent():
+        return render_template("shared/auth/forgot-password-sent.html", journey=journey)
+
+    def reset_password(token: str):
+        row = peek_token(RESET_PASSWORD, token)
+        account = accounts.get_account(row.account_kind, row.account_id) if row else None
+        if account is None or account.kind != journey.kind:
+            return render_template("shared/auth/link-invalid.html", journey=journey), 404
+        errors = FormErrors()
+        if request.method == "POST":
+            new = check_new_password(errors, request.form, email=account.email, names=journey.names(account))
+            if not errors:
+                if accounts.reset_password(journey.kind, token, new) is None:
+                    return render_template("shared/auth/link-invalid.html", journey=journey), 404
+                current_session().end()
+                flash("Your password has been reset. Sign in with your new password and your authenticator app.")
+                return redirect(journey.url("sign_in"))
+        return _page("shared/auth/reset-password.html", errors, journey=journey, token=token)
+
+    sign_in_limits = (
+        limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], deduct_when=failed_attempt, on_breach=on_breach("ip")),
+        limiter.limit(
+            account_limit("SIGN_IN_ACCOUNT"),
+            key_func=_account_key(journey.kind),
+            methods=["POST"],
+            deduct_when=failed_attempt,
+            on_breach=on_breach("account"),
+        ),
+    )
+    reset_limit = limiter.limit(ip_limit("RESET_IP"), methods=["POST"], on_breach=on_breach("reset"))
+    fresh = fresh_second_factor_required(f"{journey.blueprint}.reauthenticate")
+    both = ["GET", "POST"]
+    routes = [
+        ("/sign-in", sign_in, both, sign_in_limits),
+        ("/sign-in/code", sign_in_code, both, (_guessable("code"),)),
+        ("/sign-in/recovery-code", sign_in_recovery, both, (_guessable("code"),)),
+        ("/authenticator/set-up", set_up_authenticator, both, (_guessable("enrol"),)),
+        ("/sign-out", sign_out, ["POST"], ()),
+        ("/confirm-it-is-you", reauthenticate, both, (_guessable("reauthenticate"),)),
+        ("/recovery-codes/new", regenerate_recovery_codes, both, (fresh,)),
+        ("/change-password", change_password, both, (_guessable("password"),)),
+        ("/sign-out-other-devices", sign_out_other_devices, both, (_guessable("password"),)),
+        ("/forgot-password", forgot_password, both, (reset_limit,)),
+        ("/forgot-password/check-your-email", forgot_password_sent, ["GET"], ()),
+        ("/reset-password/<token>", reset_password, both, ()),
+    ]
+    for rule, view, methods, decorators in routes:
+        # A name per blueprint: Flask-Limiter files decorated limits under the function's qualified name.
+        view.__qualname__ = f"{journey.blueprint}.{view.__name__}"
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        bp.add_url_rule(f"{p}{rule}", view_func=view, methods=methods)

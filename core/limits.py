@@ -1,0 +1,63 @@
+"""Rate limits on sign-in and other guessable forms (SECURITY C1-C7), with Flask-Limiter.
+
+Limits come from configuration, so production can tighten them, and are kept in RATELIMIT_STORAGE_URI
+(Redis in production, so every worker shares them). Sign-in limits count failed attempts only
+(`deduct_when=failed_attempt`): a patient who signs in successfully never uses up their allowance. Each limit
+is a ladder (per minute, per 5 minutes, per hour), so repeated failures wait longer and longer, and every
+window expires: there is no permanent lock-out (C4). A limited request gets the same 429 page whether the
+password was right or not, because the limit is checked before the password is (C3). A breach is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import current_app, g, session
+
+from core.services.audit import record_event
+from core.services.db import transactional
+
+
+def _configured(name: str) -> Callable[[], str]:
+    def limit() -> str:
+        return current_app.config[f"RATELIMIT_{name}"]
+
+    return limit
+
+
+def ip_limit(name: str) -> Callable[[], str]:
+    return _configured(name)
+
+
+def account_limit(name: str) -> Callable[[], str]:
+    return _configured(name)
+
+
+def code_step_limit() -> Callable[[], str]:
+    return _configured("CODE")
+
+
+def note_failed_attempt() -> None:
+    """Mark this request as a failed guess, so the limits wrapped around the view count it."""
+    g.failed_attempt = True
+
+
+def failed_attempt(_response) -> bool:
+    return bool(g.get("failed_attempt"))
+
+
+@transactional
+def _record_breach(scope: str, limit: str) -> None:
+    record_event(
+        action="authn_login_fail_max" if scope in ("account", "code") else "excess_rate_limit_exceeded",
+        actor_type=session.account_kind or "anonymous",
+        outcome="failure",
+        details={"scope": scope, "limit": limit},
+    )
+
+
+def on_breach(scope: str):
+    def breached(request_limit) -> None:
+        _record_breach(scope, str(request_limit.limit))
+
+    return breached

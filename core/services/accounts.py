@@ -1,0 +1,653 @@
+"""Patient and staff accounts: registration, email proof, sign-in steps, passwords, authenticators and
+identity decisions.
+
+Each public function is one unit of work: it writes the change, its audit event and any email in one
+transaction (`transactional`), so an auditor never sees a change without its event, and a patient never gets
+an email about something that did not happen. Functions return plain outcomes; the blueprints turn them
+into pages. Nothing here ever logs or audits a password, code, token or NHS number.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from core.extensions import db
+from core.models.accounts import IDENTITY_METHODS, STAFF_ROLES, Patient, StaffUser
+from core.services import totp
+from core.services.audit import record_event
+from core.services.db import transactional
+from core.services.email import queue_email
+from core.services.passwords import hash_password, verify_password
+from core.services.register import find_register_match
+from core.services.tokens import (
+    RESET_PASSWORD,
+    STAFF_INVITATION,
+    VERIFY_EMAIL,
+    absolute_url_for,
+    issue_token,
+    redeem_token,
+    void_tokens,
+)
+from core.sessions import end_account_sessions
+
+ACCOUNT_MODELS = {"patient": Patient, "staff": StaffUser}
+
+
+class AccountError(ValueError):
+    """A request that cannot be carried out, with a message to show the person who made it."""
+
+
+def normalise_email(raw: str) -> str:
+    return unicodedata.normalize("NFKC", raw or "").strip().lower()
+
+
+# A pragmatic shape check: one @, a dot in the domain, and none of the characters that have no business in an
+# address we will put in an email header or a page.
+EMAIL_SHAPE = re.compile(r"[^@\s<>\"'(),;:\[\]\\]{1,64}@[^@\s<>\"'(),;:\[\]\\]{1,252}\.[^@\s<>\"'(),;:\[\]\\.]{2,63}")
+
+
+def looks_like_email(raw: str) -> bool:
+    email = normalise_email(raw)
+    return len(email) <= 254 and EMAIL_SHAPE.fullmatch(email) is not None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _actor(account) -> dict:
+    return {"actor_type": account.kind, "actor_id": account.public_id}
+
+
+def _subject(account) -> dict:
+    return {"object_type": account.kind, "object_id": account.public_id}
+
+
+def find_account(kind: str, email: str):
+    model = ACCOUNT_MODELS[kind]
+    return db.session.execute(select(model).where(model.email == normalise_email(email))).scalar_one_or_none()
+
+
+def get_account(kind: str | None, account_id: int | None):
+    if kind not in ACCOUNT_MODELS or account_id is None:
+        return None
+    return db.session.get(ACCOUNT_MODELS[kind], account_id)
+
+
+def _greeting(account) -> str:
+    return f"Dear {account.given_name}," if account.kind == "patient" else f"Dear {account.name},"
+
+
+def _email(account, subject: str, *paragraphs: str) -> None:
+    practice = current_app.config["PRACTICE_NAME"]
+    body = "\n\n".join((_greeting(account), *paragraphs, practice)) + "\n"
+    queue_email(to=account.email, subject=subject, body=body)
+
+
+def _not_you(account) -> str:
+    phone = current_app.config["PRACTICE_PHONE"]
+    return f"If this was not you, phone the practice on {phone} straight away."
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Patients: registration and email proof
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    given_name: str
+    family_name: str
+    date_of_birth: date
+    nhs_number: str  # ten digits, already checked
+    postcode: str  # already normalised
+    email: str
+    mobile: str | None
+    password: str
+
+
+@transactional
+def register_patient(details: Registration) -> None:
+    """Create the account and email a link to prove the address. Never reveals whether the address was taken:
+    the caller shows the same "check your email" page either way, and the owner of an existing account gets
+    an email saying someone tried to register with it (SECURITY A2)."""
+    email = normalise_email(details.email)
+    password_hash = hash_password(details.password)  # spent in both branches, so timing matches too
+    existing = find_account("patient", email)
+    if existing is not None:
+        if existing.email_verified_at is None and existing.is_active:
+            _send_email_proof(existing)
+        else:
+            _email(
+                existing,
+                "Someone tried to register with your email address",
+                "Someone tried to create an account for call recordings with this email address. "
+                "You already have an account, so nothing has changed.",
+                "If this was you, sign in instead. If you have forgotten your password, "
+                f"reset it here: {absolute_url_for('portal.forgot_password')}",
+                _not_you(existing),
+            )
+        record_event(action="registration_duplicate_email", **_subject(existing), outcome="failure")
+        return
+
+    patient = Patient(
+        email=email,
+        given_name=details.given_name.strip(),
+        family_name=details.family_name.strip(),
+        date_of_birth=details.date_of_birth,
+        nhs_number=details.nhs_number,
+        postcode=details.postcode,
+        mobile=(details.mobile or "").strip() or None,
+        password_hash=password_hash,
+        password_changed_at=_now(),
+        terms_accepted_at=_now(),
+    )
+    db.session.add(patient)
+    db.session.flush()
+    record_event(action="account_registered", actor_type="patient", actor_id=patient.public_id, **_subject(patient))
+    _match_register(patient)
+    _send_email_proof(patient)
+
+
+def _match_register(patient: Patient) -> None:
+    """Verify the patient at once when the practice register holds the same NHS number, date of birth,
+    family name and postcode, and no other account has already been verified with that NHS number."""
+    entry = find_register_match(
+        nhs_number=patient.nhs_number,
+        date_of_birth=patient.date_of_birth,
+        family_name=patient.family_name,
+        postcode=patient.postcode,
+    )
+    if entry is None:
+        return
+    already = db.session.execute(
+        select(func.count())
+        .select_from(Patient)
+        .where(
+            Patient.nhs_number == patient.nhs_number, Patient.identity_status == "verified", Patient.id != patient.id
+        )
+    ).scalar_one()
+    if already:
+        record_event(action="identity_register_match_refused", **_subject(patient), details={"reason": "number taken"})
+        return
+    patient.identity_status = "verified"
+    patient.identity_method = "register_match"
+    patient.identity_decided_at = _now()
+    record_event(action="identity_verified", **_subject(patient), details={"method": "register_match"})
+
+
+def _send_email_proof(patient: Patient) -> None:
+    link = absolute_url_for("portal.confirm_email", token=issue_token(VERIFY_EMAIL, patient))
+    _email(
+        patient,
+        "Confirm your email address",
+        "Use this link to confirm your email address and finish setting up your account for call recordings:",
+        link,
+        "The link works once and expires in 24 hours. If you did not ask for an account, ignore this email.",
+    )
+
+
+@transactional
+def confirm_email(token: str) -> Patient | None:
+    row = redeem_token(VERIFY_EMAIL, token)
+    patient = get_account("patient", row.account_id) if row else None
+    if patient is None or not patient.is_active:
+        record_event(action="email_verification_failed", actor_type="anonymous", outcome="failure")
+        return None
+    patient.email_verified_at = patient.email_verified_at or _now()
+    record_event(action="email_verified", **_actor(patient), **_subject(patient))
+    return patient
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sign-in (both kinds of account)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PasswordOutcome:
+    """`account` is set only when the password was right and the account may continue to the next step."""
+
+    account: Patient | StaffUser | None = None
+    email_unconfirmed: bool = False
+
+
+@transactional
+def check_password(kind: str, email: str, password: str) -> PasswordOutcome:
+    account = find_account(kind, email) if email else None
+    matches, new_hash = verify_password(account.password_hash if account else None, password or "")
+    if account is None or not matches:
+        record_event(
+            action="authn_login_fail",
+            actor_type="anonymous",
+            **(_subject(account) if account else {"object_type": kind}),
+            outcome="failure",
+            details={"step": "password", "reason": "unknown account" if account is None else "wrong password"},
+        )
+        return PasswordOutcome()
+    if new_hash:
+        account.password_hash = new_hash
+        record_event(action="password_rehashed", **_subject(account))
+    if not account.is_active:
+        record_event(
+            action="authn_login_fail", **_subject(account), outcome="failure", details={"reason": "deactivated"}
+        )
+        return PasswordOutcome()
+    if kind == "patient" and account.email_verified_at is None:
+        _send_email_proof(account)
+        record_event(action="authn_login_fail", **_subject(account), outcome="failure", details={"reason": "email"})
+        return PasswordOutcome(email_unconfirmed=True)
+    record_event(action="authn_password_accepted", **_actor(account), **_subject(account))
+    return PasswordOutcome(account=account)
+
+
+@transactional
+def check_second_factor(account, *, code: str | None = None, recovery_code: str | None = None) -> str:
+    """Check a code from the authenticator app or a recovery code.
+
+    Returns "accepted", "recovery" (a recovery code was used), "invalid" or "replay".
+    """
+    if recovery_code is not None:
+        if totp.use_recovery_code(account, recovery_code):
+            account.last_signed_in_at = _now()
+            left = totp.remaining_recovery_codes(account)
+            record_event(
+                action="authn_login_success",
+                **_actor(account),
+                **_subject(account),
+                details={"factor": "recovery_code", "recovery_codes_left": left},
+            )
+            _email(
+                account,
+                "A recovery code was used to sign in",
+                f"A recovery code was used to sign in to your account. You have {left} recovery codes left.",
+                "If you have lost your phone, set up your authenticator app again from your account page.",
+                _not_you(account),
+            )
+            return "recovery"
+        record_event(action="authn_mfa_fail", **_subject(account), outcome="failure", details={"factor": "recovery"})
+        return "invalid"
+
+    result = totp.verify_code(account, code)
+    if result == "accepted":
+        account.last_signed_in_at = _now()
+        record_event(action="authn_login_success", **_actor(account), **_subject(account), details={"factor": "totp"})
+    elif result == "replay":
+        record_event(action="authn_token_reuse", **_subject(account), outcome="failure")
+        _email(
+            account,
+            "A sign-in code was used twice",
+            "Someone entered a security code from your authenticator app that had already been used. "
+            "We refused it. If you were signing in at the time, there is nothing to do.",
+            _not_you(account),
+        )
+    else:
+        record_event(action="authn_mfa_fail", **_subject(account), outcome="failure", details={"factor": "totp"})
+    return result
+
+
+@transactional
+def record_pending_sign_in_abandoned(account) -> None:
+    """Too many wrong codes in one sign-in: the password must be entered again (SECURITY D7)."""
+    record_event(action="authn_login_fail_max", **_subject(account), outcome="failure", details={"step": "code"})
+
+
+@transactional
+def record_sign_out(account, *, reason: str) -> None:
+    record_event(action="session_ended", **_actor(account), **_subject(account), details={"reason": reason})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Authenticator enrolment and recovery codes
+# ---------------------------------------------------------------------------------------------------------
+
+
+@transactional
+def begin_enrolment(account) -> str:
+    return totp.start_enrolment(account)
+
+
+@transactional
+def finish_enrolment(account, code: str, *, keep_session_id: str | None) -> list[str] | None:
+    """Confirm the new authenticator with a code. Returns the new recovery codes (shown once), or None."""
+    replacing = account.has_authenticator
+    if not totp.confirm_enrolment(account, code):
+        record_event(action="mfa_enrolment_failed", **_subject(account), outcome="failure")
+        return None
+    codes = totp.generate_recovery_codes(account)
+    record_event(
+        action="mfa_replaced" if replacing else "mfa_enrolled",
+        **_actor(account),
+        **_subject(account),
+        details={"recovery_codes": len(codes)},
+    )
+    if replacing:
+        ended = end_account_sessions(account, except_session_id=keep_session_id)
+        record_event(action="sessions_ended", **_subject(account), details={"reason": "mfa_replaced", "count": ended})
+        _email(
+            account,
+            "Your authenticator app was changed",
+            "A new authenticator app was set up for your account, and the old one no longer works. "
+            "Every other device signed in to your account has been signed out.",
+            _not_you(account),
+        )
+    return codes
+
+
+@transactional
+def regenerate_recovery_codes(account) -> list[str]:
+    codes = totp.generate_recovery_codes(account)
+    record_event(action="recovery_codes_regenerated", **_actor(account), **_subject(account))
+    _email(
+        account,
+        "You have new recovery codes",
+        "You made a new set of recovery codes. The old codes no longer work.",
+        _not_you(account),
+    )
+    return codes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Passwords: change and reset
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _set_password(account, password: str) -> None:
+    account.password_hash = hash_password(password)
+    account.password_changed_at = _now()
+    void_tokens(RESET_PASSWORD, account)
+
+
+@transactional
+def change_password(account, current: str, new: str, *, keep_session_id: str | None) -> bool:
+    matches, _ = verify_password(account.password_hash, current or "")
+    if not matches:
+        record_event(action="password_change_failed", **_actor(account), **_subject(account), outcome="failure")
+        return False
+    _set_password(account, new)
+    ended = end_account_sessions(account, except_session_id=keep_session_id)
+    record_event(action="password_changed", **_actor(account), **_subject(account), details={"sessions_ended": ended})
+    _email(
+        account,
+        "Your password was changed",
+        "The password for your account was changed. Every other device signed in to your account has been signed out.",
+        _not_you(account),
+    )
+    return True
+
+
+@transactional
+def request_password_reset(kind: str, email: str) -> None:
+    """Email a reset link if the account exists. The caller says the same thing whatever happened."""
+    account = find_account(kind, email) if email else None
+    if account is None or not account.is_active or account.password_hash is None:
+        record_event(action="password_reset_requested", actor_type="anonymous", object_type=kind, outcome="failure")
+        return
+    endpoint = "portal.reset_password" if kind == "patient" else "admin.reset_password"
+    link = absolute_url_for(endpoint, token=issue_token(RESET_PASSWORD, account))
+    _email(
+        account,
+        "Reset your password",
+        "Use this link to choose a new password. It works once and expires in 1 hour:",
+        link,
+        "You will still need your authenticator app to sign in. "
+        "If you did not ask to reset your password, ignore this email: your password has not changed.",
+    )
+    record_event(action="password_reset_requested", actor_type="anonymous", **_subject(account))
+
+
+@transactional
+def reset_password(kind: str, token: str, new: str):
+    """Set a new password from a reset link. Ends every session; the next sign-in still needs a code."""
+    row = redeem_token(RESET_PASSWORD, token)
+    account = get_account(row.account_kind, row.account_id) if row else None
+    if account is None or account.kind != kind or not account.is_active:
+        record_event(action="password_reset_failed", actor_type="anonymous", object_type=kind, outcome="failure")
+        return None
+    _set_password(account, new)
+    ended = end_account_sessions(account)
+    record_event(action="password_reset", **_actor(account), **_subject(account), details={"sessions_ended": ended})
+    _email(
+        account,
+        "Your password was reset",
+        "The password for your account was reset using a link we emailed you. "
+        "Every device signed in to your account has been signed out.",
+        _not_you(account),
+    )
+    return account
+
+
+@transactional
+def sign_out_other_devices(account, password: str, *, keep_session_id: str) -> int | None:
+    """End every other session of the account after the password is entered again (SECURITY E8)."""
+    matches, _ = verify_password(account.password_hash, password or "")
+    if not matches:
+        record_event(action="sessions_end_failed", **_actor(account), **_subject(account), outcome="failure")
+        return None
+    ended = end_account_sessions(account, except_session_id=keep_session_id)
+    record_event(
+        action="sessions_ended", **_actor(account), **_subject(account), details={"reason": "user", "count": ended}
+    )
+    return ended
+
+
+@transactional
+def record_reauthentication(account, *, succeeded: bool) -> None:
+    record_event(
+        action="reauthentication" if succeeded else "reauthentication_failed",
+        **_actor(account),
+        **_subject(account),
+        outcome="success" if succeeded else "failure",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Staff accounts
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _invitation_link(staff: StaffUser) -> str:
+    return absolute_url_for("admin.accept_invitation", token=issue_token(STAFF_INVITATION, staff))
+
+
+@transactional
+def create_first_admin(email: str, name: str) -> str:
+    """`flask staff create-admin`: an admin with no password yet, and a one-time invitation link."""
+    email = normalise_email(email)
+    if not email or "@" not in email or not name.strip():
+        raise AccountError("Give an email address and a name.")
+    if find_account("staff", email) is not None:
+        raise AccountError(f"A staff account for {email} already exists.")
+    staff = StaffUser(email=email, name=name.strip(), role="admin")
+    db.session.add(staff)
+    db.session.flush()
+    record_event(action="staff_created", actor_type="system", **_subject(staff), details={"role": "admin"})
+    return _invitation_link(staff)
+
+
+@transactional
+def invite_staff(actor: StaffUser, *, email: str, name: str, role: str, is_clinician: bool = False) -> StaffUser:
+    email = normalise_email(email)
+    if role not in STAFF_ROLES:
+        raise AccountError("Choose a role.")
+    if find_account("staff", email) is not None:
+        raise AccountError("A staff account with this email address already exists.")
+    staff = StaffUser(email=email, name=name.strip(), role=role, is_clinician=is_clinician, invited_by_id=actor.id)
+    db.session.add(staff)
+    db.session.flush()
+    link = _invitation_link(staff)
+    record_event(action="staff_invited", **_actor(actor), **_subject(staff), details={"role": role})
+    practice = current_app.config["PRACTICE_NAME"]
+    _email(
+        staff,
+        "You have been invited to the call recordings admin area",
+        f"{actor.name} has invited you to process requests for call recordings at {practice}.",
+        f"Use this link to choose a password and set up an authenticator app. It works once and expires in "
+        f"72 hours:\n{link}",
+    )
+    return staff
+
+
+@transactional
+def resend_invitation(actor: StaffUser, staff: StaffUser) -> None:
+    if staff.password_hash is not None:
+        raise AccountError("This person has already accepted their invitation.")
+    void_tokens(STAFF_INVITATION, staff)
+    link = _invitation_link(staff)
+    record_event(action="staff_invitation_resent", **_actor(actor), **_subject(staff))
+    _email(staff, "Your invitation to the call recordings admin area", f"Use this link to set up your account:\n{link}")
+
+
+@transactional
+def accept_invitation(token: str, password: str) -> StaffUser | None:
+    row = redeem_token(STAFF_INVITATION, token)
+    staff = get_account("staff", row.account_id) if row and row.account_kind == "staff" else None
+    if staff is None or not staff.is_active or staff.password_hash is not None:
+        record_event(action="staff_invitation_failed", actor_type="anonymous", object_type="staff", outcome="failure")
+        return None
+    staff.password_hash = hash_password(password)
+    staff.password_changed_at = _now()
+    record_event(action="staff_invitation_accepted", **_actor(staff), **_subject(staff))
+    return staff
+
+
+def _count_active_admins() -> int:
+    return db.session.execute(
+        select(func.count()).select_from(StaffUser).where(StaffUser.role == "admin", StaffUser.is_active.is_(True))
+    ).scalar_one()
+
+
+@transactional
+def set_staff_role(actor: StaffUser, staff: StaffUser, role: str) -> None:
+    if role not in STAFF_ROLES:
+        raise AccountError("Choose a role.")
+    if staff.role == role:
+        return
+    if staff.role == "admin" and _count_active_admins() <= 1:
+        raise AccountError("There must always be at least one active admin.")
+    before, staff.role = staff.role, role
+    record_event(action="staff_role_changed", **_actor(actor), **_subject(staff), details={"from": before, "to": role})
+
+
+@transactional
+def set_account_active(actor: StaffUser, account, active: bool) -> None:
+    """Deactivate (ending every session at once) or reactivate a patient or staff account (SECURITY E6)."""
+    if account.is_active == active:
+        return
+    if not active and account.kind == "staff":
+        if account.id == actor.id:
+            raise AccountError("You cannot deactivate your own account.")
+        if account.role == "admin" and _count_active_admins() <= 1:
+            raise AccountError("There must always be at least one active admin.")
+    account.is_active = active
+    account.deactivated_at = None if active else _now()
+    ended = 0 if active else end_account_sessions(account)
+    record_event(
+        action=f"{account.kind}_{'reactivated' if active else 'deactivated'}",
+        **_actor(actor),
+        **_subject(account),
+        details={"sessions_ended": ended},
+    )
+
+
+@transactional
+def end_sessions_for(actor: StaffUser, account) -> int:
+    ended = end_account_sessions(account)
+    record_event(
+        action="sessions_ended", **_actor(actor), **_subject(account), details={"reason": "staff", "count": ended}
+    )
+    return ended
+
+
+@transactional
+def reset_authenticator(actor: StaffUser, account) -> None:
+    """Staff reset a lost authenticator after checking photo ID in person (SECURITY R7).
+
+    The staff member never sees or sets a password: the old authenticator and recovery codes stop working,
+    every session ends, and the owner is emailed a link to sign in and set up a new authenticator.
+    """
+    totp.clear_authenticator(account)
+    ended = end_account_sessions(account)
+    record_event(
+        action="mfa_reset_by_staff",
+        **_actor(actor),
+        **_subject(account),
+        details={"sessions_ended": ended, "identity_checked": "photo_id_in_person"},
+    )
+    endpoint = "portal.sign_in" if account.kind == "patient" else "admin.sign_in"
+    _email(
+        account,
+        "Set up your authenticator app again",
+        "At your request, the practice has removed the authenticator app from your account. "
+        "Your old codes and recovery codes no longer work.",
+        f"Sign in with your email address and password to set up a new authenticator app: {absolute_url_for(endpoint)}",
+        _not_you(account),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Identity decisions (staff)
+# ---------------------------------------------------------------------------------------------------------
+
+STAFF_IDENTITY_METHODS = tuple(method for method in IDENTITY_METHODS if method != "register_match")
+
+
+@transactional
+def verify_identity(actor: StaffUser, patient: Patient, *, method: str, note: str) -> None:
+    if method not in STAFF_IDENTITY_METHODS:
+        raise AccountError("Select how you checked the patient's identity.")
+    note = (note or "").strip()
+    if method == "other" and not note:
+        raise AccountError("Describe how you checked the patient's identity.")
+    if patient.identity_status == "verified":
+        raise AccountError("This patient's identity has already been verified.")
+    patient.identity_status = "verified"
+    patient.identity_method = method
+    patient.identity_note = note[:500] or None
+    patient.identity_decided_by_id = actor.id
+    patient.identity_decided_at = _now()
+    record_event(action="identity_verified", **_actor(actor), **_subject(patient), details={"method": method})
+    _email(
+        patient,
+        "We have confirmed your identity",
+        "The practice has confirmed your identity. You can now receive copies of your call recordings. "
+        "Sign in to see any requests you have made.",
+    )
+
+
+@transactional
+def reject_identity(actor: StaffUser, patient: Patient, *, reason: str) -> None:
+    reason = (reason or "").strip()
+    if not reason:
+        raise AccountError("Enter the reason, in words the patient will understand.")
+    if patient.identity_status == "verified":
+        raise AccountError("This patient's identity has already been verified.")
+    patient.identity_status = "rejected"
+    patient.identity_method = None
+    patient.identity_note = reason[:500]
+    patient.identity_decided_by_id = actor.id
+    patient.identity_decided_at = _now()
+    record_event(action="identity_rejected", **_actor(actor), **_subject(patient))
+    _email(
+        patient,
+        "We could not confirm your identity",
+        "The practice could not confirm your identity from the details you gave. "
+        "Sign in to your account to see why, or contact the practice.",
+    )
+
+
+def patients_awaiting_verification(limit: int = 200) -> list[Patient]:
+    return list(
+        db.session.execute(
+            select(Patient)
+            .where(Patient.identity_status == "unverified", Patient.email_verified_at.is_not(None))
+            .order_by(Patient.created_at)
+            .limit(limit)
+        ).scalars()
+    )

@@ -1,0 +1,115 @@
+"""Emailed links: proving an email address, resetting a password, accepting a staff invitation.
+
+A link carries one opaque, random id signed with itsdangerous under a salt of its own purpose, so a token for
+one purpose is useless for another. `max_age` is always passed when loading. The `AccountToken` row decides
+the rest: a link works once (`used_at` set by an atomic update), and `void_tokens` cancels outstanding links
+(a password change voids every reset link).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select, update
+
+from core.extensions import db
+from core.models.accounts import AccountToken
+
+
+@dataclass(frozen=True)
+class Purpose:
+    name: str
+    lifetime: timedelta
+
+
+VERIFY_EMAIL = Purpose("verify-email", timedelta(hours=24))
+RESET_PASSWORD = Purpose("reset-password", timedelta(hours=1))
+STAFF_INVITATION = Purpose("staff-invitation", timedelta(hours=72))
+PURPOSES = {purpose.name: purpose for purpose in (VERIFY_EMAIL, RESET_PASSWORD, STAFF_INVITATION)}
+
+
+def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"portal-{purpose.name}")
+
+
+def issue_token(purpose: Purpose, account, *, now: datetime | None = None) -> str:
+    """Create the row for a new link and return the signed token to put in it (caller commits)."""
+    now = now or datetime.now(UTC)
+    row = AccountToken(
+        id=secrets.token_urlsafe(24),
+        purpose=purpose.name,
+        account_kind=account.kind,
+        account_id=account.id,
+        created_at=now,
+        expires_at=now + purpose.lifetime,
+    )
+    db.session.add(row)
+    return _serializer(purpose).dumps(row.id)
+
+
+def _load(purpose: Purpose, token: str, now: datetime) -> AccountToken | None:
+    if not isinstance(token, str) or len(token) > 200:
+        return None
+    try:
+        token_id = _serializer(purpose).loads(token, max_age=int(purpose.lifetime.total_seconds()))
+    except BadSignature:  # also covers SignatureExpired
+        return None
+    row = db.session.execute(
+        select(AccountToken).where(AccountToken.id == token_id, AccountToken.purpose == purpose.name)
+    ).scalar_one_or_none()
+    if row is None or row.used_at is not None or _aware(row.expires_at) <= now:
+        return None
+    return row
+
+
+def peek_token(purpose: Purpose, token: str, *, now: datetime | None = None) -> AccountToken | None:
+    """The token's row if the link is still good, without using it up (for showing a form)."""
+    return _load(purpose, token, now or datetime.now(UTC))
+
+
+def redeem_token(purpose: Purpose, token: str, *, now: datetime | None = None) -> AccountToken | None:
+    """Use the link up and return its row, or None if it is forged, expired, used or voided.
+
+    The conditional UPDATE makes two simultaneous uses of one link end with exactly one success.
+    """
+    now = now or datetime.now(UTC)
+    row = _load(purpose, token, now)
+    if row is None:
+        return None
+    claimed = db.session.execute(
+        update(AccountToken).where(AccountToken.id == row.id, AccountToken.used_at.is_(None)).values(used_at=now)
+    )
+    if claimed.rowcount != 1:
+        return None
+    return row
+
+
+def void_tokens(purpose: Purpose, account, *, now: datetime | None = None) -> None:
+    """Cancel every unused link of this purpose for the account (caller commits)."""
+    db.session.execute(
+        update(AccountToken)
+        .where(
+            AccountToken.account_kind == account.kind,
+            AccountToken.account_id == account.id,
+            AccountToken.purpose == purpose.name,
+            AccountToken.used_at.is_(None),
+        )
+        .values(used_at=now or datetime.now(UTC))
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def absolute_url_for(endpoint: str, **values) -> str:
+    """An address for an email: the configured PUBLIC_BASE_URL, never the Host header of a request.
+
+    Works in a request, a CLI command or a job alike (the URL map is bound to no host).
+    """
+    path = current_app.url_map.bind("").build(endpoint, values)
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path

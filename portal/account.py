@@ -1,0 +1,134 @@
+"""Patient accounts: register, confirm the email address, the account page; and (from core.auth_views) the
+two-factor sign-in journey and account-security pages.
+
+Every route here is listed in `portal.guard` as public, as part of signing in, or as needing a signed-in
+patient; the guard refuses anything else. Forms read only the fields they name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import flash, g, redirect, render_template, request, url_for
+
+from core.auth_views import Journey, add_auth_views
+from core.extensions import limiter
+from core.forms import FormErrors, check_new_password, date_from_parts, text
+from core.limits import ip_limit, on_breach
+from core.services import accounts, totp
+from core.services.register import normalise_postcode, parse_nhs_number
+from core.services.tokens import VERIFY_EMAIL, peek_token
+from portal import bp
+
+JOURNEY = Journey(kind="patient", blueprint="portal", home="portal.account", prefix="/account")
+
+# ---------------------------------------------------------------------------------------------------------
+# Register and confirm the email address
+# ---------------------------------------------------------------------------------------------------------
+
+
+@bp.route("/account/register", methods=["GET", "POST"])
+@limiter.limit(ip_limit("REGISTER"), methods=["POST"], on_breach=on_breach("register"))
+def register():
+    errors = FormErrors()
+    values: dict = {}
+    if request.method == "POST":
+        form = request.form
+        values = {
+            "given-name": text(form, "given-name", limit=100),
+            "family-name": text(form, "family-name", limit=100),
+            "nhs-number": text(form, "nhs-number", limit=20),
+            "postcode": text(form, "postcode", limit=10),
+            "email": text(form, "email", limit=320),
+            "mobile": text(form, "mobile", limit=20),
+        }
+        if not values["given-name"]:
+            errors.add("given-name", "Enter your first name")
+        elif len(values["given-name"]) > 100:
+            errors.add("given-name", "First name must be 100 characters or fewer")
+        if not values["family-name"]:
+            errors.add("family-name", "Enter your last name")
+        elif len(values["family-name"]) > 100:
+            errors.add("family-name", "Last name must be 100 characters or fewer")
+        date_of_birth, values["dob"] = date_from_parts(
+            errors, form, "dob", label="date of birth", today=datetime.now(UTC).date()
+        )
+        nhs_number = parse_nhs_number(values["nhs-number"])
+        if not values["nhs-number"]:
+            errors.add("nhs-number", "Enter your NHS number")
+        elif nhs_number is None:
+            errors.add("nhs-number", "Enter a valid NHS number. It is 10 digits, like 485 777 3456")
+        postcode = normalise_postcode(values["postcode"])
+        if not values["postcode"]:
+            errors.add("postcode", "Enter your postcode")
+        elif postcode is None:
+            errors.add("postcode", "Enter a real postcode, like SE28 8BE")
+        email = accounts.normalise_email(values["email"])
+        if not email:
+            errors.add("email", "Enter your email address")
+        elif not accounts.looks_like_email(email):
+            errors.add("email", "Enter an email address in the correct format, like name@example.com")
+        if values["mobile"] and not _looks_like_phone(values["mobile"]):
+            errors.add("mobile", "Enter a UK mobile number, like 07700 900 982")
+        password = check_new_password(errors, form, email=email, names=(values["given-name"], values["family-name"]))
+        if form.get("terms") != "yes":
+            errors.add("terms", "Confirm that you agree to the terms of use")
+        if not errors:
+            accounts.register_patient(
+                accounts.Registration(
+                    given_name=values["given-name"],
+                    family_name=values["family-name"],
+                    date_of_birth=date_of_birth,
+                    nhs_number=nhs_number,
+                    postcode=postcode,
+                    email=email,
+                    mobile=values["mobile"] or None,
+                    password=password,
+                )
+            )
+            return redirect(url_for("portal.check_email"))
+    status = 400 if errors else 200
+    return render_template("portal/account/register.html", errors=errors, values=values), status
+
+
+def _looks_like_phone(value: str) -> bool:
+    digits = "".join(char for char in value if char.isdigit())
+    allowed = set("0123456789 +-()")
+    return set(value) <= allowed and 10 <= len(digits) <= 13
+
+
+@bp.get("/account/register/check-your-email")
+def check_email():
+    return render_template("portal/account/check-email.html")
+
+
+@bp.route("/account/confirm-email/<token>", methods=["GET", "POST"])
+def confirm_email(token: str):
+    """GET shows a button; only the POST uses the link, so an email scanner following it changes nothing."""
+    if request.method == "GET":
+        if peek_token(VERIFY_EMAIL, token) is None:
+            return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
+        return render_template("portal/account/confirm-email.html", token=token)
+    patient = accounts.confirm_email(token)
+    if patient is None:
+        return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
+    flash("Your email address is confirmed. Sign in to set up your authenticator app.")
+    return redirect(url_for("portal.sign_in"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The account page and what it offers
+# ---------------------------------------------------------------------------------------------------------
+
+
+@bp.get("/account")
+def account():
+    patient = g.account
+    return render_template(
+        "portal/account/index.html",
+        patient=patient,
+        recovery_codes_left=totp.remaining_recovery_codes(patient),
+    )
+
+
+add_auth_views(bp, JOURNEY)

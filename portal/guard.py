@@ -1,0 +1,54 @@
+"""The one guard in front of every patient page (deny-by-default, like the admin area's).
+
+Each portal endpoint is either public, part of signing in (reachable after the password step), or needs a
+patient signed in with both factors. An endpoint in neither list needs a signed-in patient, so a new page is
+protected without anyone remembering to protect it; tests/portal/test_guard.py walks the URL map.
+"""
+
+from __future__ import annotations
+
+from flask import Response, abort, g, redirect, request, url_for
+
+from core.auth import safe_next_path
+from portal import bp
+
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "portal.home",
+        "portal.call_recording_notice",
+        "portal.how_to_request",
+        "portal.accessibility_statement",
+        "portal.healthz",
+        "portal.register",
+        "portal.check_email",
+        "portal.confirm_email",
+        "portal.sign_in",
+        "portal.forgot_password",
+        "portal.forgot_password_sent",
+        "portal.reset_password",
+        "portal.sign_out",
+    }
+)
+# Reachable with the password step done; each view checks the exact stage it needs.
+SIGN_IN_STEP_ENDPOINTS = frozenset({"portal.sign_in_code", "portal.sign_in_recovery", "portal.set_up_authenticator"})
+
+
+@bp.before_request
+def require_signed_in_patient():
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    account = g.get("account")
+    if account is not None and account.kind == "patient":
+        return None
+    if request.endpoint in SIGN_IN_STEP_ENDPOINTS and g.get("pending_account") is not None:
+        return None
+    if account is not None:  # a member of staff: this is the patients' area
+        abort(403)
+    return redirect(url_for("portal.sign_in", next=safe_next_path(request.full_path.rstrip("?"))))
+
+
+@bp.after_request
+def never_cache_account_pages(response: Response) -> Response:
+    if request.endpoint not in PUBLIC_ENDPOINTS or request.endpoint == "portal.sign_in":
+        response.cache_control.no_store = True
+    return response
