@@ -6,19 +6,25 @@ from __future__ import annotations
 from flask import redirect, render_template, request, url_for
 
 from admin import bp
-from core.auth import begin_sign_in
-from core.auth_views import Journey, add_auth_views
+from core.auth import begin_sign_in, forget_link_token, link_token
+from core.auth_views import Journey, add_auth_views, open_emailed_link
 from core.forms import FormErrors, check_new_password
 from core.services import accounts
 from core.services.tokens import STAFF_INVITATION, peek_token
 
-JOURNEY = Journey(kind="staff", blueprint="admin", home="admin.dashboard", prefix="")
+JOURNEY = Journey(kind="staff", blueprint="admin", home="admin.dashboard", prefix="", area="/admin/")
 add_auth_views(bp, JOURNEY)
 
 
-@bp.route("/invitation/<token>", methods=["GET", "POST"])
+@bp.get("/invitation/<token>")
 def accept_invitation(token: str):
+    return open_emailed_link(STAFF_INVITATION, token, "admin.set_up_account", JOURNEY)
+
+
+@bp.route("/invitation", methods=["GET", "POST"])
+def set_up_account():
     """An invited member of staff chooses a password, then must set up an authenticator before anything else."""
+    token = link_token(STAFF_INVITATION.name)
     row = peek_token(STAFF_INVITATION, token)
     staff = accounts.get_account("staff", row.account_id) if row and row.account_kind == "staff" else None
     if staff is None or staff.password_hash is not None or not staff.is_active:
@@ -27,14 +33,13 @@ def accept_invitation(token: str):
     if request.method == "POST":
         password = check_new_password(errors, request.form, email=staff.email, names=tuple(staff.name.split()))
         if not errors:
+            forget_link_token(STAFF_INVITATION.name)
             staff = accounts.accept_invitation(token, password)
             if staff is None:
                 return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
             begin_sign_in(staff)
             return redirect(url_for("admin.set_up_authenticator"))
-    return render_template("admin/auth/accept-invitation.html", errors=errors, staff=staff, token=token), (
-        400 if errors else 200
-    )
+    return render_template("admin/auth/accept-invitation.html", errors=errors, staff=staff), (400 if errors else 200)
 
 
 @bp.get("/")

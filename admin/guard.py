@@ -14,8 +14,7 @@ from flask import Response, abort, g, redirect, request, url_for
 
 from admin import bp
 from core.auth import safe_next_path
-from core.services.audit import record_event
-from core.services.db import transactional
+from core.services.accounts import record_refusal
 
 PUBLIC_ENDPOINTS = frozenset(
     {
@@ -24,7 +23,9 @@ PUBLIC_ENDPOINTS = frozenset(
         "admin.forgot_password",
         "admin.forgot_password_sent",
         "admin.reset_password",
+        "admin.choose_new_password",
         "admin.accept_invitation",
+        "admin.set_up_account",
     }
 )
 SIGN_IN_STEP_ENDPOINTS = frozenset({"admin.sign_in_code", "admin.sign_in_recovery", "admin.set_up_authenticator"})
@@ -46,18 +47,9 @@ ADMIN_ONLY_ENDPOINTS = frozenset(
 )
 
 
-@transactional
-def _record_refusal(account, reason: str) -> None:
-    """SECURITY G10: every refused access is in the audit trail."""
-    record_event(
-        action="authz_fail",
-        actor_type=account.kind,
-        actor_id=account.public_id,
-        object_type="endpoint",
-        object_id=request.endpoint,
-        outcome="failure",
-        details={"reason": reason, "method": request.method},
-    )
+def _refuse(account, reason: str):
+    record_refusal(account, endpoint=request.endpoint, method=request.method, reason=reason)
+    abort(403)
 
 
 @bp.before_request
@@ -71,11 +63,9 @@ def require_staff_user():
             return None
         return redirect(url_for("admin.sign_in", next=safe_next_path(request.full_path.rstrip("?"), prefix="/admin")))
     if account.kind != "staff":
-        _record_refusal(account, "not staff")
-        abort(403)
+        _refuse(account, "not staff")
     if request.endpoint in ADMIN_ONLY_ENDPOINTS and account.role != "admin":
-        _record_refusal(account, "admin role needed")
-        abort(403)
+        _refuse(account, "admin role needed")
     g.staff_user = account
     return None
 

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
 
-from core.services.accounts import get_account
-from core.sessions import ServerSession, ServerSessionInterface, enforce_session_limit
+from core.services.accounts import get_account, limit_sessions
+from core.sessions import ServerSession, ServerSessionInterface
 
 MAX_CODE_FAILURES = 5
 
@@ -82,7 +82,7 @@ def complete_sign_in(account) -> None:
     active.pop("code_failures", None)
     active.start_stage(account, "full", now=datetime.now(UTC))
     limit_name = "MAX_SESSIONS_STAFF" if account.kind == "staff" else "MAX_SESSIONS_PATIENT"
-    enforce_session_limit(account, keep_session_id=active.session_id, limit=current_app.config[limit_name])
+    limit_sessions(account, limit=current_app.config[limit_name])
 
 
 def note_code_failure() -> bool:
@@ -90,7 +90,7 @@ def note_code_failure() -> bool:
     active = current_session()
     active["code_failures"] = int(active.get("code_failures", 0)) + 1
     if active["code_failures"] >= MAX_CODE_FAILURES:
-        active.end()
+        active.drop_account()
         return True
     return False
 
@@ -98,6 +98,24 @@ def note_code_failure() -> bool:
 def is_fresh() -> bool:
     """Both factors proved in this session within SESSION_FRESH_MINUTES (for sensitive actions)."""
     return current_session().is_fresh(now=datetime.now(UTC), minutes=current_app.config["SESSION_FRESH_MINUTES"])
+
+
+def follow_emailed_link(purpose: str, token: str, form_endpoint: str, **values) -> Response:
+    """The first request from an emailed link: keep its token in the session and send the browser on to the
+    same page at an address without the token (SECURITY H13). The form page's own requests for styles and
+    scripts, and any Referer they carry, then never hold the token, and neither can a proxy's access log."""
+    current_session()[f"link:{purpose}"] = token
+    response = redirect(url_for(form_endpoint, **values), code=303)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def link_token(purpose: str) -> str:
+    return current_session().get(f"link:{purpose}", "")
+
+
+def forget_link_token(purpose: str) -> None:
+    current_session().pop(f"link:{purpose}", None)
 
 
 def safe_next_path(value: str | None, *, prefix: str = "/") -> str | None:

@@ -11,15 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, make_response, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from core.auth import (
     begin_sign_in,
     complete_sign_in,
     current_session,
+    follow_emailed_link,
+    forget_link_token,
     fresh_second_factor_required,
     is_fresh,
+    link_token,
     note_code_failure,
     safe_next_path,
 )
@@ -41,6 +44,7 @@ class Journey:
     blueprint: str  # "portal" or "admin"
     home: str  # endpoint to land on after signing in
     prefix: str  # URL prefix of the account pages within the blueprint
+    area: str  # the part of the site a `next` address after sign-in may point into
 
     def url(self, view: str, **values) -> str:
         return url_for(f"{self.blueprint}.{view}", **values)
@@ -72,11 +76,18 @@ def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
     return render_template(template, errors=errors, **context), 400 if errors else 200
 
 
+def open_emailed_link(purpose, token: str, form_endpoint: str, journey: Journey):
+    """The GET of a link from an email: "This link does not work" (404), or on to its token-less form page."""
+    if peek_token(purpose, token) is None:
+        return render_template("shared/auth/link-invalid.html", journey=journey), 404
+    return follow_emailed_link(purpose.name, token, form_endpoint)
+
+
 def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     p = journey.prefix
 
     def sign_in():
-        next_path = safe_next_path(request.values.get("next"), prefix=url_for(journey.home))
+        next_path = safe_next_path(request.values.get("next"), prefix=journey.area)
         errors = FormErrors()
         email = ""
         if request.method == "POST":
@@ -181,20 +192,25 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         if account is not None:
             accounts.record_sign_out(account, reason="signed_out")
         current_session().end()
-        flash("You have signed out.")
-        response = redirect(journey.url("sign_in"))
+        g.account = g.pending_account = None  # the page below is for someone signed out
+        response = make_response(render_template("shared/auth/signed-out.html", journey=journey))
         response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
         return response
 
     def reauthenticate():
         """Password and a code again, before a sensitive action (SECURITY E12)."""
         account = g.account
-        next_path = safe_next_path(request.values.get("next"), prefix=url_for(journey.home)) or url_for(journey.home)
+        next_path = safe_next_path(request.values.get("next"), prefix=journey.area) or url_for(journey.home)
         errors = FormErrors()
         if request.method == "POST":
             matches, _ = verify_password(account.password_hash, password_field(request.form, "password"))
-            result = accounts.check_second_factor(account, code=request.form.get("code")) if matches else "invalid"
-            accounts.record_reauthentication(account, succeeded=result == "accepted")
+            if matches:
+                result = accounts.check_second_factor(
+                    account, code=request.form.get("code"), purpose="reauthentication"
+                )
+            else:
+                accounts.record_reauthentication_failure(account)
+                result = "invalid"
             if result == "accepted":
                 current_session().prove_second_factor(now=datetime.now(UTC))
                 return redirect(next_path)
@@ -255,6 +271,10 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         return render_template("shared/auth/forgot-password-sent.html", journey=journey)
 
     def reset_password(token: str):
+        return open_emailed_link(RESET_PASSWORD, token, f"{journey.blueprint}.choose_new_password", journey)
+
+    def choose_new_password():
+        token = link_token(RESET_PASSWORD.name)
         row = peek_token(RESET_PASSWORD, token)
         account = accounts.get_account(row.account_kind, row.account_id) if row else None
         if account is None or account.kind != journey.kind:
@@ -263,12 +283,13 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         if request.method == "POST":
             new = check_new_password(errors, request.form, email=account.email, names=journey.names(account))
             if not errors:
+                forget_link_token(RESET_PASSWORD.name)
                 if accounts.reset_password(journey.kind, token, new) is None:
                     return render_template("shared/auth/link-invalid.html", journey=journey), 404
-                current_session().end()
+                current_session().drop_account()
                 flash("Your password has been reset. Sign in with your new password and your authenticator app.")
                 return redirect(journey.url("sign_in"))
-        return _page("shared/auth/reset-password.html", errors, journey=journey, token=token)
+        return _page("shared/auth/reset-password.html", errors, journey=journey)
 
     sign_in_limits = (
         limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], deduct_when=failed_attempt, on_breach=on_breach("ip")),
@@ -295,7 +316,8 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         ("/sign-out-other-devices", sign_out_other_devices, both, (_guessable("password"),)),
         ("/forgot-password", forgot_password, both, (reset_limit,)),
         ("/forgot-password/check-your-email", forgot_password_sent, ["GET"], ()),
-        ("/reset-password/<token>", reset_password, both, ()),
+        ("/reset-password/<token>", reset_password, ["GET"], ()),
+        ("/reset-password", choose_new_password, both, ()),
     ]
     for rule, view, methods, decorators in routes:
         # A name per blueprint: Flask-Limiter files decorated limits under the function's qualified name.

@@ -2,21 +2,72 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from core.services.audit import verify_chain
+from core.services.accounts import AccountError, create_first_admin
+from core.services.audit import record_event, verify_chain
 from core.services.content import load_default_content
+from core.services.db import transactional
 from core.services.email import deliver_pending
 from core.services.register import RegisterImportError, import_register
+from core.services.totp import rotate_encrypted_secrets
+from core.sessions import purge_expired_sessions
 
 content_cli = AppGroup("content", help="Manage the published content pages.")
 audit_cli = AppGroup("audit", help="Check the audit trail.")
 outbox_cli = AppGroup("outbox", help="Deliver queued email.")
 practice_register_cli = AppGroup("register", help="Manage the practice register used to verify patients.")
+staff_cli = AppGroup("staff", help="Manage staff accounts.")
+accounts_cli = AppGroup("accounts", help="Look after account data: keys and old sessions.")
+
+
+@staff_cli.command("create-admin")
+@click.option("--email", required=True, help="The admin's work email address.")
+@click.option("--name", required=True, help="The admin's full name.")
+def create_admin_command(email: str, name: str) -> None:
+    """Create an admin with no password and print a one-time invitation link (valid for 72 hours).
+
+    The link leads to: choose a password, set up an authenticator app, then the admin area. There are no
+    default accounts and no default passwords.
+    """
+    try:
+        link = create_first_admin(email, name)
+    except AccountError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from exc
+    click.echo(f"Created an admin account for {email.strip().lower()}.")
+    click.echo("Give them this one-time link to set a password and an authenticator app (it expires in 72 hours):")
+    click.echo(link)
+
+
+@accounts_cli.command("rotate-totp-key")
+@transactional
+def rotate_totp_key_command() -> None:
+    """Re-encrypt every authenticator secret with the first key in TOTP_ENCRYPTION_KEYS.
+
+    To rotate: put a new key first (keeping the old one after it), restart, run this, then remove the old key.
+    """
+    count = rotate_encrypted_secrets()
+    record_event(action="totp_key_rotated", details={"secrets": count})
+    click.echo(f"Re-encrypted {count} authenticator secrets with the first configured key.")
+
+
+@accounts_cli.command("purge-sessions")
+def purge_sessions_command() -> None:
+    """Delete sessions that have timed out (run daily; a timed-out session is refused anyway)."""
+    hours = current_app.config["SESSION_ABSOLUTE_HOURS"]
+    removed = _purge_sessions(hours)
+    click.echo(f"Removed {removed} expired sessions.")
+
+
+@transactional
+def _purge_sessions(hours: int) -> int:
+    return purge_expired_sessions(now=datetime.now(UTC), older_than=timedelta(hours=hours))
 
 
 @content_cli.command("load-defaults")
@@ -88,3 +139,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(audit_cli)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(practice_register_cli)
+    app.cli.add_command(staff_cli)
+    app.cli.add_command(accounts_cli)

@@ -75,13 +75,19 @@ def content_security_policy(nonce: str) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
+REFERRER_POLICY = "same-origin"
+
+
 def set_security_headers(response: Response) -> Response:
     """Add the security headers to `response` (runs after every request)."""
     headers = response.headers
     headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
-    headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: browsers then send a Referer to our own origin only, and nothing to any
+    # other. With no-referrer they send none at all (and a form POST's Origin becomes "null"), so every HTTPS
+    # form would fail the strict referrer check of CSRF protection (WTF_CSRF_SSL_STRICT, SECURITY J4).
+    headers["Referrer-Policy"] = REFERRER_POLICY
     headers["Permissions-Policy"] = PERMISSIONS_POLICY
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"

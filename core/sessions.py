@@ -23,7 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import CallbackDict
 
 from core.extensions import db
-from core.models.accounts import WebSession
+from core.models.accounts import Patient, StaffUser, WebSession
+from core.services.audit import record_event
 
 TABLE = WebSession.__table__
 # Write last_seen_at at most this often for a session that did not otherwise change.
@@ -82,6 +83,15 @@ class ServerSession(CallbackDict, SessionMixin):
         self.new_id_wanted = True
         self.modified = True
 
+    def drop_account(self) -> None:
+        """Forget who this is but keep a fresh anonymous session (with a new id), e.g. to show a message."""
+        self.clear()
+        self.account_kind = self.account_id = None
+        self.stage = "anonymous"
+        self.second_factor_at = None
+        self.new_id_wanted = True
+        self.modified = True
+
     def end(self) -> None:
         """End this session: its row is deleted and the cookie removed when the response is sent."""
         self.clear()
@@ -115,6 +125,8 @@ class ServerSessionInterface(SessionInterface):
         if self._expired(app, row, now):
             with db.engine.begin() as connection:
                 connection.execute(delete(TABLE).where(TABLE.c.id_hash == row.id_hash))
+            if row.account_kind is not None:
+                _record_timeout(row)
             session = ServerSession()
             session.timed_out = True
             return session
@@ -192,6 +204,19 @@ class ServerSessionInterface(SessionInterface):
             samesite=self.get_cookie_samesite(app),
         )
         response.vary.add("Cookie")
+
+
+def _record_timeout(row) -> None:
+    model = StaffUser if row.account_kind == "staff" else Patient
+    public_id = db.session.execute(select(model.public_id).where(model.id == row.account_id)).scalar_one_or_none()
+    record_event(
+        action="session_ended",
+        actor_type="system",
+        object_type=row.account_kind,
+        object_id=public_id,
+        details={"reason": "timed_out"},
+    )
+    db.session.commit()
 
 
 def end_account_sessions(account, *, except_session_id: str | None = None) -> int:

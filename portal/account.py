@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from flask import flash, g, redirect, render_template, request, url_for
 
-from core.auth_views import Journey, add_auth_views
+from core.auth import forget_link_token, link_token
+from core.auth_views import Journey, add_auth_views, open_emailed_link
 from core.extensions import limiter
 from core.forms import FormErrors, check_new_password, date_from_parts, text
 from core.limits import ip_limit, on_breach
@@ -20,7 +21,7 @@ from core.services.register import normalise_postcode, parse_nhs_number
 from core.services.tokens import VERIFY_EMAIL, peek_token
 from portal import bp
 
-JOURNEY = Journey(kind="patient", blueprint="portal", home="portal.account", prefix="/account")
+JOURNEY = Journey(kind="patient", blueprint="portal", home="portal.account", prefix="/account", area="/")
 
 # ---------------------------------------------------------------------------------------------------------
 # Register and confirm the email address
@@ -28,7 +29,13 @@ JOURNEY = Journey(kind="patient", blueprint="portal", home="portal.account", pre
 
 
 @bp.route("/account/register", methods=["GET", "POST"])
-@limiter.limit(ip_limit("REGISTER"), methods=["POST"], on_breach=on_breach("register"))
+# Counts accounts created (a redirect), not attempts, so a patient correcting mistakes is never held up.
+@limiter.limit(
+    ip_limit("REGISTER"),
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code == 302,
+    on_breach=on_breach("register"),
+)
 def register():
     errors = FormErrors()
     values: dict = {}
@@ -102,14 +109,21 @@ def check_email():
     return render_template("portal/account/check-email.html")
 
 
-@bp.route("/account/confirm-email/<token>", methods=["GET", "POST"])
+@bp.get("/account/confirm-email/<token>")
 def confirm_email(token: str):
-    """GET shows a button; only the POST uses the link, so an email scanner following it changes nothing."""
+    """The link in the email. It changes nothing (an email scanner may follow it): it only leads to a button."""
+    return open_emailed_link(VERIFY_EMAIL, token, "portal.confirm_email_form", JOURNEY)
+
+
+@bp.route("/account/confirm-email", methods=["GET", "POST"])
+def confirm_email_form():
+    token = link_token(VERIFY_EMAIL.name)
     if request.method == "GET":
         if peek_token(VERIFY_EMAIL, token) is None:
             return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
-        return render_template("portal/account/confirm-email.html", token=token)
+        return render_template("portal/account/confirm-email.html")
     patient = accounts.confirm_email(token)
+    forget_link_token(VERIFY_EMAIL.name)
     if patient is None:
         return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
     flash("Your email address is confirmed. Sign in to set up your authenticator app.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Response, abort, g, redirect, request, url_for
 
 from core.auth import safe_next_path
+from core.services.accounts import record_refusal
 from portal import bp
 
 PUBLIC_ENDPOINTS = frozenset(
@@ -22,10 +23,12 @@ PUBLIC_ENDPOINTS = frozenset(
         "portal.register",
         "portal.check_email",
         "portal.confirm_email",
+        "portal.confirm_email_form",
         "portal.sign_in",
         "portal.forgot_password",
         "portal.forgot_password_sent",
         "portal.reset_password",
+        "portal.choose_new_password",
         "portal.sign_out",
     }
 )
@@ -43,6 +46,7 @@ def require_signed_in_patient():
     if request.endpoint in SIGN_IN_STEP_ENDPOINTS and g.get("pending_account") is not None:
         return None
     if account is not None:  # a member of staff: this is the patients' area
+        record_refusal(account, endpoint=request.endpoint, method=request.method, reason="not a patient")
         abort(403)
     return redirect(url_for("portal.sign_in", next=safe_next_path(request.full_path.rstrip("?"))))
 

@@ -7,6 +7,7 @@ each test, as `make run` does on a new installation.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from sqlalchemy import MetaData, delete, insert, text
 from sqlalchemy.orm import close_all_sessions
 
 from core.config import PROJECT_ROOT, normalise_database_url
-from core.extensions import db
+from core.extensions import db, limiter
 from core.factory import create_app
 from core.models.audit import GENESIS_HMAC, AuditChainHead
 from core.services.content import load_default_content
@@ -66,6 +67,7 @@ def _database(app: Flask) -> Iterator[None]:
     """Load the default content before each test and empty every table after it."""
     with app.app_context():
         load_default_content(config=app.config)
+    limiter.reset()  # rate-limit counts live in memory and would otherwise carry over between tests
     yield
     with app.app_context():
         empty_every_table()
@@ -92,25 +94,47 @@ def empty_every_table() -> None:
 
 
 class HttpsClient(FlaskClient):
-    """A test client that talks HTTPS, so Secure cookies, HSTS and strict CSRF checks behave as in production."""
+    """A test client that talks HTTPS, so Secure cookies, HSTS and strict CSRF checks behave as in production.
+
+    Each request runs in a context of its own, as separate requests do in production. pytest-flask keeps a
+    request context pushed for the whole test, and Flask would otherwise reuse its application context (and
+    so `g`, and the database session) for every request: Flask-WTF's cached CSRF token and the rate limiter's
+    failed-attempt mark would then leak from one request into the next.
+    """
 
     def open(self, *args, **kwargs):
         if not args or isinstance(args[0], str):
             kwargs.setdefault("base_url", "https://localhost")
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
+class BrowserClient(HttpsClient):
+    """An HTTPS client that posts forms as a browser does on this site: with a same-origin Referer, which our
+    Referrer-Policy lets browsers send and the strict HTTPS CSRF check requires."""
+
+    def open(self, *args, **kwargs):
+        if kwargs.get("method") == "POST":
+            kwargs["headers"] = {"Referer": "https://localhost/", **dict(kwargs.get("headers") or {})}
         return super().open(*args, **kwargs)
 
 
-def https_client_for(app: Flask) -> FlaskClient:
-    app.test_client_class = HttpsClient
-    try:
-        return app.test_client()
-    finally:
-        app.test_client_class = None
+def https_client_for(app: Flask, client_class: type[FlaskClient] = HttpsClient) -> FlaskClient:
+    return client_class(app, app.response_class, use_cookies=True)
+
+
+def new_browser(app: Flask) -> FlaskClient:
+    """Another browser (or device), with cookies of its own."""
+    return https_client_for(app, BrowserClient)
 
 
 @pytest.fixture
 def https_client(app: Flask) -> FlaskClient:
     return https_client_for(app)
+
+
+@pytest.fixture
+def browser(app: Flask) -> FlaskClient:
+    return new_browser(app)
 
 
 def check_page(soup: BeautifulSoup) -> None:

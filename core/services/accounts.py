@@ -34,7 +34,7 @@ from core.services.tokens import (
     redeem_token,
     void_tokens,
 )
-from core.sessions import end_account_sessions
+from core.sessions import end_account_sessions, enforce_session_limit
 
 ACCOUNT_MODELS = {"patient": Patient, "staff": StaffUser}
 
@@ -248,17 +248,21 @@ def check_password(kind: str, email: str, password: str) -> PasswordOutcome:
 
 
 @transactional
-def check_second_factor(account, *, code: str | None = None, recovery_code: str | None = None) -> str:
-    """Check a code from the authenticator app or a recovery code.
+def check_second_factor(
+    account, *, code: str | None = None, recovery_code: str | None = None, purpose: str = "sign_in"
+) -> str:
+    """Check a code from the authenticator app or a recovery code, for signing in or (purpose
+    "reauthentication") to confirm it is still the same person before a sensitive action.
 
     Returns "accepted", "recovery" (a recovery code was used), "invalid" or "replay".
     """
+    success_action = "authn_login_success" if purpose == "sign_in" else "reauthentication"
     if recovery_code is not None:
         if totp.use_recovery_code(account, recovery_code):
             account.last_signed_in_at = _now()
             left = totp.remaining_recovery_codes(account)
             record_event(
-                action="authn_login_success",
+                action=success_action,
                 **_actor(account),
                 **_subject(account),
                 details={"factor": "recovery_code", "recovery_codes_left": left},
@@ -276,8 +280,9 @@ def check_second_factor(account, *, code: str | None = None, recovery_code: str 
 
     result = totp.verify_code(account, code)
     if result == "accepted":
-        account.last_signed_in_at = _now()
-        record_event(action="authn_login_success", **_actor(account), **_subject(account), details={"factor": "totp"})
+        if purpose == "sign_in":
+            account.last_signed_in_at = _now()
+        record_event(action=success_action, **_actor(account), **_subject(account), details={"factor": "totp"})
     elif result == "replay":
         record_event(action="authn_token_reuse", **_subject(account), outcome="failure")
         _email(
@@ -290,6 +295,29 @@ def check_second_factor(account, *, code: str | None = None, recovery_code: str 
     else:
         record_event(action="authn_mfa_fail", **_subject(account), outcome="failure", details={"factor": "totp"})
     return result
+
+
+@transactional
+def limit_sessions(account, *, limit: int) -> int:
+    """At most `limit` signed-in devices per account: sign the oldest others out (SECURITY E14). Called as
+    a sign-in completes, before its own new session is stored."""
+    ended = enforce_session_limit(account, keep_session_id=None, limit=limit)
+    if ended:
+        record_event(action="sessions_ended", **_subject(account), details={"reason": "session_limit", "count": ended})
+    return ended
+
+
+@transactional
+def record_refusal(account, *, endpoint: str | None, method: str, reason: str) -> None:
+    """SECURITY G10: every refused access by a signed-in person is in the audit trail."""
+    record_event(
+        action="authz_fail",
+        **_actor(account),
+        object_type="endpoint",
+        object_id=endpoint,
+        outcome="failure",
+        details={"reason": reason, "method": method},
+    )
 
 
 @transactional
@@ -438,13 +466,8 @@ def sign_out_other_devices(account, password: str, *, keep_session_id: str) -> i
 
 
 @transactional
-def record_reauthentication(account, *, succeeded: bool) -> None:
-    record_event(
-        action="reauthentication" if succeeded else "reauthentication_failed",
-        **_actor(account),
-        **_subject(account),
-        outcome="success" if succeeded else "failure",
-    )
+def record_reauthentication_failure(account) -> None:
+    record_event(action="reauthentication_failed", **_actor(account), **_subject(account), outcome="failure")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,7 +552,7 @@ def set_staff_role(actor: StaffUser, staff: StaffUser, role: str) -> None:
         raise AccountError("Choose a role.")
     if staff.role == role:
         return
-    if staff.role == "admin" and _count_active_admins() <= 1:
+    if staff.role == "admin" and staff.is_active and _count_active_admins() <= 1:
         raise AccountError("There must always be at least one active admin.")
     before, staff.role = staff.role, role
     record_event(action="staff_role_changed", **_actor(actor), **_subject(staff), details={"from": before, "to": role})

@@ -43,7 +43,7 @@ def test_every_response_carries_the_security_headers(https_client, path):
     assert "'unsafe-eval'" not in script_src
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
-    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Referrer-Policy"] == "same-origin"
     for feature in ("camera=()", "microphone=()", "geolocation=()"):
         assert feature in headers["Permissions-Policy"]
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
@@ -131,7 +131,7 @@ def test_other_methods_and_statuses_carry_the_headers_too(https_client, method, 
     assert response.status_code == status
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
 
 
 def test_a_304_carries_a_policy_under_which_the_cached_page_still_runs(client):
@@ -153,3 +153,26 @@ def test_a_request_id_from_a_client_is_not_trusted_without_a_proxy(client):
     assert client.get("/", headers={"X-Request-ID": "victim-request-id-123"}).headers["X-Request-ID"] != (
         "victim-request-id-123"
     )
+
+
+def _forgot_password_post(client, headers: dict):
+    from tests.accounts_support import csrf_token
+
+    token = csrf_token(client, "/account/forgot-password")
+    return client.post(
+        "/account/forgot-password", data={"email": "nobody@example.org", "csrf_token": token}, headers=headers
+    )
+
+
+def test_https_forms_work_with_the_referer_our_policy_lets_browsers_send_j4_k3(https_client):
+    """Under `Referrer-Policy: same-origin` a browser sends our own page as the Referer of a form POST; the
+    strict CSRF check accepts it. A Referer from another origin, or none, is refused (SECURITY J4)."""
+    from core.extensions import limiter
+
+    limiter.reset()
+    own = _forgot_password_post(https_client, {"Referer": "https://localhost/account/forgot-password"})
+    assert own.status_code == 302
+    evil = _forgot_password_post(https_client, {"Referer": "https://evil.example/account/forgot-password"})
+    assert evil.status_code == 400
+    missing = _forgot_password_post(https_client, {})
+    assert missing.status_code == 400
