@@ -8,6 +8,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
 from admin import bp
+from core.auth import fresh_second_factor_required
 from core.extensions import db
 from core.forms import FormErrors, text
 from core.models.accounts import Patient
@@ -29,10 +30,11 @@ def patients_awaiting_verification():
     return render_template("admin/patients/awaiting.html", patients=accounts.patients_awaiting_verification())
 
 
-@bp.get("/patients")
+@bp.route("/patients", methods=["GET", "POST"])
 def patient_search():
-    """Find a patient by NHS number, email address or last name."""
-    query = text(request.args, "q", limit=320)
+    """Find a patient by NHS number, email address or last name. The search is sent by POST, so an NHS number
+    or an email address never appears in an address (and so in a proxy's log or the browser's history)."""
+    query = text(request.form, "q", limit=320) if request.method == "POST" else ""
     results: list[Patient] | None = None
     if query:
         nhs_number = parse_nhs_number(query)
@@ -88,6 +90,7 @@ def patient_reject(public_id: str):
 
 
 @bp.post("/patients/<public_id>/reset-authenticator")
+@fresh_second_factor_required("admin.reauthenticate")
 def patient_reset_authenticator(public_id: str):
     patient = _patient_or_404(public_id)
     if request.form.get("photo-id-checked") != "yes":
@@ -107,6 +110,7 @@ def _admin_action(public_id: str, action, done: str):
 
 
 @bp.post("/patients/<public_id>/deactivate")
+@fresh_second_factor_required("admin.reauthenticate")
 def patient_deactivate(public_id: str):
     return _admin_action(
         public_id,
@@ -116,6 +120,7 @@ def patient_deactivate(public_id: str):
 
 
 @bp.post("/patients/<public_id>/reactivate")
+@fresh_second_factor_required("admin.reauthenticate")
 def patient_reactivate(public_id: str):
     return _admin_action(
         public_id,
@@ -125,6 +130,7 @@ def patient_reactivate(public_id: str):
 
 
 @bp.post("/patients/<public_id>/end-sessions")
+@fresh_second_factor_required("admin.reauthenticate")
 def patient_end_sessions(public_id: str):
     return _admin_action(
         public_id,

@@ -10,10 +10,14 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from admin import bp
+from core.auth import fresh_second_factor_required
 from core.extensions import db
 from core.forms import FormErrors, text
 from core.models.accounts import STAFF_ROLES, StaffUser
 from core.services import accounts
+
+# Changing who can do what needs both factors within the last 15 minutes (SECURITY E12).
+fresh = fresh_second_factor_required("admin.reauthenticate")
 
 
 def _staff_or_404(public_id: str) -> StaffUser:
@@ -30,6 +34,7 @@ def staff_list():
 
 
 @bp.route("/staff/invite", methods=["GET", "POST"])
+@fresh
 def staff_invite():
     errors = FormErrors()
     values = {"name": "", "email": "", "role": "staff", "clinician": ""}
@@ -83,6 +88,7 @@ def _staff_action(public_id: str, action, done: str):
 
 
 @bp.post("/staff/<public_id>/role")
+@fresh
 def staff_role(public_id: str):
     role = text(request.form, "role", limit=16)
     return _staff_action(
@@ -91,6 +97,7 @@ def staff_role(public_id: str):
 
 
 @bp.post("/staff/<public_id>/deactivate")
+@fresh
 def staff_deactivate(public_id: str):
     return _staff_action(
         public_id,
@@ -100,6 +107,7 @@ def staff_deactivate(public_id: str):
 
 
 @bp.post("/staff/<public_id>/reactivate")
+@fresh
 def staff_reactivate(public_id: str):
     return _staff_action(
         public_id, lambda staff: accounts.set_account_active(g.staff_user, staff, True), "The account is active again."
@@ -107,15 +115,22 @@ def staff_reactivate(public_id: str):
 
 
 @bp.post("/staff/<public_id>/reset-authenticator")
+@fresh
 def staff_reset_authenticator(public_id: str):
+    if request.form.get("identity-checked") != "yes":
+        staff = _staff_or_404(public_id)
+        errors = FormErrors()
+        errors.add("identity-checked", "Confirm that you have checked who they are in person")
+        return render_template("admin/staff/detail.html", staff=staff, errors=errors), 400
     return _staff_action(
         public_id,
-        lambda staff: accounts.reset_authenticator(g.staff_user, staff),
+        lambda staff: accounts.reset_authenticator(g.staff_user, staff, identity_check="in_person"),
         "The authenticator has been removed. They have been emailed a link to set up a new one.",
     )
 
 
 @bp.post("/staff/<public_id>/end-sessions")
+@fresh
 def staff_end_sessions(public_id: str):
     return _staff_action(
         public_id, lambda staff: accounts.end_sessions_for(g.staff_user, staff), "They have been signed out everywhere."

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
 
 from core.services.accounts import get_account, limit_sessions
+from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from core.sessions import ServerSession, ServerSessionInterface
 
 MAX_CODE_FAILURES = 5
@@ -104,14 +105,21 @@ def follow_emailed_link(purpose: str, token: str, form_endpoint: str, **values) 
     """The first request from an emailed link: keep its token in the session and send the browser on to the
     same page at an address without the token (SECURITY H13). The form page's own requests for styles and
     scripts, and any Referer they carry, then never hold the token, and neither can a proxy's access log."""
-    current_session()[f"link:{purpose}"] = token
+    # Encrypted, so that a copy of the session table holds no working link.
+    current_session()[f"link:{purpose}"] = encrypt_secret(token)
     response = redirect(url_for(form_endpoint, **values), code=303)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
 def link_token(purpose: str) -> str:
-    return current_session().get(f"link:{purpose}", "")
+    stored = current_session().get(f"link:{purpose}")
+    if not isinstance(stored, str):
+        return ""
+    try:
+        return decrypt_secret(stored)
+    except TotpKeyError:
+        return ""
 
 
 def forget_link_token(purpose: str) -> None:
@@ -138,7 +146,13 @@ def fresh_second_factor_required(reauthenticate_endpoint: str):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             if not is_fresh():
-                return redirect(url_for(reauthenticate_endpoint, next=request.full_path.rstrip("?")))
+                if request.method == "GET":
+                    come_back_to = request.full_path.rstrip("?")
+                else:
+                    # A form was sent: after confirming, go back to the page the form was on (nothing is done
+                    # until it is sent again).
+                    come_back_to = urlsplit(request.referrer or "").path
+                return redirect(url_for(reauthenticate_endpoint, next=safe_next_path(come_back_to)))
             return view(*args, **kwargs)
 
         return wrapper

@@ -8,6 +8,7 @@ journey ends differ. Every form reads only the fields it names.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,7 +29,7 @@ from core.auth import (
 )
 from core.extensions import limiter
 from core.forms import FormErrors, check_new_password, password_field, text
-from core.limits import account_limit, code_step_limit, failed_attempt, ip_limit, note_failed_attempt, on_breach
+from core.limits import account_limit, code_step_limit, ip_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
 from core.services.tokens import RESET_PASSWORD, peek_token
@@ -54,21 +55,26 @@ class Journey:
 
 
 def _account_key(kind: str):
-    return lambda: f"{kind}:" + accounts.normalise_email(text(request.form, "email", limit=320))
+    """The per-account limit's key: a hash of the normalised email, so whatever was typed (even a password in
+    the wrong box) never reaches the limiter's log lines or its store's key names."""
+
+    def key() -> str:
+        email = accounts.normalise_email(text(request.form, "email", limit=320))
+        return f"{kind}:" + hashlib.sha256(email.encode()).hexdigest()[:32]
+
+    return key
 
 
-def _session_key(scope: str):
-    return lambda: f"{scope}:{current_session().account_kind}:{current_session().account_id}"
+def _account_of_session() -> str:
+    return f"{current_session().account_kind}:{current_session().account_id}"
 
 
 def _guessable(scope: str):
-    """The failed-attempt limit for forms that take a code or a password from someone part-signed-in."""
-    return limiter.limit(
-        code_step_limit(),
-        key_func=_session_key(scope),
-        methods=["POST"],
-        deduct_when=failed_attempt,
-        on_breach=on_breach("code"),
+    """The limit on forms that take a code or a password from someone (part-)signed-in: one count per
+    account and scope, shared by the patient and staff pages (`shared_limit`), so moving to the other sign-in
+    pages, or to "confirm it is you", gives no extra guesses."""
+    return limiter.shared_limit(
+        code_step_limit(), scope=scope, key_func=_account_of_session, methods=["POST"], on_breach=on_breach("code")
     )
 
 
@@ -78,13 +84,18 @@ def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
 
 def open_emailed_link(purpose, token: str, form_endpoint: str, journey: Journey):
     """The GET of a link from an email: "This link does not work" (404), or on to its token-less form page."""
-    if peek_token(purpose, token) is None:
+    row = peek_token(purpose, token)
+    if row is None or row.account_kind != journey.kind:
         return render_template("shared/auth/link-invalid.html", journey=journey), 404
     return follow_emailed_link(purpose.name, token, form_endpoint)
 
 
 def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     p = journey.prefix
+
+    def _mine(account):
+        """The account, if it is the kind this journey is for (a patient never uses the staff sign-in pages)."""
+        return account if account is not None and account.kind == journey.kind else None
 
     def sign_in():
         next_path = safe_next_path(request.values.get("next"), prefix=journey.area)
@@ -98,7 +109,6 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 if next_path:
                     current_session()["next"] = next_path
                 return redirect(journey.url("sign_in_code" if stage == "password" else "set_up_authenticator"))
-            note_failed_attempt()
             if outcome.email_unconfirmed:
                 return redirect(journey.url("check_email"))
             errors.add("email", SIGN_IN_FAILED)
@@ -108,7 +118,6 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         )
 
     def _abandon_if_too_many(account) -> Response | None:
-        note_failed_attempt()
         if note_code_failure():
             accounts.record_pending_sign_in_abandoned(account)
             flash(TOO_MANY_CODES)
@@ -116,7 +125,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         return None
 
     def sign_in_code():
-        account = g.pending_account
+        account = _mine(g.pending_account)
         if account is None or current_session().stage != "password":
             return redirect(journey.url("sign_in"))
         errors = FormErrors()
@@ -133,7 +142,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         return _page("shared/auth/code.html", errors, journey=journey)
 
     def sign_in_recovery():
-        account = g.pending_account
+        account = _mine(g.pending_account)
         if account is None or current_session().stage != "password":
             return redirect(journey.url("sign_in"))
         errors = FormErrors()
@@ -157,8 +166,12 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     def set_up_authenticator():
         """First set-up (straight after the password), or a new phone (needs a fresh second factor)."""
         enrolling = current_session().stage == "enrol"
-        account = g.pending_account if enrolling else g.account
+        account = _mine(g.pending_account if enrolling else g.account)
         if account is None:
+            return redirect(journey.url("sign_in"))
+        if enrolling and account.has_authenticator:
+            # Set up meanwhile (in another browser): the password alone must not replace it.
+            current_session().drop_account()
             return redirect(journey.url("sign_in"))
         if not enrolling and not is_fresh():
             return redirect(journey.url("reauthenticate", next=journey.url("set_up_authenticator")))
@@ -173,7 +186,6 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 else:
                     current_session().prove_second_factor(now=datetime.now(UTC))
                 return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
-            note_failed_attempt()
             errors.add("code", CODE_FAILED)
         secret = accounts.begin_enrolment(account)
         return _page(
@@ -214,7 +226,6 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             if result == "accepted":
                 current_session().prove_second_factor(now=datetime.now(UTC))
                 return redirect(next_path)
-            note_failed_attempt()
             errors.add("password", "Enter your password and a current security code from your authenticator app")
         return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
 
@@ -236,10 +247,9 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             )
             if not errors:
                 if accounts.change_password(account, current, new, keep_session_id=current_session().session_id):
-                    current_session().prove_second_factor(now=datetime.now(UTC))
+                    current_session().rotate_id()
                     flash("Your password has been changed. Any other devices have been signed out.")
                     return redirect(url_for(journey.home))
-                note_failed_attempt()
                 errors.add("current-password", "Your current password is not correct")
         return _page("shared/auth/change-password.html", errors, journey=journey)
 
@@ -252,7 +262,6 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             if ended is not None:
                 flash("You have signed out of every other device.")
                 return redirect(url_for(journey.home))
-            note_failed_attempt()
             errors.add("password", "Your password is not correct")
         return _page("shared/auth/sign-out-other-devices.html", errors, journey=journey)
 
@@ -292,28 +301,29 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         return _page("shared/auth/reset-password.html", errors, journey=journey)
 
     sign_in_limits = (
-        limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], deduct_when=failed_attempt, on_breach=on_breach("ip")),
+        limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip")),
         limiter.limit(
             account_limit("SIGN_IN_ACCOUNT"),
             key_func=_account_key(journey.kind),
             methods=["POST"],
-            deduct_when=failed_attempt,
             on_breach=on_breach("account"),
         ),
     )
+    second_factor_limit = _guessable("second-factor")
+    password_limit = _guessable("password")
     reset_limit = limiter.limit(ip_limit("RESET_IP"), methods=["POST"], on_breach=on_breach("reset"))
     fresh = fresh_second_factor_required(f"{journey.blueprint}.reauthenticate")
     both = ["GET", "POST"]
     routes = [
         ("/sign-in", sign_in, both, sign_in_limits),
-        ("/sign-in/code", sign_in_code, both, (_guessable("code"),)),
-        ("/sign-in/recovery-code", sign_in_recovery, both, (_guessable("code"),)),
-        ("/authenticator/set-up", set_up_authenticator, both, (_guessable("enrol"),)),
+        ("/sign-in/code", sign_in_code, both, (second_factor_limit,)),
+        ("/sign-in/recovery-code", sign_in_recovery, both, (second_factor_limit,)),
+        ("/authenticator/set-up", set_up_authenticator, both, (second_factor_limit,)),
         ("/sign-out", sign_out, ["POST"], ()),
-        ("/confirm-it-is-you", reauthenticate, both, (_guessable("reauthenticate"),)),
+        ("/confirm-it-is-you", reauthenticate, both, (second_factor_limit, password_limit)),
         ("/recovery-codes/new", regenerate_recovery_codes, both, (fresh,)),
-        ("/change-password", change_password, both, (_guessable("password"),)),
-        ("/sign-out-other-devices", sign_out_other_devices, both, (_guessable("password"),)),
+        ("/change-password", change_password, both, (password_limit,)),
+        ("/sign-out-other-devices", sign_out_other_devices, both, (password_limit,)),
         ("/forgot-password", forgot_password, both, (reset_limit,)),
         ("/forgot-password/check-your-email", forgot_password_sent, ["GET"], ()),
         ("/reset-password/<token>", reset_password, ["GET"], ()),

@@ -60,14 +60,16 @@ def rotate_totp_key_command() -> None:
 @accounts_cli.command("purge-sessions")
 def purge_sessions_command() -> None:
     """Delete sessions that have timed out (run daily; a timed-out session is refused anyway)."""
-    hours = current_app.config["SESSION_ABSOLUTE_HOURS"]
-    removed = _purge_sessions(hours)
+    removed = _purge_sessions(current_app.config)
     click.echo(f"Removed {removed} expired sessions.")
 
 
 @transactional
-def _purge_sessions(hours: int) -> int:
-    return purge_expired_sessions(now=datetime.now(UTC), older_than=timedelta(hours=hours))
+def _purge_sessions(config) -> int:
+    idle = max(config["SESSION_IDLE_MINUTES_PATIENT"], config["SESSION_IDLE_MINUTES_STAFF"])
+    return purge_expired_sessions(
+        now=datetime.now(UTC), idle=timedelta(minutes=idle), absolute=timedelta(hours=config["SESSION_ABSOLUTE_HOURS"])
+    )
 
 
 @content_cli.command("load-defaults")

@@ -1,8 +1,9 @@
 """Rate limits on sign-in and other guessable forms (SECURITY C1-C7), with Flask-Limiter.
 
 Limits come from configuration, so production can tighten them, and are kept in RATELIMIT_STORAGE_URI
-(Redis in production, so every worker shares them). Sign-in limits count failed attempts only
-(`deduct_when=failed_attempt`): a patient who signs in successfully never uses up their allowance. Each limit
+(Redis in production, so every worker shares them). Every attempt counts, and it is counted (atomically, in
+the store) before the password or code is checked: attempts sent in parallel cannot slip past a limit, as
+they could if only failures were counted after the fact. Each limit
 is a ladder (per minute, per 5 minutes, per hour), so repeated failures wait longer and longer, and every
 window expires: there is no permanent lock-out (C4). A limited request gets the same 429 page whether the
 password was right or not, because the limit is checked before the password is (C3). A breach is audited.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import current_app, g, session
+from flask import current_app, session
 
 from core.services.audit import record_event
 from core.services.db import transactional
@@ -35,15 +36,6 @@ def account_limit(name: str) -> Callable[[], str]:
 
 def code_step_limit() -> Callable[[], str]:
     return _configured("CODE")
-
-
-def note_failed_attempt() -> None:
-    """Mark this request as a failed guess, so the limits wrapped around the view count it."""
-    g.failed_attempt = True
-
-
-def failed_attempt(_response) -> bool:
-    return bool(g.get("failed_attempt"))
 
 
 @transactional

@@ -87,7 +87,7 @@ def set_security_headers(response: Response) -> Response:
     # same-origin, not no-referrer: browsers then send a Referer to our own origin only, and nothing to any
     # other. With no-referrer they send none at all (and a form POST's Origin becomes "null"), so every HTTPS
     # form would fail the strict referrer check of CSRF protection (WTF_CSRF_SSL_STRICT, SECURITY J4).
-    headers["Referrer-Policy"] = REFERRER_POLICY
+    headers.setdefault("Referrer-Policy", REFERRER_POLICY)  # a page may ask for stricter (no-referrer)
     headers["Permissions-Policy"] = PERMISSIONS_POLICY
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"

@@ -78,6 +78,11 @@ class ServerSession(CallbackDict, SessionMixin):
         self.new_id_wanted = True
         self.modified = True
 
+    def rotate_id(self) -> None:
+        """Keep everything but move to a new session id (after a password change, for example)."""
+        self.new_id_wanted = True
+        self.modified = True
+
     def prove_second_factor(self, *, now: datetime) -> None:
         self.second_factor_at = now
         self.new_id_wanted = True
@@ -177,7 +182,12 @@ class ServerSessionInterface(SessionInterface):
         with db.engine.begin() as connection:
             if old_hash is None or session.new_id_wanted:
                 if old_hash:
-                    connection.execute(delete(TABLE).where(TABLE.c.id_hash == old_hash))
+                    removed = connection.execute(delete(TABLE).where(TABLE.c.id_hash == old_hash)).rowcount
+                    if removed == 0 and session.account_kind is not None:
+                        # Ended elsewhere during this request (sign out everywhere, a password reset): a new
+                        # id must not bring it back.
+                        response.delete_cookie(name, domain=domain, path=path, secure=self.get_cookie_secure(app))
+                        return
                 session.session_id = secrets.token_urlsafe(32)
                 connection.execute(
                     insert(TABLE).values(
@@ -243,6 +253,8 @@ def enforce_session_limit(account, *, keep_session_id: str | None, limit: int) -
     return len(surplus)
 
 
-def purge_expired_sessions(*, now: datetime, older_than: timedelta) -> int:
-    """Delete session rows not seen for `older_than` (run from `flask accounts purge-sessions`)."""
-    return db.session.execute(delete(TABLE).where(TABLE.c.last_seen_at < now - older_than)).rowcount
+def purge_expired_sessions(*, now: datetime, idle: timedelta, absolute: timedelta) -> int:
+    """Delete session rows that can no longer be used (run from `flask accounts purge-sessions`): any not seen
+    for `idle` (the longest idle timeout), and any older than `absolute`."""
+    statement = delete(TABLE).where((TABLE.c.last_seen_at < now - idle) | (TABLE.c.created_at < now - absolute))
+    return db.session.execute(statement).rowcount

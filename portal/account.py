@@ -7,14 +7,15 @@ patient; the guard refuses anything else. Forms read only the fields they name.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from flask import flash, g, redirect, render_template, request, url_for
 
-from core.auth import forget_link_token, link_token
+from core.auth import begin_sign_in, forget_link_token, link_token
 from core.auth_views import Journey, add_auth_views, open_emailed_link
 from core.extensions import limiter
-from core.forms import FormErrors, check_new_password, date_from_parts, text
+from core.forms import FormErrors, check_new_password, date_from_parts, password_field, text
 from core.limits import ip_limit, on_breach
 from core.services import accounts, totp
 from core.services.register import normalise_postcode, parse_nhs_number
@@ -49,14 +50,8 @@ def register():
             "email": text(form, "email", limit=320),
             "mobile": text(form, "mobile", limit=20),
         }
-        if not values["given-name"]:
-            errors.add("given-name", "Enter your first name")
-        elif len(values["given-name"]) > 100:
-            errors.add("given-name", "First name must be 100 characters or fewer")
-        if not values["family-name"]:
-            errors.add("family-name", "Enter your last name")
-        elif len(values["family-name"]) > 100:
-            errors.add("family-name", "Last name must be 100 characters or fewer")
+        _check_name(errors, values, "given-name", "first name")
+        _check_name(errors, values, "family-name", "last name")
         date_of_birth, values["dob"] = date_from_parts(
             errors, form, "dob", label="date of birth", today=datetime.now(UTC).date()
         )
@@ -98,6 +93,21 @@ def register():
     return render_template("portal/account/register.html", errors=errors, values=values), status
 
 
+# Letters (any alphabet), with spaces, hyphens, apostrophes and full stops between them: a name, and nothing
+# that could carry a message or a link into the emails that greet the patient by name.
+NAME_SHAPE = re.compile("[^\\W\\d_]+(?:[ '\u2019.-]{1,2}[^\\W\\d_]+)*\\.?")
+
+
+def _check_name(errors: FormErrors, values: dict, field: str, label: str) -> None:
+    value = values[field]
+    if not value:
+        errors.add(field, f"Enter your {label}")
+    elif len(value) > 100:
+        errors.add(field, f"{label.capitalize()} must be 100 characters or fewer")
+    elif not NAME_SHAPE.fullmatch(value):
+        errors.add(field, f"{label.capitalize()} must only include letters, spaces, hyphens and apostrophes")
+
+
 def _looks_like_phone(value: str) -> bool:
     digits = "".join(char for char in value if char.isdigit())
     allowed = set("0123456789 +-()")
@@ -116,18 +126,22 @@ def confirm_email(token: str):
 
 
 @bp.route("/account/confirm-email", methods=["GET", "POST"])
+@limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip"))
 def confirm_email_form():
+    """Confirm the address with the account's password, then go straight on to setting up the authenticator."""
     token = link_token(VERIFY_EMAIL.name)
-    if request.method == "GET":
-        if peek_token(VERIFY_EMAIL, token) is None:
-            return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
-        return render_template("portal/account/confirm-email.html")
-    patient = accounts.confirm_email(token)
-    forget_link_token(VERIFY_EMAIL.name)
-    if patient is None:
+    if peek_token(VERIFY_EMAIL, token) is None:
         return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
-    flash("Your email address is confirmed. Sign in to set up your authenticator app.")
-    return redirect(url_for("portal.sign_in"))
+    errors = FormErrors()
+    if request.method == "POST":
+        patient = accounts.confirm_email(token, password_field(request.form, "password"))
+        if patient is not None:
+            forget_link_token(VERIFY_EMAIL.name)
+            stage = begin_sign_in(patient)
+            flash("Your email address is confirmed.")
+            return redirect(url_for("portal.set_up_authenticator" if stage == "enrol" else "portal.sign_in_code"))
+        errors.add("password", "Enter the password you chose when you created your account")
+    return render_template("portal/account/confirm-email.html", errors=errors), 400 if errors else 200
 
 
 # ---------------------------------------------------------------------------------------------------------

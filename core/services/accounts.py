@@ -31,6 +31,7 @@ from core.services.tokens import (
     VERIFY_EMAIL,
     absolute_url_for,
     issue_token,
+    peek_token,
     redeem_token,
     void_tokens,
 )
@@ -115,49 +116,53 @@ class Registration:
 @transactional
 def register_patient(details: Registration) -> None:
     """Create the account and email a link to prove the address. Never reveals whether the address was taken:
-    the caller shows the same "check your email" page either way, and the owner of an existing account gets
-    an email saying someone tried to register with it (SECURITY A2)."""
+    the caller shows the same "check your email" page either way (SECURITY A2).
+
+    - The address belongs to a confirmed account: its owner is emailed that someone tried to register.
+    - It belongs to an account nobody has confirmed yet: that account takes the new details and password, and
+      the old links stop working. Confirming also needs the password, so whoever registered first with
+      someone else's address cannot take over the account when its owner registers and confirms.
+    """
     email = normalise_email(details.email)
-    password_hash = hash_password(details.password)  # spent in both branches, so timing matches too
+    password_hash = hash_password(details.password)  # spent in every branch, so timing matches too
     existing = find_account("patient", email)
-    if existing is not None:
-        if existing.email_verified_at is None and existing.is_active:
-            _send_email_proof(existing)
-        else:
-            _email(
-                existing,
-                "Someone tried to register with your email address",
-                "Someone tried to create an account for call recordings with this email address. "
-                "You already have an account, so nothing has changed.",
-                "If this was you, sign in instead. If you have forgotten your password, "
-                f"reset it here: {absolute_url_for('portal.forgot_password')}",
-                _not_you(existing),
-            )
+    if existing is not None and (existing.email_verified_at is not None or not existing.is_active):
+        _email(
+            existing,
+            "Someone tried to register with your email address",
+            "Someone tried to create an account for call recordings with this email address. "
+            "You already have an account, so nothing has changed.",
+            "If this was you, sign in instead. If you have forgotten your password, "
+            f"reset it here: {absolute_url_for('portal.forgot_password')}",
+            _not_you(existing),
+        )
         record_event(action="registration_duplicate_email", **_subject(existing), outcome="failure")
         return
 
-    patient = Patient(
-        email=email,
-        given_name=details.given_name.strip(),
-        family_name=details.family_name.strip(),
-        date_of_birth=details.date_of_birth,
-        nhs_number=details.nhs_number,
-        postcode=details.postcode,
-        mobile=(details.mobile or "").strip() or None,
-        password_hash=password_hash,
-        password_changed_at=_now(),
-        terms_accepted_at=_now(),
-    )
-    db.session.add(patient)
-    db.session.flush()
-    record_event(action="account_registered", actor_type="patient", actor_id=patient.public_id, **_subject(patient))
-    _match_register(patient)
+    patient = existing or Patient(email=email)
+    patient.given_name = details.given_name.strip()
+    patient.family_name = details.family_name.strip()
+    patient.date_of_birth = details.date_of_birth
+    patient.nhs_number = details.nhs_number
+    patient.postcode = details.postcode
+    patient.mobile = (details.mobile or "").strip() or None
+    patient.password_hash = password_hash
+    patient.password_changed_at = patient.terms_accepted_at = _now()
+    if existing is None:
+        db.session.add(patient)
+        db.session.flush()
+        record_event(action="account_registered", actor_type="patient", actor_id=patient.public_id, **_subject(patient))
+    else:
+        void_tokens(VERIFY_EMAIL, patient)
+        record_event(action="registration_replaced_unconfirmed", **_subject(patient))
     _send_email_proof(patient)
 
 
 def _match_register(patient: Patient) -> None:
     """Verify the patient at once when the practice register holds the same NHS number, date of birth,
-    family name and postcode, and no other account has already been verified with that NHS number."""
+    family name and postcode. Run once the email address is proved, and not when the register has a
+    different email address on record for that patient, or when another account is already verified with
+    that NHS number: those cases go to staff."""
     entry = find_register_match(
         nhs_number=patient.nhs_number,
         date_of_birth=patient.date_of_birth,
@@ -165,6 +170,9 @@ def _match_register(patient: Patient) -> None:
         postcode=patient.postcode,
     )
     if entry is None:
+        return
+    if entry.email and normalise_email(entry.email) != patient.email:
+        record_event(action="identity_register_match_refused", **_subject(patient), details={"reason": "email differs"})
         return
     already = db.session.execute(
         select(func.count())
@@ -194,14 +202,24 @@ def _send_email_proof(patient: Patient) -> None:
 
 
 @transactional
-def confirm_email(token: str) -> Patient | None:
-    row = redeem_token(VERIFY_EMAIL, token)
+def confirm_email(token: str, password: str) -> Patient | None:
+    """Prove the email address with the emailed link and the account's password (see `register_patient`);
+    then look for the patient on the practice register. None if the link or the password is wrong."""
+    row = peek_token(VERIFY_EMAIL, token)
     patient = get_account("patient", row.account_id) if row else None
-    if patient is None or not patient.is_active:
-        record_event(action="email_verification_failed", actor_type="anonymous", outcome="failure")
+    matches, _ = verify_password(patient.password_hash if patient else None, password or "")
+    if patient is None or not patient.is_active or not matches or redeem_token(VERIFY_EMAIL, token) is None:
+        record_event(
+            action="email_verification_failed",
+            actor_type="anonymous",
+            **(_subject(patient) if patient else {"object_type": "patient"}),
+            outcome="failure",
+            details={"reason": "password" if patient is not None and not matches else "link"},
+        )
         return None
     patient.email_verified_at = patient.email_verified_at or _now()
     record_event(action="email_verified", **_actor(patient), **_subject(patient))
+    _match_register(patient)
     return patient
 
 
@@ -541,9 +559,30 @@ def accept_invitation(token: str, password: str) -> StaffUser | None:
 
 
 def _count_active_admins() -> int:
+    """Admins who can actually sign in: active, with a password and an authenticator."""
     return db.session.execute(
-        select(func.count()).select_from(StaffUser).where(StaffUser.role == "admin", StaffUser.is_active.is_(True))
+        select(func.count())
+        .select_from(StaffUser)
+        .where(
+            StaffUser.role == "admin",
+            StaffUser.is_active.is_(True),
+            StaffUser.password_hash.is_not(None),
+            StaffUser.totp_secret_encrypted.is_not(None),
+        )
     ).scalar_one()
+
+
+def _lock_admins() -> None:
+    """Lock the admin rows (PostgreSQL) so that concurrent changes to admins happen one after the other."""
+    db.session.execute(select(StaffUser.id).where(StaffUser.role == "admin").with_for_update()).all()
+
+
+def _ensure_an_admin_remains() -> None:
+    """Checked again after the change, inside the transaction: two admins demoting each other at once cannot
+    both succeed (on PostgreSQL the second waits for the first's row lock and then sees its change)."""
+    db.session.flush()
+    if _count_active_admins() < 1:
+        raise AccountError("There must always be at least one active admin who can sign in.")
 
 
 @transactional
@@ -552,9 +591,9 @@ def set_staff_role(actor: StaffUser, staff: StaffUser, role: str) -> None:
         raise AccountError("Choose a role.")
     if staff.role == role:
         return
-    if staff.role == "admin" and staff.is_active and _count_active_admins() <= 1:
-        raise AccountError("There must always be at least one active admin.")
+    _lock_admins()
     before, staff.role = staff.role, role
+    _ensure_an_admin_remains()
     record_event(action="staff_role_changed", **_actor(actor), **_subject(staff), details={"from": before, "to": role})
 
 
@@ -566,10 +605,11 @@ def set_account_active(actor: StaffUser, account, active: bool) -> None:
     if not active and account.kind == "staff":
         if account.id == actor.id:
             raise AccountError("You cannot deactivate your own account.")
-        if account.role == "admin" and _count_active_admins() <= 1:
-            raise AccountError("There must always be at least one active admin.")
+        _lock_admins()
     account.is_active = active
     account.deactivated_at = None if active else _now()
+    if account.kind == "staff" and not active:
+        _ensure_an_admin_remains()
     ended = 0 if active else end_account_sessions(account)
     record_event(
         action=f"{account.kind}_{'reactivated' if active else 'deactivated'}",
@@ -589,7 +629,7 @@ def end_sessions_for(actor: StaffUser, account) -> int:
 
 
 @transactional
-def reset_authenticator(actor: StaffUser, account) -> None:
+def reset_authenticator(actor: StaffUser, account, *, identity_check: str = "photo_id_in_person") -> None:
     """Staff reset a lost authenticator after checking photo ID in person (SECURITY R7).
 
     The staff member never sees or sets a password: the old authenticator and recovery codes stop working,
@@ -601,7 +641,7 @@ def reset_authenticator(actor: StaffUser, account) -> None:
         action="mfa_reset_by_staff",
         **_actor(actor),
         **_subject(account),
-        details={"sessions_ended": ended, "identity_checked": "photo_id_in_person"},
+        details={"sessions_ended": ended, "identity_checked": identity_check},
     )
     endpoint = "portal.sign_in" if account.kind == "patient" else "admin.sign_in"
     _email(

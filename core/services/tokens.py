@@ -1,13 +1,14 @@
 """Emailed links: proving an email address, resetting a password, accepting a staff invitation.
 
 A link carries one opaque, random id signed with itsdangerous under a salt of its own purpose, so a token for
-one purpose is useless for another. `max_age` is always passed when loading. The `AccountToken` row decides
-the rest: a link works once (`used_at` set by an atomic update), and `void_tokens` cancels outstanding links
-(a password change voids every reset link).
+one purpose is useless for another. `max_age` is always passed when loading. The `AccountToken` row (which
+keeps only the id's SHA-256) decides the rest: a link works once (`used_at` set by an atomic update), and
+`void_tokens` cancels outstanding links (a password change voids every reset link).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,8 +40,9 @@ def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
 def issue_token(purpose: Purpose, account, *, now: datetime | None = None) -> str:
     """Create the row for a new link and return the signed token to put in it (caller commits)."""
     now = now or datetime.now(UTC)
+    raw_id = secrets.token_urlsafe(24)
     row = AccountToken(
-        id=secrets.token_urlsafe(24),
+        id=_stored_id(raw_id),
         purpose=purpose.name,
         account_kind=account.kind,
         account_id=account.id,
@@ -48,7 +50,12 @@ def issue_token(purpose: Purpose, account, *, now: datetime | None = None) -> st
         expires_at=now + purpose.lifetime,
     )
     db.session.add(row)
-    return _serializer(purpose).dumps(row.id)
+    return _serializer(purpose).dumps(raw_id)
+
+
+def _stored_id(raw_id: str) -> str:
+    """The row holds only a hash of the id in the link, so a copy of the database holds no working link."""
+    return hashlib.sha256(raw_id.encode()).hexdigest()
 
 
 def _load(purpose: Purpose, token: str, now: datetime) -> AccountToken | None:
@@ -58,8 +65,10 @@ def _load(purpose: Purpose, token: str, now: datetime) -> AccountToken | None:
         token_id = _serializer(purpose).loads(token, max_age=int(purpose.lifetime.total_seconds()))
     except BadSignature:  # also covers SignatureExpired
         return None
+    if not isinstance(token_id, str):
+        return None
     row = db.session.execute(
-        select(AccountToken).where(AccountToken.id == token_id, AccountToken.purpose == purpose.name)
+        select(AccountToken).where(AccountToken.id == _stored_id(token_id), AccountToken.purpose == purpose.name)
     ).scalar_one_or_none()
     if row is None or row.used_at is not None or _aware(row.expires_at) <= now:
         return None
