@@ -114,7 +114,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             errors.add("email", SIGN_IN_FAILED)
         timed_out = current_session().timed_out and request.method == "GET"
         return _page(
-            f"{journey.blueprint}/auth/sign-in.html", errors, email=email, next_path=next_path, timed_out=timed_out
+            "shared/auth/sign-in.html", errors, journey=journey, email=email, next_path=next_path, timed_out=timed_out
         )
 
     def _abandon_if_too_many(account) -> Response | None:
