@@ -8,6 +8,7 @@ collected in `FormErrors`, in the order of the fields on the page, worded as the
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 
 from werkzeug.datastructures import MultiDict
@@ -33,11 +34,12 @@ class FormErrors(dict):
 
 
 def text(form: MultiDict, name: str, *, limit: int = MAX_FIELD_LENGTH) -> str:
-    """A single-line text value, trimmed; only the first value if the field is repeated."""
+    """A text value, trimmed and in composed Unicode (NFC: "e" plus a separate accent becomes "é", as some
+    keyboards send it); only the first value if the field is repeated."""
     value = form.get(name, "")
     if not isinstance(value, str):
         return ""
-    return value.strip()[: limit + 1]
+    return unicodedata.normalize("NFC", value[: limit * 4]).strip()[: limit + 1]
 
 
 def password_field(form: MultiDict, name: str) -> str:

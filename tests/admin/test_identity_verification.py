@@ -7,15 +7,18 @@ Staff and patients each use their own browser (client), signed in through the re
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import time_machine
 from bs4 import BeautifulSoup
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from core.extensions import db
-from core.models.accounts import Patient, RecoveryCode
+from core.models.accounts import Patient, RecoveryCode, WebSession
 from core.models.audit import AuditEvent
 from core.services import totp
 from tests.accounts_support import (
@@ -257,6 +260,11 @@ def test_registering_with_extra_identity_fields_still_leaves_the_patient_unverif
 # --- Finding a patient ---------------------------------------------------------------------------------------
 
 
+def search(client: FlaskClient, query: str):
+    """Send the search form (a POST, so the NHS number or address is in no URL), as a browser would."""
+    return post_form(client, "/admin/patients", {"q": query})
+
+
 @pytest.mark.parametrize(
     "query",
     ["9434765919", "943 476 5919", " 943-476-5919 ", "ada@example.org", "ADA@Example.ORG", "lovelace", "LoveLace"],
@@ -264,15 +272,42 @@ def test_registering_with_extra_identity_fields_still_leaves_the_patient_unverif
 def test_staff_find_a_patient_by_nhs_number_email_or_last_name(clerk_browser, query):
     wanted = make_patient(email="ada@example.org")
     make_patient(email="grace@example.org", given_name="Grace", family_name="Hopper", nhs_number="9876543210")
-    response = clerk_browser.get("/admin/patients", query_string={"q": query})
+    response = search(clerk_browser, query)
     assert response.status_code == 200
     links = [anchor["href"] for anchor in parse(response).select("main ul a[href]")]
     assert links == [detail_path(wanted)]
 
 
 def test_a_search_that_matches_nobody_says_so(clerk_browser, patient):
-    response = clerk_browser.get("/admin/patients", query_string={"q": "Babbage"})
+    response = search(clerk_browser, "Babbage")
     assert "0 patients found" in page_text(response)
+
+
+def test_the_search_form_posts_with_a_csrf_token_so_what_was_searched_is_in_no_address(clerk_browser):
+    form = parse(clerk_browser.get("/admin/patients")).select_one("main form")
+    assert (form["method"].lower(), form["action"]) == ("post", "/admin/patients")
+    assert form.select_one("input[name=csrf_token]")["value"]
+    assert form.select_one("input[name=q]") is not None
+
+
+def test_a_search_sent_in_the_address_is_not_carried_out(clerk_browser, patient):
+    """A GET with ?q= (an old bookmark, a link, a guess) shows the empty form: it never searches, and does not
+    echo what was in the address."""
+    for query in ("9434765919", "patient@example.org", "Lovelace"):
+        response = clerk_browser.get("/admin/patients", query_string={"q": query})
+        assert response.status_code == 200
+        soup = parse(response)
+        assert soup.select("main ul a[href]") == []
+        assert "found" not in soup.select_one("main").get_text(" ", strip=True)
+        assert soup.select_one("input[name=q]").get("value", "") == ""
+        assert query not in response.get_data(as_text=True)
+    assert search(clerk_browser, "Lovelace").status_code == 200  # the same search, sent by the form, works
+
+
+def test_a_search_without_a_csrf_token_is_refused(clerk_browser, patient):
+    response = clerk_browser.post("/admin/patients", data={"q": "Lovelace"})
+    assert response.status_code == 400
+    assert detail_path(patient) not in response.get_data(as_text=True)
 
 
 def test_an_unknown_patient_is_a_404_on_every_patient_page(clerk_browser, patient):
@@ -377,3 +412,89 @@ def test_staff_without_the_admin_role_cannot_deactivate_or_sign_out_a_patient(ap
     assert fresh_patient(patient).is_active
     assert patient_browser.get("/account").status_code == 200
     assert events("patient_deactivated") == events("sessions_ended") == []
+
+
+# --- E12: changing a patient's account needs both factors within the last 15 minutes -----------------------
+
+# Fifteen seconds into a 30-second step, so codes computed for it are unambiguous.
+NOW = datetime(2026, 3, 9, 10, 0, 15, tzinfo=UTC)
+PATIENT_ACTIONS = {
+    "reset-authenticator": {"photo-id-checked": "yes"},
+    "deactivate": {},
+    "reactivate": {},
+    "end-sessions": {},
+}
+PATIENT_ACTION_EVENTS = ("mfa_reset_by_staff", "patient_deactivated", "patient_reactivated", "sessions_ended")
+
+
+def account_state(test_account: SignInAccount) -> tuple:
+    """What the admin actions on a patient change: active, authenticator, recovery codes and sessions."""
+    patient = fresh_patient(test_account)
+    sessions = db.session.execute(
+        select(func.count())
+        .select_from(WebSession)
+        .where(WebSession.account_kind == "patient", WebSession.account_id == patient.id)
+    ).scalar_one()
+    return patient.is_active, patient.totp_secret_encrypted, recovery_code_count(test_account), sessions
+
+
+def signed_in_long_ago(app, test_account: SignInAccount, traveller) -> FlaskClient:
+    """A browser whose both factors were proved 16 minutes ago, though it was used 6 minutes ago (so the
+    staff idle timeout of 15 minutes has not signed it out)."""
+    client = signed_in_browser(app, test_account)
+    traveller.shift(timedelta(minutes=10))
+    assert client.get("/admin/").status_code == 200
+    traveller.shift(timedelta(minutes=6))
+    return client
+
+
+@pytest.mark.parametrize("action", sorted(PATIENT_ACTIONS))
+def test_an_action_on_a_patients_account_with_a_stale_second_factor_asks_to_confirm_it_is_you_e12(app, patient, action):
+    """E12: with both factors proved more than 15 minutes ago, the form sends the admin to confirm it is them,
+    to come back to the page the form was on; nothing is changed until the form is sent again."""
+    admin = make_staff(email="admin@practice.example", name="Ava Admin", role="admin")
+    if action == "reactivate":
+        patient.account.is_active = False
+        db.session.commit()
+    else:
+        totp.generate_recovery_codes(patient.account)
+        db.session.commit()
+    with time_machine.travel(NOW, tick=False) as traveller:
+        if action != "reactivate":
+            signed_in_browser(app, patient)
+        admin_browser = signed_in_long_ago(app, admin, traveller)
+        before = account_state(patient)
+        db.session.rollback()
+
+        response = act(admin_browser, patient, action, PATIENT_ACTIONS[action])
+
+        assert response.status_code == 302
+        location = urlsplit(response.headers["Location"])
+        assert (location.path, parse_qs(location.query)) == (
+            "/admin/confirm-it-is-you",
+            {"next": [detail_path(patient)]},
+        )
+        assert account_state(patient) == before
+        assert [event.action for action_name in PATIENT_ACTION_EVENTS for event in events(action_name)] == []
+        assert emails_to(patient.account.email) == []
+
+
+def test_after_confirming_it_is_them_the_admin_is_sent_back_and_the_action_works_e12(app, patient):
+    admin = make_staff(email="admin@practice.example", name="Ava Admin", role="admin")
+    with time_machine.travel(NOW, tick=False) as traveller:
+        patient_browser = signed_in_browser(app, patient)
+        admin_browser = signed_in_long_ago(app, admin, traveller)
+        asked = act(admin_browser, patient, "end-sessions")
+        assert not is_sent_to_sign_in(patient_browser)  # nothing done yet
+
+        confirmed = post_form(
+            admin_browser,
+            asked.headers["Location"],
+            {"password": admin.password, "code": admin.code(), "next": detail_path(patient)},
+        )
+        assert confirmed.headers["Location"] == detail_path(patient)
+        done = act(admin_browser, patient, "end-sessions")
+
+    assert (done.status_code, done.headers["Location"]) == (302, detail_path(patient))
+    assert is_sent_to_sign_in(patient_browser)
+    assert the_event("sessions_ended", actor=admin.account, subject=patient.account) == {"count": 1, "reason": "staff"}

@@ -6,8 +6,10 @@ Security Policy violation, and is saved as a screenshot under test-artifacts/scr
 leave the live server's origin: the QR code is drawn on our own page, not fetched from a QR service.
 Fields are found by their labels, so the journeys also prove that every form field they use is labelled.
 
-SECURITY.md rows proven end to end in a browser: A3 (the emailed link confirms the address, by a POST from
-its page), D2 and D12 (the key read from the set-up page gives codes the server accepts; signing in needs a
+SECURITY.md rows proven end to end in a browser: A3 (the emailed link and the account's password confirm the
+address, by a POST from the page the link leads to; a wrong password is refused there), H13 (an emailed
+link's token moves into the session: the page the link leads to, that page's requests and their Referer hold
+no token), D2 and D12 (the key read from the set-up page gives codes the server accepts; signing in needs a
 code), D13 (the QR code is an inline SVG and the page loads nothing from another origin), R1 (ten recovery
 codes are shown once), E3 in section F (after signing out, the account page asks for the password again) and
 G9 (the role decides: a member of staff neither sees nor opens the admin-only Staff pages).
@@ -71,10 +73,15 @@ class Journey:
         self.context.add_init_script(CSP_LISTENER)
         self.page: Page = self.context.new_page()
         self.requests: list[str] = []
+        self.referers: list[str] = []  # the Referer each request in `requests` carried ("" for none)
         self.failed_requests: list[str] = []
         self.checked: list[str] = []
-        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("request", self._record)
         self.page.on("requestfailed", lambda request: self.failed_requests.append(request.url))
+
+    def _record(self, request) -> None:
+        self.requests.append(request.url)
+        self.referers.append(request.headers.get("referer", ""))
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -145,6 +152,23 @@ def path_of_link_in_latest_email(address: str) -> str:
         db.session.rollback()
 
 
+def open_emailed_link(journey: Journey, link_path: str, form_path: str) -> None:
+    """Open a link from an email (SECURITY H13): the browser ends on the token-less form page, and the token is
+    in no request but the link's own, in no Referer (the form page's styles and scripts do send one) and
+    nowhere on the page."""
+    token = link_path.rsplit("/", 1)[1]
+    requests_before = len(journey.requests)
+    journey.goto(link_path)
+    expect(journey.page).to_have_url(journey.url_pattern(form_path))
+    journey.page.wait_for_load_state("networkidle")
+    requests = journey.requests[requests_before:]
+    referers = journey.referers[requests_before:]
+    assert [url for url in requests if token in url] == [journey.url(link_path)]
+    assert [referer for referer in referers if token in referer] == []
+    assert journey.url(form_path) in referers, "the form page's own requests carried no Referer to check"
+    assert token not in journey.page.content()
+
+
 def setup_key_on(page: Page) -> str:
     key = page.locator("#setup-key").inner_text()
     return re.sub(r"\s+", "", key)
@@ -211,19 +235,22 @@ def test_a_patient_registers_confirms_their_email_sets_up_an_authenticator_and_s
 
     confirm_path = path_of_link_in_latest_email(email)
     assert confirm_path.startswith("/account/confirm-email/"), confirm_path
-    journey.goto(confirm_path)
+    open_emailed_link(journey, confirm_path, "/account/confirm-email")
     journey.check("confirm your email address", "Confirm your email address")
+    # The link alone proves nothing: the password chosen when registering goes with it.
+    page.get_by_label("Password", exact=True).fill("not the password I chose")
     page.get_by_role("button", name="Confirm my email address").click()
-
-    expect(page).to_have_url(journey.url_pattern("/account/sign-in"))
-    expect(page.locator(".nhsuk-notification-banner")).to_contain_text("Your email address is confirmed")
-    journey.check("sign in, email confirmed banner", "Sign in")
-    page.get_by_label("Email address").fill(email)
+    expect(page.locator(".nhsuk-error-summary")).to_contain_text(
+        "Enter the password you chose when you created your account"
+    )
+    journey.check("confirm your email address, wrong password", "Confirm your email address")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     requests_before = len(journey.requests)
-    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Confirm my email address").click()
 
+    # Confirming starts signing in: straight on to setting up the authenticator, with no sign-in page between.
     expect(page).to_have_url(journey.url_pattern("/account/authenticator/set-up"))
+    expect(page.locator(".nhsuk-notification-banner")).to_contain_text("Your email address is confirmed")
     secret = set_up_authenticator(journey, requests_before=requests_before)
     page.get_by_role("link", name="I have saved my recovery codes").click()
 
@@ -332,7 +359,7 @@ def test_an_admin_invites_a_member_of_staff_who_sets_up_their_account(journeys):
     invitee = journeys("invited staff")
     invitation_path = path_of_link_in_latest_email(invitee_email)
     assert invitation_path.startswith("/admin/invitation/"), invitation_path
-    invitee.goto(invitation_path)
+    open_emailed_link(invitee, invitation_path, "/admin/invitation")
     invitee.check("set up your staff account", "Set up your staff account")
     invitee_page = invitee.page
     invitee_page.get_by_label("Create a password", exact=True).fill(PASSWORD)

@@ -7,8 +7,13 @@ Every test talks HTTPS to the application with CSRF on, and names the SECURITY.m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
@@ -18,12 +23,14 @@ import time_machine
 from bs4 import BeautifulSoup
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
 from core.extensions import db
-from core.models.accounts import Patient, RegisterEntry, StaffUser, WebSession
+from core.models.accounts import AccountToken, Patient, RegisterEntry, StaffUser, WebSession
 from core.models.audit import AuditEvent
 from core.services import accounts, totp
+from core.services.passwords import verify_password
 from tests.accounts_support import (
     CSRF_INPUT,
     PASSWORD,
@@ -58,6 +65,9 @@ GOOD_REGISTRATION = {
     "terms": "yes",
 }
 SET_UP = "/account/authenticator/set-up"
+# Where the emailed links lead: the same pages at addresses without the token (SECURITY H13).
+CONFIRM_PAGE = "/account/confirm-email"
+RESET_PAGE = "/account/reset-password"
 RECOVERY_CODE_SHAPE = re.compile(r"[A-Z2-7]{4}(?:-[A-Z2-7]{4}){3}")
 
 
@@ -112,16 +122,29 @@ def confirm_link(address: str = EMAIL) -> str:
     return link_in(emails_about(address, "Confirm your email address")[-1])
 
 
-def confirm(client: FlaskClient, link: str):
-    """Press the button on the confirmation page, which posts back to the link itself. The CSRF token comes
-    from another page, so this works for links that no longer show a form too."""
-    return post_form(client, link, {}, form_page="/account/register")
+def follow_link(client: FlaskClient, link: str, form_page: str):
+    """Open an emailed link as a browser does (SECURITY H13): the link answers 303 to its form page, an address
+    without the token, and the browser goes on there. Returns the form page."""
+    response = client.get(link)
+    assert response.status_code == 303, response.status_code
+    assert response.headers["Location"] == form_page
+    return client.get(form_page)
+
+
+def confirm(client: FlaskClient, link: str, password: str = NEW_PASSWORD):
+    """Open the link, then type the account's password on the page it leads to and press the button (which posts
+    to that token-less page). The CSRF token comes from another page, so this also works when the link no
+    longer leads to a form."""
+    client.get(link)
+    return post_form(client, CONFIRM_PAGE, {"password": password}, form_page="/account/register")
 
 
 def registered_and_confirmed(client: FlaskClient) -> Account:
-    """A patient who registered and confirmed their email through the pages, with no authenticator yet."""
+    """A patient who registered and confirmed their email through the pages, with no authenticator yet.
+    Confirming starts signing in: `client` is left on the way to setting up the authenticator."""
     assert register(client).status_code == 302
-    assert confirm(client, confirm_link()).status_code == 302
+    response = confirm(client, confirm_link())
+    assert (response.status_code, response.headers["Location"]) == (302, SET_UP)
     return Account(patient_by_email(EMAIL), NEW_PASSWORD, None)
 
 
@@ -153,9 +176,13 @@ def reset_link(address: str) -> str:
     return link_in(emails_about(address, "Reset your password")[-1])
 
 
-def choose_new_password(client: FlaskClient, link: str, password: str = NEW_PASSWORD):
+def choose_new_password(client: FlaskClient, link: str | None, password: str = NEW_PASSWORD):
+    """Open the reset link (unless `link` is None: the browser already has), then send a new password from the
+    token-less page it leads to. The CSRF token comes from another page, as for `confirm`."""
+    if link is not None:
+        client.get(link)
     return post_form(
-        client, link, {"password": password, "confirm-password": password}, form_page="/account/forgot-password"
+        client, RESET_PAGE, {"password": password, "confirm-password": password}, form_page="/account/forgot-password"
     )
 
 
@@ -298,6 +325,17 @@ FIELD_ERRORS = [
 ]
 
 
+NAME_SHAPE_MESSAGE = "{} must only include letters, spaces, hyphens and apostrophes"
+# Anything that is not letters with spaces, hyphens, apostrophes and full stops between them: a line break (a
+# second line in the emails that greet the patient by name), a link, markup, digits.
+NOT_NAMES = {"line-break": "a\nb", "link": "http://x.y", "markup": "<b>", "digit": "Bob1"}
+FIELD_ERRORS += [
+    pytest.param({field: value}, field, NAME_SHAPE_MESSAGE.format(label), id=f"{field}-{case}")
+    for field, label in (("given-name", "First name"), ("family-name", "Last name"))
+    for case, value in NOT_NAMES.items()
+]
+
+
 @pytest.mark.parametrize(("changes", "field", "message"), FIELD_ERRORS)
 def test_each_registration_field_error_is_summarised_and_shown_next_to_its_field(browser, changes, field, message):
     response = register(browser, **changes)
@@ -313,6 +351,39 @@ def test_each_registration_field_error_is_summarised_and_shown_next_to_its_field
     assert message in group.select_one(".nhsuk-error-message").get_text(" ", strip=True)
     assert patient_count() == 0
     assert emails_to(EMAIL) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [
+        ("family-name", "O'Brien"),
+        ("family-name", "O\u2019Brien"),
+        ("family-name", "Smith-Jones"),
+        ("given-name", "Zo\u00eb"),
+        ("family-name", "St. John"),
+        ("given-name", "Nguy\u1ec5n V\u0103n"),
+        ("given-name", "Mary Ann"),
+    ],
+)
+def test_real_names_with_accents_apostrophes_hyphens_and_full_stops_are_accepted(browser, field, name):
+    response = register(browser, **{field: name})
+
+    assert response.status_code == 302, error_texts(response)
+    stored = patient_by_email(EMAIL)
+    assert (stored.given_name if field == "given-name" else stored.family_name) == name
+
+
+@pytest.mark.parametrize("name", ["Zoe\u0308", "Nguye\u0302\u0303n"])
+def test_an_accented_name_sent_in_decomposed_unicode_is_accepted(browser, name):
+    response = register(browser, **{"given-name": name})
+
+    assert response.status_code == 302, error_texts(response)
+    assert unicodedata.normalize("NFC", patient_by_email(EMAIL).given_name) == unicodedata.normalize("NFC", name)
+
+
+def error_texts(response) -> list[str]:
+    soup = BeautifulSoup(response.get_data(as_text=True), "html.parser")
+    return [anchor.get_text(strip=True) for anchor in soup.select(".nhsuk-error-summary a")]
 
 
 def test_registering_with_an_existing_email_looks_exactly_like_registering_a_new_one(app):
@@ -332,7 +403,8 @@ def test_registering_with_an_existing_email_looks_exactly_like_registering_a_new
 
 
 def test_registering_with_an_existing_email_warns_its_owner_and_creates_no_second_account(browser):
-    """A2: the owner learns of the attempt by email; nothing else changes."""
+    """A2: the owner of a confirmed account learns of the attempt by email; nothing else changes (not the name,
+    not the password), and no confirmation link is sent."""
     owner = make_patient(email=EMAIL, given_name="Ada")
 
     register(browser, **{"given-name": "Mallory"})
@@ -340,8 +412,77 @@ def test_registering_with_an_existing_email_warns_its_owner_and_creates_no_secon
     [message] = emails_to(EMAIL)
     assert message.subject == "Someone tried to register with your email address"
     assert patient_count() == 1
-    assert patient_by_email(EMAIL).given_name == "Ada"
-    assert patient_by_email(EMAIL).id == owner.account.id
+    patient = patient_by_email(EMAIL)
+    assert (patient.id, patient.given_name) == (owner.account.id, "Ada")
+    assert verify_password(patient.password_hash, PASSWORD)[0]
+    assert not verify_password(patient.password_hash, NEW_PASSWORD)[0]
+    assert [event.object_id for event in audit_events("registration_duplicate_email")] == [owner.account.public_id]
+    assert audit_events("registration_replaced_unconfirmed") == []
+
+
+ATTACKER_PASSWORD = "quartz turnip anvil meadow"
+
+
+def test_someone_who_registers_first_with_another_persons_address_cannot_take_over_the_account_a3(app):
+    """A3 (pre-registration takeover): an attacker registers with the victim's address and a password of their
+    own. The victim gets that first link, cannot confirm it with their own password, registers themselves: that
+    replaces the details and password of the account nobody has confirmed and voids the first link. The
+    victim confirms the newest link with their password; the attacker's password neither confirms nor signs
+    in."""
+    attacker, victim = new_browser(app), new_browser(app)
+    attacker_details = {
+        "given-name": "Mallory",
+        "family-name": "Moriarty",
+        "mobile": "07700 900 123",
+        "password": ATTACKER_PASSWORD,
+        "confirm-password": ATTACKER_PASSWORD,
+    }
+    assert register(attacker, **attacker_details).headers["Location"] == "/account/register/check-your-email"
+    first_link = confirm_link()
+    assert confirm(victim, first_link, NEW_PASSWORD).status_code == 400  # the victim's password: not theirs
+
+    assert register(victim).headers["Location"] == "/account/register/check-your-email"
+
+    assert patient_count() == 1
+    patient = patient_by_email(EMAIL)
+    assert (patient.given_name, patient.family_name, patient.mobile) == ("Grace", "Hopper", "07700 900 982")
+    assert verify_password(patient.password_hash, NEW_PASSWORD)[0]
+    assert not verify_password(patient.password_hash, ATTACKER_PASSWORD)[0]
+    assert [event.object_id for event in audit_events("registration_replaced_unconfirmed")] == [patient.public_id]
+    assert len(emails_about(EMAIL, "Confirm your email address")) == 2
+    assert emails_about(EMAIL, "Someone tried to register with your email address") == []
+    newest_link = confirm_link()
+    assert newest_link != first_link
+    # The first link no longer works: neither the page it was opened on, nor the link itself, anywhere.
+    assert_link_does_not_work(victim.get(CONFIRM_PAGE))
+    assert_link_does_not_work(new_browser(app).get(first_link))
+    assert_link_does_not_work(confirm(attacker, first_link, ATTACKER_PASSWORD))
+    # Even with the newest link, the attacker's password confirms nothing.
+    assert confirm(new_browser(app), newest_link, ATTACKER_PASSWORD).status_code == 400
+    assert patient_by_email(EMAIL).email_verified_at is None
+
+    confirmed = confirm(victim, newest_link, NEW_PASSWORD)
+
+    assert (confirmed.status_code, confirmed.headers["Location"]) == (302, SET_UP)
+    assert patient_by_email(EMAIL).email_verified_at is not None
+    assert [event.object_id for event in audit_events("email_verified")] == [patient.public_id]
+    attacker_account = Account(patient_by_email(EMAIL), ATTACKER_PASSWORD, None)
+    assert sign_in_password(new_browser(app), attacker_account).status_code == 400
+    assert_link_does_not_work(confirm(new_browser(app), first_link, ATTACKER_PASSWORD))
+    victim_account = Account(patient_by_email(EMAIL), NEW_PASSWORD, None)
+    assert sign_in_password(new_browser(app), victim_account).headers["Location"] == SET_UP
+
+
+def test_registering_again_before_confirming_sends_a_new_link_and_voids_the_old_one(browser, other_browser):
+    """A patient who lost the first email (or forgot the password) registers again: only the newest link
+    works, with the newest password."""
+    register(browser, password="the first passphrase", **{"confirm-password": "the first passphrase"})
+    first_link = confirm_link()
+    register(other_browser)
+
+    assert_link_does_not_work(browser.get(first_link))
+    assert confirm(other_browser, confirm_link(), "the first passphrase").status_code == 400
+    assert post_form(other_browser, CONFIRM_PAGE, {"password": NEW_PASSWORD}).headers["Location"] == SET_UP
 
 
 def register_entry(**changes) -> RegisterEntry:
@@ -360,11 +501,16 @@ def register_entry(**changes) -> RegisterEntry:
     return entry
 
 
-def test_registration_matching_the_practice_register_is_verified_automatically(browser):
+def test_a_patient_on_the_practice_register_is_verified_automatically_once_they_confirm_their_email(browser):
+    """A5: the register is matched when the address is proved (with the password), not when the form is sent:
+    registering with someone else's details proves nothing."""
     register_entry()
 
     register(browser)
 
+    assert patient_by_email(EMAIL).identity_status == "unverified"
+    assert audit_events("identity_verified") == []
+    assert confirm(browser, confirm_link()).status_code == 302
     patient = patient_by_email(EMAIL)
     assert (patient.identity_status, patient.identity_method) == ("verified", "register_match")
     [event] = audit_events("identity_verified")
@@ -372,17 +518,55 @@ def test_registration_matching_the_practice_register_is_verified_automatically(b
     assert "register_match" in event.details
 
 
+def test_a_wrong_password_on_the_confirmation_page_matches_nobody_on_the_register(browser):
+    register_entry()
+    register(browser)
+
+    assert confirm(browser, confirm_link(), "not the password I chose").status_code == 400
+
+    assert patient_by_email(EMAIL).identity_status == "unverified"
+    assert audit_events("identity_verified") == audit_events("identity_register_match_refused") == []
+
+
 def test_second_account_with_an_already_verified_nhs_number_is_not_verified_automatically(browser):
     register_entry()
     make_patient(email="first.claimant@example.org", nhs_number="9434765919", verified=True)
 
     register(browser)
+    assert confirm(browser, confirm_link()).status_code == 302
 
     assert patient_by_email(EMAIL).identity_status == "unverified"
-    assert [event.object_id for event in audit_events("identity_register_match_refused")] == [
-        patient_by_email(EMAIL).public_id
-    ]
+    [refused] = audit_events("identity_register_match_refused")
+    assert refused.object_id == patient_by_email(EMAIL).public_id
+    assert json.loads(refused.details) == {"reason": "number taken"}
     assert audit_events("identity_verified") == []
+
+
+def test_the_register_match_is_refused_when_the_register_holds_another_email_address(browser):
+    """A5: someone who knows a patient's NHS number, date of birth and postcode, but registers with their own
+    address, is left for staff to check when the practice has a different address on record."""
+    register_entry(email="grace.at.home@example.net")
+
+    register(browser)
+    assert confirm(browser, confirm_link()).status_code == 302
+
+    patient = patient_by_email(EMAIL)
+    assert patient.email_verified_at is not None
+    assert (patient.identity_status, patient.identity_method) == ("unverified", None)
+    [refused] = audit_events("identity_register_match_refused")
+    assert refused.object_id == patient.public_id
+    assert json.loads(refused.details) == {"reason": "email differs"}
+    assert audit_events("identity_verified") == []
+
+
+def test_the_register_match_accepts_the_email_address_on_record_whatever_its_case(browser):
+    register_entry(email="  Grace.Hopper@Example.ORG ")
+
+    register(browser)
+    assert confirm(browser, confirm_link()).status_code == 302
+
+    assert patient_by_email(EMAIL).identity_status == "verified"
+    assert audit_events("identity_register_match_refused") == []
 
 
 def test_registration_ignores_extra_fields_that_try_to_set_privileges(browser):
@@ -436,7 +620,9 @@ def test_password_fields_on_the_public_forms_allow_password_managers_and_pasting
 
     assert_password_inputs(page(browser.get("/account/register")), NEW_PASSWORD_FIELDS)
     assert_password_inputs(page(browser.get("/account/sign-in")), {"password": "current-password"})
-    assert_password_inputs(page(browser.get(reset_link("reset.me@example.org"))), NEW_PASSWORD_FIELDS)
+    assert_password_inputs(
+        page(follow_link(browser, reset_link("reset.me@example.org"), RESET_PAGE)), NEW_PASSWORD_FIELDS
+    )
 
 
 def test_password_fields_on_the_account_forms_allow_password_managers_and_pasting(browser):
@@ -485,24 +671,88 @@ def test_no_page_asks_for_password_hints_or_secret_questions(app, browser):
 
 
 def test_opening_the_confirmation_link_changes_nothing(browser):
-    """A GET (an email scanner following the link) only shows a button."""
+    """A GET (an email scanner following the link, and its redirect) only shows a form asking for the
+    account's password."""
     register(browser)
 
-    soup = page(browser.get(confirm_link()))
+    opened = browser.get(confirm_link())
+    assert opened.status_code == 303
+    assert patient_by_email(EMAIL).email_verified_at is None
+    soup = page(browser.get(opened.headers["Location"]))
 
     assert soup.h1.get_text(strip=True) == "Confirm your email address"
-    assert soup.select_one("main form[method=post]")["action"] == confirm_link()
+    form = soup.select_one("main form[method=post]")
+    assert form["action"] == CONFIRM_PAGE
+    password = form.select_one("input[name=password]")
+    assert (password["type"], password["autocomplete"]) == ("password", "current-password")
+    assert soup.select_one(f"label[for={password['id']}]").get_text(strip=True) == "Password"
     assert patient_by_email(EMAIL).email_verified_at is None
+    assert audit_events("email_verified") == []
+    assert confirm(browser, confirm_link()).status_code == 302  # the link was not used up by looking at it
 
 
-def test_pressing_the_button_confirms_the_email_and_goes_to_sign_in(browser):
+def test_confirming_with_the_password_confirms_the_email_and_goes_straight_to_setting_up_the_authenticator(browser):
+    """A3: the link and the account's password together prove the address; signing in begins there, so the
+    next page is the authenticator set-up (and nothing else opens before it is done)."""
     register(browser)
 
     response = confirm(browser, confirm_link())
 
     assert response.status_code == 302
-    assert response.headers["Location"] == "/account/sign-in"
+    assert response.headers["Location"] == SET_UP
+    patient = patient_by_email(EMAIL)
+    assert patient.email_verified_at is not None
+    [event] = audit_events("email_verified")
+    assert (event.actor_id, event.object_id) == (patient.public_id, patient.public_id)
+    set_up = page(browser.get(SET_UP))
+    banner = set_up.select_one(".nhsuk-notification-banner")
+    assert banner is not None and "Your email address is confirmed." in banner.get_text(" ", strip=True)
+    assert set_up.select_one("#setup-key") is not None
+    assert browser.get("/account").headers["Location"].startswith("/account/sign-in")
+
+
+@pytest.mark.parametrize("typed", ["not the password I chose", "", NEW_PASSWORD.upper(), " " + NEW_PASSWORD])
+def test_a_wrong_password_on_the_confirmation_page_is_refused_and_the_link_still_works(browser, typed):
+    """A3: a wrong password confirms nothing and starts no sign-in; the error is next to the field, and the
+    patient can try again with the same link."""
+    register(browser)
+    link = confirm_link()
+
+    response = confirm(browser, link, typed)
+
+    assert response.status_code == 400
+    soup = page(response)
+    assert soup.title.get_text(strip=True).startswith("Error: ")
+    message = "Enter the password you chose when you created your account"
+    links = soup.select(".nhsuk-error-summary a")
+    assert [(anchor["href"], anchor.get_text(strip=True)) for anchor in links] == [("#password", message)]
+    group = soup.find(id="password").find_parents(class_="nhsuk-form-group")[-1]
+    assert message in group.select_one(".nhsuk-error-message").get_text(" ", strip=True)
+    assert patient_by_email(EMAIL).email_verified_at is None
+    assert audit_events("email_verified") == []
+    [failed] = audit_events("email_verification_failed")
+    assert (failed.object_id, json.loads(failed.details)) == (patient_by_email(EMAIL).public_id, {"reason": "password"})
+    assert browser.get(SET_UP).headers["Location"].startswith("/account/sign-in")
+    assert db.session.execute(select(WebSession).where(WebSession.account_id.is_not(None))).first() is None
+
+    assert page(browser.get(CONFIRM_PAGE)).h1.get_text(strip=True) == "Confirm your email address"
+    assert post_form(browser, CONFIRM_PAGE, {"password": NEW_PASSWORD}).headers["Location"] == SET_UP
     assert patient_by_email(EMAIL).email_verified_at is not None
+
+
+def test_guessing_the_password_on_the_confirmation_page_is_rate_limited_c2(browser):
+    """C2: the confirmation form takes a password, so it has the per-address limit of the sign-in form
+    (20 tries in 5 minutes, every try counted): once reached, even the right password gets 429."""
+    register(browser)
+    browser.get(confirm_link())
+    with frozen_now():
+        statuses = [
+            post_form(browser, CONFIRM_PAGE, {"password": f"guess number {n} here"}).status_code for n in range(20)
+        ]
+        limited = post_form(browser, CONFIRM_PAGE, {"password": NEW_PASSWORD})
+    assert statuses == [400] * 20
+    assert limited.status_code == 429
+    assert patient_by_email(EMAIL).email_verified_at is None
 
 
 def assert_link_does_not_work(response) -> None:
@@ -510,13 +760,16 @@ def assert_link_does_not_work(response) -> None:
     assert page(response).h1.get_text(strip=True) == "This link does not work"
 
 
-def test_a_confirmation_link_works_only_once(browser):
+def test_a_confirmation_link_works_only_once(browser, other_browser):
     register(browser)
     link = confirm_link()
-    confirm(browser, link)
+    assert confirm(browser, link).status_code == 302
 
     assert_link_does_not_work(confirm(browser, link))
     assert_link_does_not_work(browser.get(link))
+    assert_link_does_not_work(other_browser.get(link))
+    assert_link_does_not_work(confirm(other_browser, link))
+    assert [event.object_id for event in audit_events("email_verified")] == [patient_by_email(EMAIL).public_id]
 
 
 def test_a_tampered_confirmation_link_does_not_work(browser):
@@ -525,31 +778,40 @@ def test_a_tampered_confirmation_link_does_not_work(browser):
     tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
 
     assert_link_does_not_work(browser.get(tampered))
+    assert_link_does_not_work(browser.get(CONFIRM_PAGE))  # a tampered token is never kept for the form
     assert_link_does_not_work(confirm(browser, tampered))
     assert patient_by_email(EMAIL).email_verified_at is None
 
 
 def test_a_confirmation_link_expires_after_24_hours(browser):
+    """Also once opened: the token kept for the form page expires with the link."""
     with frozen_now() as clock:
         register(browser)
         link = confirm_link()
-        clock.shift(timedelta(hours=23))
-        assert browser.get(link).status_code == 200
-        clock.shift(timedelta(hours=2))
+        clock.shift(timedelta(hours=23, minutes=59))
+        assert follow_link(browser, link, CONFIRM_PAGE).status_code == 200
+        clock.shift(timedelta(minutes=2))
 
+        assert_link_does_not_work(browser.get(CONFIRM_PAGE))
+        assert_link_does_not_work(post_form(browser, CONFIRM_PAGE, {}, form_page="/account/register"))
         assert_link_does_not_work(browser.get(link))
         assert_link_does_not_work(confirm(browser, link))
     assert patient_by_email(EMAIL).email_verified_at is None
 
 
 def test_a_password_reset_link_does_not_confirm_an_email_address(browser):
-    """One salt and one row purpose per kind of link: a reset token is no email proof."""
+    """One salt, one row purpose and one place in the session per kind of link: a reset token is no email
+    proof, whether it is put in a confirmation link or kept in the session by opening the reset link."""
     register(browser)
     ask_for_reset(browser, EMAIL)
-    token = reset_link(EMAIL).rsplit("/", 1)[1]
+    link = reset_link(EMAIL)
+    token = link.rsplit("/", 1)[1]
 
     assert_link_does_not_work(browser.get(f"/account/confirm-email/{token}"))
     assert_link_does_not_work(confirm(browser, f"/account/confirm-email/{token}"))
+    assert follow_link(browser, link, RESET_PAGE).status_code == 200
+    assert_link_does_not_work(browser.get(CONFIRM_PAGE))
+    assert_link_does_not_work(post_form(browser, CONFIRM_PAGE, {}, form_page=RESET_PAGE))
     assert patient_by_email(EMAIL).email_verified_at is None
 
 
@@ -573,18 +835,22 @@ def test_signing_in_before_confirming_starts_no_sign_in_and_sends_a_fresh_link(b
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_first_sign_in_after_confirming_leads_to_setting_up_the_authenticator(browser):
+def test_signing_in_before_the_authenticator_is_set_up_leads_to_setting_it_up(browser, other_browser):
+    """D15: a patient who confirmed their email but left before setting up the app is sent back to set-up by
+    the password step, on any device, and reaches nothing else."""
     patient = registered_and_confirmed(browser)
 
-    response = sign_in_password(browser, patient)
+    response = sign_in_password(other_browser, patient)
 
-    assert response.headers["Location"] == "/account/authenticator/set-up"
-    assert browser.get("/account").headers["Location"].startswith("/account/sign-in")
+    assert response.headers["Location"] == SET_UP
+    assert other_browser.get(SET_UP).status_code == 200
+    for client in (browser, other_browser):
+        assert client.get("/account").headers["Location"].startswith("/account/sign-in")
 
 
 def test_set_up_page_shows_a_server_drawn_qr_code_and_the_key_and_is_never_cached(browser):
     """D9: a 160-bit key; D13: an inline SVG drawn here, and Cache-Control: no-store."""
-    sign_in_password(browser, registered_and_confirmed(browser))
+    registered_and_confirmed(browser)  # confirming leads straight to the set-up page
 
     response = browser.get("/account/authenticator/set-up")
 
@@ -606,7 +872,7 @@ def test_authenticator_label_is_the_email_address_never_the_nhs_number(browser, 
         return drawn[-1]
 
     monkeypatch.setattr(totp, "provisioning_uri", remember)
-    sign_in_password(browser, registered_and_confirmed(browser))
+    registered_and_confirmed(browser)  # confirming leads straight to the set-up page
 
     browser.get("/account/authenticator/set-up")
 
@@ -618,7 +884,7 @@ def test_authenticator_label_is_the_email_address_never_the_nhs_number(browser, 
 
 def test_a_wrong_code_does_not_activate_the_new_authenticator(browser):
     """D12: the key becomes active only after a right code."""
-    sign_in_password(browser, registered_and_confirmed(browser))
+    registered_and_confirmed(browser)  # confirming leads straight to the set-up page
     key = setup_key(page(browser.get("/account/authenticator/set-up")))
 
     response = post_form(browser, "/account/authenticator/set-up", {"code": a_wrong_code(key)})
@@ -631,9 +897,8 @@ def test_a_wrong_code_does_not_activate_the_new_authenticator(browser):
 
 def test_an_unconfirmed_authenticator_key_expires_after_30_minutes(browser):
     """D12: a key shown but never confirmed with a code stops working; the page then shows a new one."""
-    patient = registered_and_confirmed(browser)
+    registered_and_confirmed(browser)
     with frozen_now() as clock:
-        sign_in_password(browser, patient)
         key = setup_key(page(browser.get(SET_UP)))
         clock.shift(timedelta(minutes=20))
         reloaded = browser.get(SET_UP)
@@ -655,7 +920,6 @@ def test_an_unconfirmed_authenticator_key_expires_after_30_minutes(browser):
 def test_the_right_code_shows_ten_recovery_codes_once(browser):
     """R1: ten codes of 80 bits; R4: never shown again afterwards."""
     patient = registered_and_confirmed(browser)
-    sign_in_password(browser, patient)
 
     codes = enrol(browser, patient)
 
@@ -671,7 +935,6 @@ def test_the_right_code_shows_ten_recovery_codes_once(browser):
 
 def test_account_page_shows_name_formatted_nhs_number_and_waiting_identity_check(browser):
     patient = registered_and_confirmed(browser)
-    sign_in_password(browser, patient)
     enrol(browser, patient)
 
     soup = page(browser.get("/account"))
@@ -692,7 +955,6 @@ def test_the_authenticator_key_never_reaches_the_logs(browser, caplog):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="portal")
     patient = registered_and_confirmed(browser)
-    sign_in_password(browser, patient)
     shown = setup_key(page(browser.get("/account/authenticator/set-up")))
     post_form(browser, "/account/authenticator/set-up", {"code": a_wrong_code(shown)})
     enrol(browser, patient)
@@ -746,27 +1008,34 @@ def test_a_reset_link_works_once(browser):
     assert first.status_code == 302
     assert_link_does_not_work(second)
     assert_link_does_not_work(browser.get(link))
+    assert_link_does_not_work(new_browser_for(browser).get(link))
+    assert [event.object_id for event in audit_events("password_reset")] == [patient_by_email(EMAIL).public_id]
     assert sign_in_password(browser, Account(patient_by_email(EMAIL), NEW_PASSWORD, None)).status_code == 302
 
 
 def test_a_reset_link_expires_after_one_hour(browser):
+    """Also once opened: the token kept for the form page expires with the link."""
     patient = make_patient(email=EMAIL)
     with frozen_now() as clock:
         ask_for_reset(browser, EMAIL)
         link = reset_link(EMAIL)
         clock.shift(timedelta(minutes=59))
-        assert browser.get(link).status_code == 200
+        assert follow_link(browser, link, RESET_PAGE).status_code == 200
         clock.shift(timedelta(minutes=2))
 
+        assert_link_does_not_work(browser.get(RESET_PAGE))
+        assert_link_does_not_work(choose_new_password(browser, None))
         assert_link_does_not_work(browser.get(link))
         assert_link_does_not_work(choose_new_password(browser, link))
         assert sign_in_password(browser, patient).headers["Location"] == "/account/sign-in/code"
 
 
 def test_a_reset_link_stops_working_once_the_password_is_changed_another_way(browser, other_browser):
+    """Also when the link was opened before the change: the token kept for the form page is void too."""
     patient = make_patient(email=EMAIL)
     ask_for_reset(browser, EMAIL)
     link = reset_link(EMAIL)
+    assert follow_link(browser, link, RESET_PAGE).status_code == 200
     sign_in(other_browser, patient)
     changed = post_form(
         other_browser,
@@ -775,8 +1044,11 @@ def test_a_reset_link_stops_working_once_the_password_is_changed_another_way(bro
     )
     assert changed.status_code == 302
 
+    assert_link_does_not_work(browser.get(RESET_PAGE))
+    assert_link_does_not_work(choose_new_password(browser, None, "another quite long passphrase"))
     assert_link_does_not_work(browser.get(link))
     assert_link_does_not_work(choose_new_password(browser, link, "another quite long passphrase"))
+    assert audit_events("password_reset") == []
 
 
 def test_a_reset_ends_every_session_of_the_account_and_emails_the_owner(browser, other_browser):
@@ -808,6 +1080,175 @@ def test_a_reset_does_not_sign_in_and_the_next_sign_in_still_needs_a_code(browse
     assert browser.get("/account").headers["Location"].startswith("/account/sign-in")
     response = post_form(browser, "/account/sign-in/code", {"code": patient.code()})
     assert response.headers["Location"] == "/account"
+
+
+def test_a_patients_reset_link_cannot_reset_a_password_from_the_staff_reset_page(browser):
+    """A patient's token put in the staff link's place is refused by the link itself (404, not on to the staff
+    reset page), so it never reaches the staff page's session slot; that page and its form change nothing."""
+    make_patient(email=EMAIL)
+    ask_for_reset(browser, EMAIL)
+    token = reset_link(EMAIL).rsplit("/", 1)[1]
+
+    # The staff link checks the kind of account at once: "This link does not work", and nothing kept.
+    assert_link_does_not_work(browser.get(f"/admin/reset-password/{token}"))
+
+    assert_link_does_not_work(browser.get("/admin/reset-password"))
+    fields = {"password": NEW_PASSWORD, "confirm-password": NEW_PASSWORD}
+    assert_link_does_not_work(post_form(browser, "/admin/reset-password", fields, form_page="/admin/sign-in"))
+    assert not verify_password(patient_by_email(EMAIL).password_hash, NEW_PASSWORD)[0]
+    assert audit_events("password_reset") == []
+    assert choose_new_password(browser, reset_link(EMAIL)).status_code == 302  # the link itself is still good
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Emailed links keep their token out of page addresses (H10, H13)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmailedLink:
+    """One kind of link we email a patient: how they come to be sent one, the token-less page it leads to, what
+    that page's form sends, and whether the form has done its work (read from the database)."""
+
+    send: Callable[[FlaskClient], None]
+    subject: str
+    form_page: str
+    form: dict[str, str]
+    used: Callable[[], bool]
+
+    def link(self) -> str:
+        return link_in(emails_about(EMAIL, self.subject)[-1])
+
+
+def _registered(client: FlaskClient) -> None:
+    assert register(client).status_code == 302
+
+
+def _asked_for_reset(client: FlaskClient) -> None:
+    make_patient(email=EMAIL)
+    assert ask_for_reset(client, EMAIL).status_code == 302
+
+
+def _email_confirmed() -> bool:
+    return patient_by_email(EMAIL).email_verified_at is not None
+
+
+def _password_reset() -> bool:
+    return verify_password(patient_by_email(EMAIL).password_hash, NEW_PASSWORD)[0]
+
+
+EMAILED_LINKS = [
+    pytest.param(
+        EmailedLink(
+            _registered, "Confirm your email address", CONFIRM_PAGE, {"password": NEW_PASSWORD}, _email_confirmed
+        ),
+        id="confirm-email",
+    ),
+    pytest.param(
+        EmailedLink(
+            _asked_for_reset,
+            "Reset your password",
+            RESET_PAGE,
+            {"password": NEW_PASSWORD, "confirm-password": NEW_PASSWORD},
+            _password_reset,
+        ),
+        id="reset-password",
+    ),
+]
+
+
+@pytest.mark.parametrize("kind", EMAILED_LINKS)
+def test_an_emailed_link_moves_its_token_into_the_session_and_on_to_an_address_without_it_h13(browser, caplog, kind):
+    """H13: the link answers 303, with `Referrer-Policy: no-referrer`, to an address without the token, and the
+    page there does not hold the token either (so neither its own requests, their Referer, nor a proxy's log
+    can). H10: opening the link and its page changes nothing. The request log names the route, not the token."""
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="portal")
+    kind.send(browser)
+    link = kind.link()
+    token = link.rsplit("/", 1)[1]
+
+    opened = browser.get(link)
+
+    assert opened.status_code == 303
+    assert opened.headers["Referrer-Policy"] == "no-referrer"
+    assert opened.headers["Location"] == kind.form_page
+    assert token not in str(opened.headers)
+    form_page = browser.get(kind.form_page)
+    assert form_page.status_code == 200
+    assert token not in form_page.get_data(as_text=True)
+    assert token not in str(form_page.headers)
+    assert page(form_page).select_one("main form[method=post]")["action"] == kind.form_page
+    assert not kind.used()
+    link_route = link.rsplit("/", 1)[0] + "/<token>"
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"GET {link_route} 303" in messages and f"GET {kind.form_page} 200" in messages
+    for record in caplog.records:
+        assert token not in f"{record.getMessage()} {record.args!r} {record.__dict__!r}", record.name
+
+
+@pytest.mark.parametrize("kind", EMAILED_LINKS)
+def test_an_emailed_links_page_does_not_work_in_a_browser_that_never_opened_the_link(browser, other_browser, kind):
+    """The token is kept by the browser that opened the link, not by the page's address: the same page in
+    another browser says the link does not work, and its form does nothing there."""
+    kind.send(browser)
+    assert follow_link(browser, kind.link(), kind.form_page).status_code == 200
+
+    assert_link_does_not_work(other_browser.get(kind.form_page))
+    assert_link_does_not_work(post_form(other_browser, kind.form_page, kind.form, form_page="/account/sign-in"))
+    assert not kind.used()
+    assert post_form(browser, kind.form_page, kind.form).status_code == 302  # still good where it was opened
+    assert kind.used()
+
+
+@pytest.mark.parametrize("kind", EMAILED_LINKS)
+def test_after_an_emailed_links_form_is_used_going_back_to_its_page_does_not_work(browser, kind):
+    """Once the form has done its work the session forgets the token: going back to the page (or sending its
+    form again) says the link does not work."""
+    kind.send(browser)
+    assert follow_link(browser, kind.link(), kind.form_page).status_code == 200
+    assert post_form(browser, kind.form_page, kind.form).status_code == 302
+    assert kind.used()
+
+    assert_link_does_not_work(browser.get(kind.form_page))
+    assert_link_does_not_work(post_form(browser, kind.form_page, kind.form, form_page="/account/sign-in"))
+
+
+def id_in_link(link: str) -> str:
+    """The random id a link carries: the payload of its signed token, read without checking the signature."""
+    token = link.rsplit("/", 1)[1]
+    return URLSafeSerializer("only-reads-the-payload").load_payload(token.rsplit(".", 2)[0].encode())
+
+
+def session_data() -> list[str]:
+    """The `data` column of every stored session, as a copy of the database would hold it."""
+    values = list(db.session.execute(select(WebSession.data)).scalars())
+    db.session.rollback()
+    return values
+
+
+@pytest.mark.parametrize("kind", EMAILED_LINKS)
+def test_a_copy_of_the_database_holds_no_working_link_h10(browser, kind):
+    """H10: the token row keeps only the SHA-256 of the id in the link, and the session that opened the link
+    keeps the token encrypted: neither the link's token nor its id is in the `account_token` or `web_session`
+    tables."""
+    kind.send(browser)
+    link = kind.link()
+    token, raw_id = link.rsplit("/", 1)[1], id_in_link(link)
+    assert len(raw_id) >= 24
+
+    stored_ids = set(db.session.execute(select(AccountToken.id)).scalars())
+    db.session.rollback()
+    assert hashlib.sha256(raw_id.encode()).hexdigest() in stored_ids
+    assert not [stored for stored in stored_ids if raw_id in stored or stored in token]
+
+    assert follow_link(browser, link, kind.form_page).status_code == 200
+    data = session_data()
+    assert [value for value in data if "link:" in value], "the session keeps the link (encrypted) for its page"
+    for value in data:
+        assert token not in value and raw_id not in value
+    assert post_form(browser, kind.form_page, kind.form).status_code == 302  # the kept token still works
+    assert kind.used()
 
 
 # ---------------------------------------------------------------------------------------------------------
