@@ -23,6 +23,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "admin.forgot_password",
         "admin.forgot_password_sent",
         "admin.reset_password",
+        "admin.set_up_link",
         "admin.choose_new_password",
         "admin.accept_invitation",
         "admin.set_up_account",

@@ -71,7 +71,9 @@ def begin_sign_in(account) -> str:
     """After the password step: a new session id, at the stage the account needs next."""
     stage = "password" if account.has_authenticator else "enrol"
     active = current_session()
+    links = {key: value for key, value in active.items() if key.startswith("link:")}  # emailed links opened
     active.clear()
+    active.update(links)
     active.start_stage(account, stage, now=datetime.now(UTC))
     active["code_failures"] = 0
     return stage

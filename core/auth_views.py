@@ -32,7 +32,7 @@ from core.forms import FormErrors, check_new_password, password_field, text
 from core.limits import account_limit, code_step_limit, ip_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
-from core.services.tokens import RESET_PASSWORD, peek_token
+from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token
 
 SIGN_IN_FAILED = "Enter a correct email address and password"
 CODE_FAILED = "Enter the 6-digit security code from your authenticator app. It changes every 30 seconds"
@@ -52,6 +52,20 @@ class Journey:
 
     def names(self, account) -> tuple[str, ...]:
         return (account.given_name, account.family_name) if self.kind == "patient" else tuple(account.name.split())
+
+
+def email_address_limit(kind: str, scope: str):
+    """At most a few emails a day to one address from forms anyone can fill in (registration, forgotten
+    password), so nobody can use the portal to flood someone's inbox. Only a form that was accepted (and so
+    sent an email) counts."""
+    return limiter.limit(
+        ip_limit("EMAILS_TO_ONE_ADDRESS"),
+        key_func=_account_key(kind),
+        scope=scope,
+        methods=["POST"],
+        deduct_when=lambda response: response.status_code == 302,
+        on_breach=on_breach("email"),
+    )
 
 
 def _account_key(kind: str):
@@ -175,12 +189,19 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             return redirect(journey.url("sign_in"))
         if not enrolling and not is_fresh():
             return redirect(journey.url("reauthenticate", next=journey.url("set_up_authenticator")))
+        link_missing = not accounts.set_up_link_matches(account, link_token(SET_UP_AGAIN.name))
+        if enrolling and accounts.set_up_link_needed(account) and link_missing:
+            return render_template("shared/auth/set-up-link-needed.html", journey=journey)
         errors = FormErrors()
         if request.method == "POST":
             codes = accounts.finish_enrolment(
-                account, request.form.get("code"), keep_session_id=current_session().session_id
+                account,
+                request.form.get("code"),
+                keep_session_id=current_session().session_id,
+                set_up_link=link_token(SET_UP_AGAIN.name),
             )
             if codes is not None:
+                forget_link_token(SET_UP_AGAIN.name)
                 if enrolling:
                     complete_sign_in(account)
                 else:
@@ -279,6 +300,10 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     def forgot_password_sent():
         return render_template("shared/auth/forgot-password-sent.html", journey=journey)
 
+    def set_up_link(token: str):
+        """The link staff send after removing a lost authenticator: kept in the session, then sign in."""
+        return open_emailed_link(SET_UP_AGAIN, token, f"{journey.blueprint}.sign_in", journey)
+
     def reset_password(token: str):
         return open_emailed_link(RESET_PASSWORD, token, f"{journey.blueprint}.choose_new_password", journey)
 
@@ -324,9 +349,10 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         ("/recovery-codes/new", regenerate_recovery_codes, both, (fresh,)),
         ("/change-password", change_password, both, (password_limit,)),
         ("/sign-out-other-devices", sign_out_other_devices, both, (password_limit,)),
-        ("/forgot-password", forgot_password, both, (reset_limit,)),
+        ("/forgot-password", forgot_password, both, (reset_limit, email_address_limit(journey.kind, "reset-email"))),
         ("/forgot-password/check-your-email", forgot_password_sent, ["GET"], ()),
         ("/reset-password/<token>", reset_password, ["GET"], ()),
+        ("/authenticator/set-up/<token>", set_up_link, ["GET"], ()),
         ("/reset-password", choose_new_password, both, ()),
     ]
     for rule, view, methods, decorators in routes:

@@ -113,6 +113,8 @@ class BaseConfig:
     RATELIMIT_CODE = "5 per minute; 10 per 5 minutes; 30 per hour"
     RATELIMIT_REGISTER = "10 per hour"
     RATELIMIT_RESET_IP = "5 per 15 minutes; 20 per day"
+    # Emails that registration and "forgot password" may send to one address, whoever asks.
+    RATELIMIT_EMAILS_TO_ONE_ADDRESS = "3 per hour; 10 per day"
 
     # The absolute address of the portal, used for every link in an email. Never taken from the Host header.
     PUBLIC_BASE_URL: str | None = None

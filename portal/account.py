@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from flask import flash, g, redirect, render_template, request, url_for
 
 from core.auth import begin_sign_in, forget_link_token, link_token
-from core.auth_views import Journey, add_auth_views, open_emailed_link
+from core.auth_views import Journey, add_auth_views, email_address_limit, open_emailed_link
 from core.extensions import limiter
 from core.forms import FormErrors, check_new_password, date_from_parts, password_field, text
 from core.limits import ip_limit, on_breach
@@ -37,6 +37,7 @@ JOURNEY = Journey(kind="patient", blueprint="portal", home="portal.account", pre
     deduct_when=lambda response: response.status_code == 302,
     on_breach=on_breach("register"),
 )
+@email_address_limit("patient", "register-email")
 def register():
     errors = FormErrors()
     values: dict = {}

@@ -28,6 +28,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "portal.forgot_password",
         "portal.forgot_password_sent",
         "portal.reset_password",
+        "portal.set_up_link",
         "portal.choose_new_password",
         "portal.sign_out",
     }

@@ -27,9 +27,11 @@ from core.services.passwords import hash_password, verify_password
 from core.services.register import find_register_match
 from core.services.tokens import (
     RESET_PASSWORD,
+    SET_UP_AGAIN,
     STAFF_INVITATION,
     VERIFY_EMAIL,
     absolute_url_for,
+    has_unused_token,
     issue_token,
     peek_token,
     redeem_token,
@@ -359,13 +361,34 @@ def begin_enrolment(account) -> str:
     return totp.start_enrolment(account)
 
 
+def set_up_link_needed(account) -> bool:
+    """After staff removed a lost authenticator, a new one can only be set up with the link they emailed
+    (as well as the password): the password alone is not enough (SECURITY R7)."""
+    return not account.has_authenticator and has_unused_token(SET_UP_AGAIN, account)
+
+
+def set_up_link_matches(account, token: str) -> bool:
+    row = peek_token(SET_UP_AGAIN, token)
+    return row is not None and row.account_kind == account.kind and row.account_id == account.id
+
+
 @transactional
-def finish_enrolment(account, code: str, *, keep_session_id: str | None) -> list[str] | None:
-    """Confirm the new authenticator with a code. Returns the new recovery codes (shown once), or None."""
+def finish_enrolment(
+    account, code: str, *, keep_session_id: str | None, set_up_link: str | None = None
+) -> list[str] | None:
+    """Confirm the new authenticator with a code. Returns the new recovery codes (shown once), or None.
+
+    When `set_up_link_needed`, the emailed link (`set_up_link`) is used up in the same transaction."""
     replacing = account.has_authenticator
+    link_needed = set_up_link_needed(account)
+    if link_needed and not set_up_link_matches(account, set_up_link or ""):
+        record_event(action="mfa_enrolment_failed", **_subject(account), outcome="failure", details={"reason": "link"})
+        return None
     if not totp.confirm_enrolment(account, code):
         record_event(action="mfa_enrolment_failed", **_subject(account), outcome="failure")
         return None
+    if link_needed and redeem_token(SET_UP_AGAIN, set_up_link) is None:
+        raise AccountError("This link has already been used.")
     codes = totp.generate_recovery_codes(account)
     record_event(
         action="mfa_replaced" if replacing else "mfa_enrolled",
@@ -643,13 +666,16 @@ def reset_authenticator(actor: StaffUser, account, *, identity_check: str = "pho
         **_subject(account),
         details={"sessions_ended": ended, "identity_checked": identity_check},
     )
-    endpoint = "portal.sign_in" if account.kind == "patient" else "admin.sign_in"
+    void_tokens(SET_UP_AGAIN, account)
+    endpoint = "portal.set_up_link" if account.kind == "patient" else "admin.set_up_link"
+    link = absolute_url_for(endpoint, token=issue_token(SET_UP_AGAIN, account))
     _email(
         account,
         "Set up your authenticator app again",
         "At your request, the practice has removed the authenticator app from your account. "
         "Your old codes and recovery codes no longer work.",
-        f"Sign in with your email address and password to set up a new authenticator app: {absolute_url_for(endpoint)}",
+        "Use this link, then sign in with your email address and password, to set up a new authenticator app. "
+        f"It works once and expires in 72 hours:\n{link}",
         _not_you(account),
     )
 

@@ -30,7 +30,9 @@ class Purpose:
 VERIFY_EMAIL = Purpose("verify-email", timedelta(hours=24))
 RESET_PASSWORD = Purpose("reset-password", timedelta(hours=1))
 STAFF_INVITATION = Purpose("staff-invitation", timedelta(hours=72))
-PURPOSES = {purpose.name: purpose for purpose in (VERIFY_EMAIL, RESET_PASSWORD, STAFF_INVITATION)}
+# Sent after staff remove a lost authenticator: setting up a new one needs this link as well as the password.
+SET_UP_AGAIN = Purpose("set-up-authenticator", timedelta(hours=72))
+PURPOSES = {purpose.name: purpose for purpose in (VERIFY_EMAIL, RESET_PASSWORD, STAFF_INVITATION, SET_UP_AGAIN)}
 
 
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
@@ -95,6 +97,22 @@ def redeem_token(purpose: Purpose, token: str, *, now: datetime | None = None) -
     if claimed.rowcount != 1:
         return None
     return row
+
+
+def has_unused_token(purpose: Purpose, account) -> bool:
+    """Whether a link of this purpose was sent to the account and neither used nor cancelled (even if it has
+    expired since: the account then needs a new one)."""
+    return (
+        db.session.execute(
+            select(AccountToken.id).where(
+                AccountToken.account_kind == account.kind,
+                AccountToken.account_id == account.id,
+                AccountToken.purpose == purpose.name,
+                AccountToken.used_at.is_(None),
+            )
+        ).first()
+        is not None
+    )
 
 
 def void_tokens(purpose: Purpose, account, *, now: datetime | None = None) -> None:

@@ -395,10 +395,12 @@ def test_there_is_no_route_to_turn_off_the_authenticator_d15(app):
     authenticator_rules = {
         rule.rule for rule in app.url_map.iter_rules() if re.search(r"authenticator|mfa|totp|two-factor", rule.rule)
     }
-    # Setting one up (again), and the staff reset that forces setting one up again at the next sign-in.
+    # Setting one up (again), the emailed link that allows it after a staff reset, and that staff reset.
     assert authenticator_rules == {
         "/account/authenticator/set-up",
         "/admin/authenticator/set-up",
+        "/account/authenticator/set-up/<token>",
+        "/admin/authenticator/set-up/<token>",
         "/admin/patients/<public_id>/reset-authenticator",
         "/admin/staff/<public_id>/reset-authenticator",
     }

@@ -1385,7 +1385,7 @@ def test_new_recovery_codes_after_confirming_it_is_you_void_the_old_ones(browser
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_after_a_staff_reset_the_patient_is_signed_out_and_emailed_a_sign_in_link(browser):
+def test_after_a_staff_reset_the_patient_is_signed_out_and_emailed_a_set_up_link_r7(browser):
     patient = make_patient(email=EMAIL)
     staff = make_staff()
     sign_in(browser, patient)
@@ -1394,18 +1394,66 @@ def test_after_a_staff_reset_the_patient_is_signed_out_and_emailed_a_sign_in_lin
 
     assert is_sent_to_sign_in(browser)
     [message] = emails_about(EMAIL, "Set up your authenticator app again")
-    assert link_in(message) == "/account/sign-in"
-    assert page(browser.get(link_in(message))).h1.get_text(strip=True) == "Sign in"
+    link = link_in(message)
+    assert link.startswith("/account/authenticator/set-up/")
+    opened = browser.get(link)
+    assert opened.status_code == 303
+    assert opened.headers["Location"] == "/account/sign-in"
+    assert opened.headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_after_a_staff_reset_the_password_leads_to_setting_up_a_new_authenticator(browser):
+def _reset_by_staff(patient: Account) -> str:
+    staff = db.session.execute(select(StaffUser)).scalars().first() or make_staff().account
+    accounts.reset_authenticator(staff, patient.account)
+    return link_in(emails_about(patient.account.email, "Set up your authenticator app again")[-1])
+
+
+def test_after_a_staff_reset_the_password_alone_cannot_set_up_a_new_authenticator_r7(browser):
+    """Someone who knows the password but does not have the emailed link gets no new authenticator key."""
     patient = make_patient(email=EMAIL)
     codes = with_recovery_codes(patient)
-    accounts.reset_authenticator(make_staff().account, patient.account)
+    _reset_by_staff(patient)
 
     response = sign_in_password(browser, patient)
 
     assert response.headers["Location"] == "/account/authenticator/set-up"
-    assert browser.get("/account/sign-in/code").headers["Location"].startswith("/account/sign-in")
-    assert browser.get("/account/authenticator/set-up").status_code == 200
+    set_up = page(browser.get("/account/authenticator/set-up"))
+    assert set_up.h1.get_text(strip=True) == "Use the link in your email"
+    assert set_up.select_one(".app-qr-code") is None and set_up.find(id="setup-key") is None
+    posted = post_form(browser, "/account/authenticator/set-up", {"code": "123456"}, form_page="/account/sign-in")
+    assert page(posted).h1.get_text(strip=True) == "Use the link in your email"
+    db.session.expire_all()
+    assert not db.session.get(Patient, patient.account.id).has_authenticator
     assert codes and totp.remaining_recovery_codes(patient.account) == 0
+
+
+def test_after_a_staff_reset_the_emailed_link_and_the_password_set_up_a_new_authenticator_once_r7(browser):
+    patient = make_patient(email=EMAIL)
+    link = _reset_by_staff(patient)
+
+    browser.get(link)
+    assert sign_in_password(browser, patient).headers["Location"] == "/account/authenticator/set-up"
+    set_up = page(browser.get("/account/authenticator/set-up"))
+    key = set_up.find(id="setup-key").get_text().replace(" ", "").strip()
+    response = post_form(browser, "/account/authenticator/set-up", {"code": pyotp.TOTP(key).now()})
+
+    assert response.status_code == 200
+    assert len(RECOVERY_CODE_SHAPE.findall(response.get_data(as_text=True))) == 10
+    assert browser.get("/account").status_code == 200
+    other = new_browser(browser.application)
+    assert page(other.get(link)).h1.get_text(strip=True) == "This link does not work"
+
+
+def test_a_set_up_link_works_only_for_its_own_account_and_expires_after_72_hours_r7(browser):
+    patient = make_patient(email=EMAIL)
+    someone_else = make_patient(email="someone.else@example.org", nhs_number="4010232137")
+    link = _reset_by_staff(patient)
+    _reset_by_staff(someone_else)
+
+    browser.get(link)
+    sign_in_password(browser, someone_else)
+    assert page(browser.get("/account/authenticator/set-up")).h1.get_text(strip=True) == "Use the link in your email"
+
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=72, seconds=1), tick=False):
+        late = new_browser(browser.application)
+        assert late.get(link).status_code == 404
