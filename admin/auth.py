@@ -31,7 +31,9 @@ def set_up_account():
         return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
     errors = FormErrors()
     if request.method == "POST":
-        password = check_new_password(errors, request.form, email=staff.email, names=tuple(staff.name.split()))
+        password = check_new_password(
+            errors, request.form, email=staff.email, names=tuple(staff.name.split()), staff=True
+        )
         if not errors:
             forget_link_token(STAFF_INVITATION.name)
             staff = accounts.accept_invitation(token, password)

@@ -264,7 +264,12 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             if not current:
                 errors.add("current-password", "Enter your current password")
             new = check_new_password(
-                errors, request.form, field="new-password", email=account.email, names=journey.names(account)
+                errors,
+                request.form,
+                field="new-password",
+                email=account.email,
+                names=journey.names(account),
+                staff=journey.kind == "staff",
             )
             if not errors:
                 if accounts.change_password(account, current, new, keep_session_id=current_session().session_id):
@@ -315,7 +320,9 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             return render_template("shared/auth/link-invalid.html", journey=journey), 404
         errors = FormErrors()
         if request.method == "POST":
-            new = check_new_password(errors, request.form, email=account.email, names=journey.names(account))
+            new = check_new_password(
+                errors, request.form, email=account.email, names=journey.names(account), staff=journey.kind == "staff"
+            )
             if not errors:
                 forget_link_token(RESET_PASSWORD.name)
                 if accounts.reset_password(journey.kind, token, new) is None:

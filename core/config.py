@@ -124,6 +124,11 @@ class BaseConfig:
     TOTP_ENCRYPTION_KEYS: str | None = None
     TOTP_ISSUER = "Call recordings"
 
+    # The breached-password check (core.services.breached). Empty: off. Production: the Pwned Passwords API,
+    # https://api.pwnedpasswords.com/range/ (only 5 characters of a SHA-1 leave the server).
+    PWNED_PASSWORDS_URL = ""
+    PWNED_PASSWORDS_TIMEOUT_SECONDS = 3
+
     # argon2id cost. The defaults are argon2-cffi's (m=64 MiB, t=3, p=4), above the ASVS minimums.
     ARGON2_TIME_COST = 3
     ARGON2_MEMORY_COST_KIB = 65536
@@ -169,7 +174,7 @@ class BaseConfig:
             values["TRUSTED_HOSTS"] = _env_list("TRUSTED_HOSTS", "")
         if "PROXY_FIX_HOPS" in os.environ:
             values["PROXY_FIX_HOPS"] = _env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
-        for name in ("PUBLIC_BASE_URL", "TOTP_ENCRYPTION_KEYS"):
+        for name in ("PUBLIC_BASE_URL", "TOTP_ENCRYPTION_KEYS", "PWNED_PASSWORDS_URL"):
             if os.environ.get(name):
                 values[name] = os.environ[name].strip()
         if os.environ.get("LOG_LEVEL"):

@@ -11,11 +11,15 @@ from __future__ import annotations
 import unicodedata
 from datetime import date
 
+from flask import current_app
 from werkzeug.datastructures import MultiDict
 
+from core.services.breached import is_breached
 from core.services.passwords import MAX_LENGTH, normalise_password, password_problems
 
 MAX_FIELD_LENGTH = 500
+BREACHED = "This password has appeared in a data breach on another website, so it is not safe. Choose a different one"
+CANNOT_CHECK = "We could not check this password against known data breaches. Try again in a few minutes"
 
 
 class FormErrors(dict):
@@ -56,10 +60,20 @@ def check_new_password(
     confirm_field: str | None = "confirm-password",
     email: str | None = None,
     names: tuple[str, ...] = (),
+    staff: bool = False,
 ) -> str:
-    """Validate a new password (and its confirmation); return it, with any problems added to `errors`."""
+    """Validate a new password (and its confirmation); return it, with any problems added to `errors`.
+
+    The breached-password check runs last, only on a password that passes everything else; for `staff` it
+    fails closed when the check cannot be made (see core.services.breached)."""
     password = password_field(form, field)
     problems = password_problems(password, email=email, names=names)
+    if not problems:
+        breached = is_breached(normalise_password(password))
+        if breached:
+            problems = [BREACHED]
+        elif breached is None and staff and current_app.config.get("PWNED_PASSWORDS_URL"):
+            problems = [CANNOT_CHECK]
     if problems:
         errors.add(field, problems[0])
     elif confirm_field is not None and normalise_password(password_field(form, confirm_field)) != normalise_password(
