@@ -6,6 +6,7 @@ Playwright's own browser download is never used. Where Chromium is missing, thes
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,14 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from core.devserver import QuietRequestHandler
+
+# Records every CSP violation the page sees, before any assertion runs, so a failure shows the whole picture.
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.__cspViolations.push(event.violatedDirective + ' ' + event.blockedURI);
+});
+"""
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -57,3 +66,16 @@ def screenshots_dir(artifacts_dir: Path) -> Path:
     path = artifacts_dir / "screenshots"
     path.mkdir(exist_ok=True)
     return path
+
+
+def axe_summary_writer(filename: str):
+    """A module fixture that collects axe results in a dict and writes them to test-artifacts/`filename` at the
+    end, afresh on each run (so the file never shows an earlier run's results as if they were current)."""
+
+    @pytest.fixture(scope="module")
+    def axe_summary(artifacts_dir: Path) -> Iterator[dict]:
+        summary: dict[str, dict] = {}
+        yield summary
+        (artifacts_dir / filename).write_text(json.dumps(summary, indent=2, sort_keys=True))
+
+    return axe_summary

@@ -18,7 +18,6 @@ The axe results are written to test-artifacts/axe-results-account-journeys.json.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from urllib.parse import urlsplit
@@ -28,8 +27,9 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from core.extensions import db, limiter
+from core.extensions import db
 from tests.accounts_support import emails_to, link_in, make_patient, make_staff
+from tests.browser.conftest import CSP_LISTENER, axe_summary_writer
 
 pytestmark = pytest.mark.browser
 
@@ -37,33 +37,14 @@ DESKTOP = {"width": 1280, "height": 900}
 PASSWORD = "lantern pebble orchid quiver"
 TIMEOUT_MS = 15_000
 
-CSP_LISTENER = """
-window.__cspViolations = [];
-document.addEventListener('securitypolicyviolation', (event) => {
-  window.__cspViolations.push(event.violatedDirective + ' ' + event.blockedURI);
-});
-"""
-
-axe_summary: dict[str, dict] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _write_axe_summary(artifacts_dir):
-    yield
-    # Its own file: the public pages' module writes axe-results.json afresh on each run.
-    (artifacts_dir / "axe-results-account-journeys.json").write_text(json.dumps(axe_summary, indent=2))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    # The limiter's memory storage outlives each test; these journeys must not inherit other tests' counts.
-    limiter.reset()
+axe_summary = axe_summary_writer("axe-results-account-journeys.json")
 
 
 class Journey:
     """One person's browser tab: checks each page it reaches and records every request the page makes."""
 
-    def __init__(self, browser, base_url: str, screenshots_dir, name: str) -> None:
+    def __init__(self, browser, base_url: str, screenshots_dir, name: str, axe_summary: dict) -> None:
+        self.axe_summary = axe_summary
         self.base_url = base_url
         self.origin = urlsplit(base_url).netloc
         self.screenshots_dir = screenshots_dir
@@ -109,7 +90,7 @@ class Journey:
         csp_violations = page.evaluate("window.__cspViolations")
         results = Axe().run(page)
         violations = results.response["violations"]
-        axe_summary[key] = {
+        self.axe_summary[key] = {
             "path": path,
             "violations": [violation["id"] for violation in violations],
             "passes": len(results.response["passes"]),
@@ -124,11 +105,11 @@ class Journey:
 
 
 @pytest.fixture
-def journeys(browser, live_server_url, screenshots_dir):
+def journeys(browser, live_server_url, screenshots_dir, axe_summary):
     opened: list[Journey] = []
 
     def open_journey(name: str) -> Journey:
-        journey = Journey(browser, live_server_url, screenshots_dir, name)
+        journey = Journey(browser, live_server_url, screenshots_dir, name, axe_summary)
         opened.append(journey)
         return journey
 

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from tests.browser.conftest import CSP_LISTENER, axe_summary_writer
+
 pytestmark = pytest.mark.browser
 
 PAGES = [
@@ -26,28 +28,13 @@ PAGES = [
 ]
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 375, "height": 740}}
 
-# Records every violation the browser sees, before any assertion runs, so a failure shows the whole picture.
-CSP_LISTENER = """
-window.__cspViolations = [];
-document.addEventListener('securitypolicyviolation', (event) => {
-  window.__cspViolations.push(event.violatedDirective + ' ' + event.blockedURI);
-});
-"""
-
-axe_summary: dict[str, dict] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _write_axe_summary(artifacts_dir):
-    yield
-    # Written afresh each run, so the file never shows results from an earlier run as if they were current.
-    (artifacts_dir / "axe-results.json").write_text(json.dumps(axe_summary, indent=2, sort_keys=True))
+axe_summary = axe_summary_writer("axe-results.json")
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 @pytest.mark.parametrize(("name", "path", "status"), PAGES)
 def test_public_page_passes_axe_and_loads_only_from_our_origin(
-    browser, live_server_url, screenshots_dir, name, path, status, viewport
+    browser, live_server_url, screenshots_dir, axe_summary, name, path, status, viewport
 ):
     context = browser.new_context(viewport=VIEWPORTS[viewport])
     context.add_init_script(CSP_LISTENER)
