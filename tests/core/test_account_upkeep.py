@@ -14,7 +14,8 @@ from core.models.accounts import WebSession
 from core.models.audit import AuditEvent
 from core.services import totp
 from core.sessions import hash_session_id
-from tests.accounts_support import make_patient, signed_in_browser
+from tests.accounts_support import forget_last_code, make_patient, post_form, sign_in_password, signed_in_browser
+from tests.conftest import new_browser
 
 
 def test_rotating_the_totp_key_re_encrypts_every_secret_so_the_old_key_can_go_d10(app, monkeypatch):
@@ -77,3 +78,16 @@ def test_a_session_that_times_out_is_recorded_in_the_audit_trail_e4_l1(app):
     assert [(event.object_id, event.details) for event in events] == [
         (patient.account.public_id, '{"reason":"timed_out"}')
     ]
+
+
+def test_an_old_password_is_never_forced_to_change_b10(app):
+    """NCSC and NIST: no password expiry. A password set 400 days ago still signs straight in to the account."""
+    patient = make_patient()
+    patient.account.password_changed_at = datetime.now(UTC) - timedelta(days=400)
+    db.session.commit()
+    browser = new_browser(app)
+    forget_last_code(patient)
+    sign_in_password(browser, patient)
+    response = post_form(browser, "/account/sign-in/code", {"code": patient.code()})
+    assert response.headers["Location"] == "/account"
+    assert browser.get("/account").status_code == 200
