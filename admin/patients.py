@@ -66,6 +66,7 @@ def _render_with_error(patient: Patient, field: str, message: str, values: dict)
 
 
 @bp.post("/patients/<public_id>/verify")
+@fresh_second_factor_required("admin.reauthenticate")
 def patient_verify(public_id: str):
     patient = _patient_or_404(public_id)
     values = {"method": text(request.form, "method", limit=20), "note": text(request.form, "note", limit=500)}
@@ -78,6 +79,7 @@ def patient_verify(public_id: str):
 
 
 @bp.post("/patients/<public_id>/reject")
+@fresh_second_factor_required("admin.reauthenticate")
 def patient_reject(public_id: str):
     patient = _patient_or_404(public_id)
     values = {"reason": text(request.form, "reason", limit=500)}

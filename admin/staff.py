@@ -138,6 +138,7 @@ def staff_end_sessions(public_id: str):
 
 
 @bp.post("/staff/<public_id>/resend-invitation")
+@fresh
 def staff_resend_invitation(public_id: str):
     return _staff_action(
         public_id, lambda staff: accounts.resend_invitation(g.staff_user, staff), "A new invitation has been sent."

@@ -71,9 +71,11 @@ def begin_sign_in(account) -> str:
     """After the password step: a new session id, at the stage the account needs next."""
     stage = "password" if account.has_authenticator else "enrol"
     active = current_session()
-    links = {key: value for key, value in active.items() if key.startswith("link:")}  # emailed links opened
+    # The one emailed link that matters after the password: the set-up link staff sent to this account.
+    set_up_link = active.get("link:set-up-authenticator")
     active.clear()
-    active.update(links)
+    if set_up_link is not None:
+        active["link:set-up-authenticator"] = set_up_link
     active.start_stage(account, stage, now=datetime.now(UTC))
     active["code_failures"] = 0
     return stage

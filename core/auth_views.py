@@ -194,12 +194,15 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             return render_template("shared/auth/set-up-link-needed.html", journey=journey)
         errors = FormErrors()
         if request.method == "POST":
-            codes = accounts.finish_enrolment(
-                account,
-                request.form.get("code"),
-                keep_session_id=current_session().session_id,
-                set_up_link=link_token(SET_UP_AGAIN.name),
-            )
+            try:
+                codes = accounts.finish_enrolment(
+                    account,
+                    request.form.get("code"),
+                    keep_session_id=current_session().session_id,
+                    set_up_link=link_token(SET_UP_AGAIN.name),
+                )
+            except accounts.AccountError:  # the link was used by a second submission of this form meanwhile
+                return render_template("shared/auth/link-invalid.html", journey=journey), 404
             if codes is not None:
                 forget_link_token(SET_UP_AGAIN.name)
                 if enrolling:
@@ -343,6 +346,8 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     )
     second_factor_limit = _guessable("second-factor")
     password_limit = _guessable("password")
+    # Its own count, so that choosing a new password that the policy refuses never blocks "confirm it is you".
+    change_password_limit = _guessable("change-password")
     reset_limit = limiter.limit(ip_limit("RESET_IP"), methods=["POST"], on_breach=on_breach("reset"))
     fresh = fresh_second_factor_required(f"{journey.blueprint}.reauthenticate")
     both = ["GET", "POST"]
@@ -354,7 +359,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         ("/sign-out", sign_out, ["POST"], ()),
         ("/confirm-it-is-you", reauthenticate, both, (second_factor_limit, password_limit)),
         ("/recovery-codes/new", regenerate_recovery_codes, both, (fresh,)),
-        ("/change-password", change_password, both, (password_limit,)),
+        ("/change-password", change_password, both, (change_password_limit,)),
         ("/sign-out-other-devices", sign_out_other_devices, both, (password_limit,)),
         ("/forgot-password", forgot_password, both, (reset_limit, email_address_limit(journey.kind, "reset-email"))),
         ("/forgot-password/check-your-email", forgot_password_sent, ["GET"], ()),

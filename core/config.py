@@ -61,7 +61,9 @@ class BaseConfig:
     # cannot re-forge the chain after changing a row.
     AUDIT_HMAC_KEY: str | None = None
     SQLALCHEMY_DATABASE_URI: str | None = None
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # hide_parameters: a database error in the log names the statement but never the values (which may be
+    # an NHS number, a name or a password hash).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
     # The practice. Every practice detail is configuration; these defaults are the first customer's.

@@ -31,7 +31,11 @@ MESSAGES: dict[int, tuple[str, str]] = {
         "This page cannot be used in that way. Go back and use the links and buttons on the page.",
     ),
     413: ("The file or form you sent is too large", "Go back and try again with less information or a smaller file."),
-    429: ("Too many attempts", "You have tried too many times. Wait a few minutes, then try again."),
+    429: (
+        "Too many attempts",
+        "For your security, this has been tried too many times. Wait a while (an hour at most for signing in), "
+        "then try again. If you need help now, contact the practice by phone.",
+    ),
     500: (
         "Sorry, there is a problem with the service",
         "Try again later. If you need help now, contact the practice by phone.",

@@ -68,7 +68,7 @@ def check_new_password(
     fails closed when the check cannot be made (see core.services.breached)."""
     password = password_field(form, field)
     problems = password_problems(password, email=email, names=names)
-    if not problems:
+    if not problems and not errors:  # the outside service is asked only about an otherwise complete form
         breached = is_breached(normalise_password(password))
         if breached:
             problems = [BREACHED]

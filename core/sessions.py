@@ -89,8 +89,11 @@ class ServerSession(CallbackDict, SessionMixin):
         self.modified = True
 
     def drop_account(self) -> None:
-        """Forget who this is but keep a fresh anonymous session (with a new id), e.g. to show a message."""
+        """Forget who this is but keep a fresh anonymous session (with a new id), e.g. to show a message.
+        Emailed links already opened in this browser are kept."""
+        links = {key: value for key, value in self.items() if key.startswith("link:")}
         self.clear()
+        self.update(links)
         self.account_kind = self.account_id = None
         self.stage = "anonymous"
         self.second_factor_at = None

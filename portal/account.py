@@ -7,16 +7,18 @@ patient; the guard refuses anything else. Forms read only the fields they name.
 
 from __future__ import annotations
 
-import re
+import hashlib
+import unicodedata
 from datetime import UTC, datetime
 
 from flask import flash, g, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
 
 from core.auth import begin_sign_in, forget_link_token, link_token
 from core.auth_views import Journey, add_auth_views, email_address_limit, open_emailed_link
-from core.extensions import limiter
+from core.extensions import db, limiter
 from core.forms import FormErrors, check_new_password, date_from_parts, password_field, text
-from core.limits import ip_limit, on_breach
+from core.limits import code_step_limit, ip_limit, on_breach
 from core.services import accounts, totp
 from core.services.register import normalise_postcode, parse_nhs_number
 from core.services.tokens import VERIFY_EMAIL, peek_token
@@ -77,26 +79,45 @@ def register():
         if form.get("terms") != "yes":
             errors.add("terms", "Confirm that you agree to the terms of use")
         if not errors:
-            accounts.register_patient(
-                accounts.Registration(
-                    given_name=values["given-name"],
-                    family_name=values["family-name"],
-                    date_of_birth=date_of_birth,
-                    nhs_number=nhs_number,
-                    postcode=postcode,
-                    email=email,
-                    mobile=values["mobile"] or None,
-                    password=password,
-                )
+            registration = accounts.Registration(
+                given_name=values["given-name"],
+                family_name=values["family-name"],
+                date_of_birth=date_of_birth,
+                nhs_number=nhs_number,
+                postcode=postcode,
+                email=email,
+                mobile=values["mobile"] or None,
+                password=password,
             )
+            try:
+                accounts.register_patient(registration)
+            except IntegrityError:
+                # The same new address sent twice at once (a double click): the first made the account; this
+                # one gets the same answer, as it would a moment later.
+                db.session.rollback()
             return redirect(url_for("portal.check_email"))
     status = 400 if errors else 200
     return render_template("portal/account/register.html", errors=errors, values=values), status
 
 
-# Letters (any alphabet), with spaces, hyphens, apostrophes and full stops between them: a name, and nothing
-# that could carry a message or a link into the emails that greet the patient by name.
-NAME_SHAPE = re.compile("[^\\W\\d_]+(?:[ '\u2019.-]{1,2}[^\\W\\d_]+)*\\.?")
+# Between the letters of a name (in any alphabet, with their accents and vowel signs), a name may have spaces,
+# hyphens, dashes, apostrophes and full stops: nothing that could carry a link or a message.
+NAME_JOINERS = frozenset(" -\u2010\u2013'\u2019.")
+
+
+def _looks_like_a_name(value: str) -> bool:
+    if not value or not unicodedata.category(value[0]).startswith("L"):
+        return False
+    previous = ""
+    for char in value:
+        if unicodedata.category(char).startswith(("L", "M")):
+            pass
+        elif char not in NAME_JOINERS:
+            return False
+        elif char != " " and previous in NAME_JOINERS and previous != " ":
+            return False  # two punctuation marks in a row, such as "--" or ".."
+        previous = char
+    return previous not in NAME_JOINERS or previous == "."
 
 
 def _check_name(errors: FormErrors, values: dict, field: str, label: str) -> None:
@@ -105,7 +126,7 @@ def _check_name(errors: FormErrors, values: dict, field: str, label: str) -> Non
         errors.add(field, f"Enter your {label}")
     elif len(value) > 100:
         errors.add(field, f"{label.capitalize()} must be 100 characters or fewer")
-    elif not NAME_SHAPE.fullmatch(value):
+    elif not _looks_like_a_name(value):
         errors.add(field, f"{label.capitalize()} must only include letters, spaces, hyphens and apostrophes")
 
 
@@ -126,8 +147,14 @@ def confirm_email(token: str):
     return open_emailed_link(VERIFY_EMAIL, token, "portal.confirm_email_form", JOURNEY)
 
 
+def _link_key() -> str:
+    """Password guesses on the confirm page are counted per emailed link, wherever they come from."""
+    return "confirm-link:" + hashlib.sha256(link_token(VERIFY_EMAIL.name).encode()).hexdigest()[:32]
+
+
 @bp.route("/account/confirm-email", methods=["GET", "POST"])
 @limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip"))
+@limiter.limit(code_step_limit(), key_func=_link_key, methods=["POST"], on_breach=on_breach("account"))
 def confirm_email_form():
     """Confirm the address with the account's password, then go straight on to setting up the authenticator."""
     token = link_token(VERIFY_EMAIL.name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -33,6 +33,7 @@ from core.services.tokens import (
     absolute_url_for,
     has_unused_token,
     issue_token,
+    issued_since,
     peek_token,
     redeem_token,
     void_tokens,
@@ -72,9 +73,12 @@ def _subject(account) -> dict:
     return {"object_type": account.kind, "object_id": account.public_id}
 
 
-def find_account(kind: str, email: str):
+def find_account(kind: str, email: str, *, lock: bool = False):
+    """The account with this sign-in address, or None. `lock` holds its row (PostgreSQL) until commit, so a
+    registration and a confirmation of the same account happen one after the other."""
     model = ACCOUNT_MODELS[kind]
-    return db.session.execute(select(model).where(model.email == normalise_email(email))).scalar_one_or_none()
+    statement = select(model).where(model.email == normalise_email(email))
+    return db.session.execute(statement.with_for_update() if lock else statement).scalar_one_or_none()
 
 
 def get_account(kind: str | None, account_id: int | None):
@@ -84,7 +88,11 @@ def get_account(kind: str | None, account_id: int | None):
 
 
 def _greeting(account) -> str:
-    return f"Dear {account.given_name}," if account.kind == "patient" else f"Dear {account.name},"
+    """By name only once the address is proved (a patient's) or was chosen by an admin (staff): an email to an
+    unproved address must not carry words typed by whoever registered it."""
+    if account.kind == "staff":
+        return f"Dear {account.name},"
+    return f"Dear {account.given_name}," if account.email_verified_at is not None else "Hello,"
 
 
 def _email(account, subject: str, *paragraphs: str) -> None:
@@ -127,7 +135,7 @@ def register_patient(details: Registration) -> None:
     """
     email = normalise_email(details.email)
     password_hash = hash_password(details.password)  # spent in every branch, so timing matches too
-    existing = find_account("patient", email)
+    existing = find_account("patient", email, lock=True)
     if existing is not None and (existing.email_verified_at is not None or not existing.is_active):
         _email(
             existing,
@@ -155,6 +163,10 @@ def register_patient(details: Registration) -> None:
         db.session.flush()
         record_event(action="account_registered", actor_type="patient", actor_id=patient.public_id, **_subject(patient))
     else:
+        # New identity details: any check made of the earlier ones no longer applies.
+        patient.identity_status = "unverified"
+        patient.identity_method = patient.identity_note = None
+        patient.identity_decided_by_id = patient.identity_decided_at = None
         void_tokens(VERIFY_EMAIL, patient)
         record_event(action="registration_replaced_unconfirmed", **_subject(patient))
     _send_email_proof(patient)
@@ -192,7 +204,15 @@ def _match_register(patient: Patient) -> None:
     record_event(action="identity_verified", **_subject(patient), details={"method": "register_match"})
 
 
-def _send_email_proof(patient: Patient) -> None:
+PROOF_RESEND_AFTER = timedelta(minutes=15)
+
+
+def _send_email_proof(patient: Patient, *, unless_recent: bool = False) -> None:
+    """Email a new confirmation link (cancelling older ones). With `unless_recent`, not if one went out in the
+    last 15 minutes: signing in to an unconfirmed account must not become a way to flood its inbox."""
+    if unless_recent and issued_since(VERIFY_EMAIL, patient, _now() - PROOF_RESEND_AFTER):
+        return
+    void_tokens(VERIFY_EMAIL, patient)
     link = absolute_url_for("portal.confirm_email", token=issue_token(VERIFY_EMAIL, patient))
     _email(
         patient,
@@ -208,7 +228,11 @@ def confirm_email(token: str, password: str) -> Patient | None:
     """Prove the email address with the emailed link and the account's password (see `register_patient`);
     then look for the patient on the practice register. None if the link or the password is wrong."""
     row = peek_token(VERIFY_EMAIL, token)
-    patient = get_account("patient", row.account_id) if row else None
+    patient = (
+        db.session.execute(select(Patient).where(Patient.id == row.account_id).with_for_update()).scalar_one_or_none()
+        if row
+        else None
+    )
     matches, _ = verify_password(patient.password_hash if patient else None, password or "")
     if patient is None or not patient.is_active or not matches or redeem_token(VERIFY_EMAIL, token) is None:
         record_event(
@@ -219,9 +243,12 @@ def confirm_email(token: str, password: str) -> Patient | None:
             details={"reason": "password" if patient is not None and not matches else "link"},
         )
         return None
+    first_time = patient.email_verified_at is None
     patient.email_verified_at = patient.email_verified_at or _now()
+    void_tokens(VERIFY_EMAIL, patient)
     record_event(action="email_verified", **_actor(patient), **_subject(patient))
-    _match_register(patient)
+    if first_time and patient.identity_status == "unverified":
+        _match_register(patient)
     return patient
 
 
@@ -260,7 +287,7 @@ def check_password(kind: str, email: str, password: str) -> PasswordOutcome:
         )
         return PasswordOutcome()
     if kind == "patient" and account.email_verified_at is None:
-        _send_email_proof(account)
+        _send_email_proof(account, unless_recent=True)
         record_event(action="authn_login_fail", **_subject(account), outcome="failure", details={"reason": "email"})
         return PasswordOutcome(email_unconfirmed=True)
     record_event(action="authn_password_accepted", **_actor(account), **_subject(account))
@@ -658,6 +685,8 @@ def reset_authenticator(actor: StaffUser, account, *, identity_check: str = "pho
     The staff member never sees or sets a password: the old authenticator and recovery codes stop working,
     every session ends, and the owner is emailed a link to sign in and set up a new authenticator.
     """
+    if account.kind == "staff" and account.id == actor.id:
+        raise AccountError("You cannot reset your own authenticator here. Set up a new one from your account.")
     totp.clear_authenticator(account)
     ended = end_account_sessions(account)
     record_event(
@@ -689,6 +718,8 @@ STAFF_IDENTITY_METHODS = tuple(method for method in IDENTITY_METHODS if method !
 
 @transactional
 def verify_identity(actor: StaffUser, patient: Patient, *, method: str, note: str) -> None:
+    if patient.email_verified_at is None:
+        raise AccountError("The patient has not confirmed their email address yet.")
     if method not in STAFF_IDENTITY_METHODS:
         raise AccountError("Select how you checked the patient's identity.")
     note = (note or "").strip()
@@ -712,6 +743,8 @@ def verify_identity(actor: StaffUser, patient: Patient, *, method: str, note: st
 
 @transactional
 def reject_identity(actor: StaffUser, patient: Patient, *, reason: str) -> None:
+    if patient.email_verified_at is None:
+        raise AccountError("The patient has not confirmed their email address yet.")
     reason = (reason or "").strip()
     if not reason:
         raise AccountError("Enter the reason, in words the patient will understand.")

@@ -12,6 +12,7 @@ an outage elsewhere never stops a patient from registering. The zxcvbn list in `
 from __future__ import annotations
 
 import hashlib
+import http.client
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -42,7 +43,7 @@ def is_breached(password: str) -> bool | None:
             request, timeout=current_app.config["PWNED_PASSWORDS_TIMEOUT_SECONDS"]
         ) as response:
             body = response.read(MAX_RESPONSE_BYTES).decode("ascii", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         logger.warning("breached-password check unavailable: %s", type(exc).__name__)
         return None
     for line in body.splitlines():

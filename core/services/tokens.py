@@ -115,6 +115,22 @@ def has_unused_token(purpose: Purpose, account) -> bool:
     )
 
 
+def issued_since(purpose: Purpose, account, moment: datetime) -> bool:
+    """Whether an unused link of this purpose was sent to the account after `moment`."""
+    return (
+        db.session.execute(
+            select(AccountToken.id).where(
+                AccountToken.account_kind == account.kind,
+                AccountToken.account_id == account.id,
+                AccountToken.purpose == purpose.name,
+                AccountToken.used_at.is_(None),
+                AccountToken.created_at > moment,
+            )
+        ).first()
+        is not None
+    )
+
+
 def void_tokens(purpose: Purpose, account, *, now: datetime | None = None) -> None:
     """Cancel every unused link of this purpose for the account (caller commits)."""
     db.session.execute(

@@ -760,7 +760,8 @@ def admin_who_cannot_sign_in(admin_client: FlaskClient, how: str) -> StaffUser:
         assert other.password_hash is None and not other.has_authenticator
     else:
         other = make_staff(email="reset.admin@practice.example", name="Rae Reset", role="admin").account
-        accounts.reset_authenticator(other, other, identity_check="in_person")
+        resetter = db.session.execute(select(StaffUser).where(StaffUser.id != other.id)).scalars().first()
+        accounts.reset_authenticator(resetter, other, identity_check="in_person")
         other = fresh(StaffUser, other.id)
         assert other.password_hash is not None and not other.has_authenticator
     db.session.rollback()
@@ -811,3 +812,13 @@ def test_an_admin_may_step_down_once_another_admin_can_sign_in(app, admin, admin
 
     assert post_form(admin_client, f"{page}/role", {"role": "staff"}, form_page=page).status_code == 302
     assert fresh(StaffUser, admin.account.id).role == "staff"
+
+
+def test_an_admin_cannot_reset_their_own_authenticator_from_the_staff_page(admin, admin_client):
+    """Resetting your own would lock you out; a new phone is set up from your own account instead."""
+    page = f"/admin/staff/{admin.account.public_id}"
+    response = post_form(admin_client, f"{page}/reset-authenticator", {"identity-checked": "yes"}, form_page=page)
+    assert response.status_code == 400
+    assert "You cannot reset your own authenticator here" in error_summary(response)
+    assert fresh(StaffUser, admin.account.id).has_authenticator
+    assert events("mfa_reset_by_staff") == []

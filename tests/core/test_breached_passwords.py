@@ -124,3 +124,29 @@ def test_a_password_change_to_a_breached_password_is_refused_for_everyone_b8(app
         response = _change_password(app, account, BREACHED)
         assert response.status_code == 400
         assert "appeared in a data breach" in response.get_data(as_text=True)
+
+
+def test_a_garbled_answer_counts_as_could_not_check_not_as_an_error_b8(app, monkeypatch):
+    """A server that answers with something that is not HTTP: patients go ahead (fail open), nothing crashes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def answer_with_nonsense():
+        for _ in range(4):
+            try:
+                connection, _address = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"this is not HTTP at all\r\n\r\n")
+
+    thread = threading.Thread(target=answer_with_nonsense, daemon=True)
+    thread.start()
+    monkeypatch.setitem(app.config, "PWNED_PASSWORDS_URL", f"http://127.0.0.1:{listener.getsockname()[1]}/range/")
+    try:
+        assert is_breached(SAFE) is None
+        assert _change_password(app, make_patient(), SAFE).status_code == 302
+    finally:
+        listener.close()

@@ -740,18 +740,20 @@ def test_a_wrong_password_on_the_confirmation_page_is_refused_and_the_link_still
     assert patient_by_email(EMAIL).email_verified_at is not None
 
 
-def test_guessing_the_password_on_the_confirmation_page_is_rate_limited_c2(browser):
-    """C2: the confirmation form takes a password, so it has the per-address limit of the sign-in form
-    (20 tries in 5 minutes, every try counted): once reached, even the right password gets 429."""
+def test_guessing_the_password_on_the_confirmation_page_is_limited_per_link_c1(browser, other_browser):
+    """C1: the confirmation form takes a password, so guesses are counted per emailed link (5 a minute,
+    every try counted, from any computer): once reached, even the right password gets 429."""
     register(browser)
-    browser.get(confirm_link())
+    link = confirm_link()
+    browser.get(link)
+    other_browser.get(link)
     with frozen_now():
         statuses = [
-            post_form(browser, CONFIRM_PAGE, {"password": f"guess number {n} here"}).status_code for n in range(20)
+            post_form(browser, CONFIRM_PAGE, {"password": f"guess number {n} here"}).status_code for n in range(5)
         ]
-        limited = post_form(browser, CONFIRM_PAGE, {"password": NEW_PASSWORD})
-    assert statuses == [400] * 20
-    assert limited.status_code == 429
+        from_elsewhere = post_form(other_browser, CONFIRM_PAGE, {"password": NEW_PASSWORD})
+    assert statuses == [400] * 5
+    assert from_elsewhere.status_code == 429
     assert patient_by_email(EMAIL).email_verified_at is None
 
 
@@ -815,19 +817,26 @@ def test_a_password_reset_link_does_not_confirm_an_email_address(browser):
     assert patient_by_email(EMAIL).email_verified_at is None
 
 
-def test_signing_in_before_confirming_starts_no_sign_in_and_sends_a_fresh_link(browser):
-    register(browser)
-    first_link = confirm_link()
+def test_signing_in_before_confirming_starts_no_sign_in_and_sends_a_fresh_link_at_most_every_15_minutes(browser):
+    with frozen_now() as clock:
+        register(browser)
+        first_link = confirm_link()
+        account = Account(patient_by_email(EMAIL), NEW_PASSWORD, None)
 
-    response = sign_in_password(browser, Account(patient_by_email(EMAIL), NEW_PASSWORD, None))
+        response = sign_in_password(browser, account)
 
-    assert response.headers["Location"] == "/account/register/check-your-email"
-    assert browser.get("/account/sign-in/code").headers["Location"].startswith("/account/sign-in")
-    assert browser.get("/account/authenticator/set-up").headers["Location"].startswith("/account/sign-in")
-    assert db.session.execute(select(WebSession).where(WebSession.account_id.is_not(None))).first() is None
-    assert len(emails_about(EMAIL, "Confirm your email address")) == 2
-    assert confirm_link() != first_link
-    assert confirm(browser, confirm_link()).status_code == 302
+        assert response.headers["Location"] == "/account/register/check-your-email"
+        assert browser.get("/account/sign-in/code").headers["Location"].startswith("/account/sign-in")
+        assert browser.get("/account/authenticator/set-up").headers["Location"].startswith("/account/sign-in")
+        assert db.session.execute(select(WebSession).where(WebSession.account_id.is_not(None))).first() is None
+        assert len(emails_about(EMAIL, "Confirm your email address")) == 1  # one went out a moment ago
+
+        clock.shift(timedelta(minutes=16))
+        sign_in_password(browser, account)
+        assert len(emails_about(EMAIL, "Confirm your email address")) == 2
+        assert confirm_link() != first_link
+        assert_link_does_not_work(browser.get(first_link))
+        assert confirm(browser, confirm_link()).status_code == 302
 
 
 # ---------------------------------------------------------------------------------------------------------
