@@ -3,6 +3,7 @@ the audit record of a session that timed out."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import time_machine
@@ -91,3 +92,14 @@ def test_an_old_password_is_never_forced_to_change_b10(app):
     response = post_form(browser, "/account/sign-in/code", {"code": patient.code()})
     assert response.headers["Location"] == "/account"
     assert browser.get("/account").status_code == 200
+
+
+def test_account_addresses_in_pages_use_random_identifiers_g11(app):
+    """Staff pages name accounts by a random 128-bit identifier, never the counting database id (defence in
+    depth: the guard is what protects them)."""
+    first, second = make_patient(), make_patient(email="second@example.org", nhs_number="4010232137")
+    for account in (first.account, second.account):
+        assert re.fullmatch(r"[0-9a-f]{32}", account.public_id)
+    assert first.account.public_id != second.account.public_id
+    patient_rules = [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/admin/patients/<")]
+    assert patient_rules and all(rule.startswith("/admin/patients/<public_id>") for rule in patient_rules)

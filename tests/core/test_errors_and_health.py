@@ -49,14 +49,14 @@ def test_a_content_page_without_its_database_gets_the_503_page(broken_database_a
     assert_reveals_nothing(body)
 
 
-def test_unknown_page_gets_the_nhs_styled_404(pages):
+def test_unknown_page_gets_the_nhs_styled_404_m2(pages):
     soup = pages.get_path("/no-such-page", expected_status=404)
     assert soup.h1.get_text(strip=True) == "Page not found"
     assert soup.select_one("header.nhsuk-header") is not None
     assert soup.select_one(".portal-reference") is None
 
 
-def test_wrong_method_gets_405_with_allow_header(client):
+def test_wrong_method_gets_405_with_allow_header_m2(client):
     response = client.post("/call-recording-notice")
     assert response.status_code == 405
     assert "GET" in response.headers["Allow"]
@@ -69,13 +69,15 @@ def test_trace_is_refused(client):
     assert client.open("/", method="TRACE").status_code == 405
 
 
-def test_json_clients_get_json_errors(client):
+def test_json_clients_get_json_errors_m2(client):
     response = client.get("/no-such-page", headers={"Accept": "application/json"})
     assert response.status_code == 404
     assert response.json == {"error": "Page not found", "status": 404}
 
 
-def test_an_unexpected_error_gets_a_generic_500_with_a_reference_and_the_detail_goes_to_the_log(database_url, caplog):
+def test_an_unexpected_error_gets_a_generic_500_with_a_reference_and_the_detail_goes_to_the_log_m1_m4(
+    database_url, caplog
+):
     app = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url, "PROPAGATE_EXCEPTIONS": False})
 
     @app.get("/explode")
@@ -98,7 +100,7 @@ def test_an_unexpected_error_gets_a_generic_500_with_a_reference_and_the_detail_
     assert logged[0].exc_info is not None
 
 
-def test_an_oversized_form_gets_413(database_url):
+def test_an_oversized_form_gets_413_m2(database_url):
     app = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url})
 
     @app.post("/form")
