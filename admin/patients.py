@@ -19,10 +19,7 @@ SEARCH_LIMIT = 50
 
 
 def _patient_or_404(public_id: str) -> Patient:
-    patient = db.session.execute(select(Patient).where(Patient.public_id == public_id)).scalar_one_or_none()
-    if patient is None:
-        abort(404)
-    return patient
+    return accounts.account_by_public_id("patient", public_id) or abort(404)
 
 
 @bp.get("/patients/awaiting-verification")

@@ -21,10 +21,7 @@ fresh = fresh_second_factor_required("admin.reauthenticate")
 
 
 def _staff_or_404(public_id: str) -> StaffUser:
-    staff = db.session.execute(select(StaffUser).where(StaffUser.public_id == public_id)).scalar_one_or_none()
-    if staff is None:
-        abort(404)
-    return staff
+    return accounts.account_by_public_id("staff", public_id) or abort(404)
 
 
 @bp.get("/staff")

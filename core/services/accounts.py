@@ -81,6 +81,12 @@ def find_account(kind: str, email: str, *, lock: bool = False):
     return db.session.execute(statement.with_for_update() if lock else statement).scalar_one_or_none()
 
 
+def account_by_public_id(kind: str, public_id: str):
+    """The account a staff page names in its address (a random id, never the database's counter), or None."""
+    model = ACCOUNT_MODELS[kind]
+    return db.session.execute(select(model).where(model.public_id == public_id)).scalar_one_or_none()
+
+
 def get_account(kind: str | None, account_id: int | None):
     if kind not in ACCOUNT_MODELS or account_id is None:
         return None
