@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, flash, g, make_response, redirect, render_template, request, url_for
-from markupsafe import Markup
 
 from core.auth import (
     begin_sign_in,
@@ -218,9 +217,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             journey=journey,
             replacing=not enrolling,
             secret=secret,
-            # segno draws the QR code from the URI as modules; the SVG holds no text from the user (only a fixed
-            # <title>), so it is safe to place in the page as markup.
-            qr_svg=Markup(totp.qr_code_svg(totp.provisioning_uri(secret, account.email))),  # noqa: S704
+            qr=totp.qr_code(totp.provisioning_uri(secret, account.email)),
         )
 
     def sign_out():

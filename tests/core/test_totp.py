@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyotp
 import pytest
+import segno
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
@@ -462,18 +463,20 @@ def test_provisioning_uri_falls_back_to_the_practice_name_d13(app, monkeypatch):
     assert "issuer=Example%20Surgery" in uri
 
 
-def test_qr_code_is_inline_svg_drawn_locally_d13(app):
+def test_qr_code_is_drawn_locally_as_a_path_that_decodes_to_the_uri_d13(app):
+    """The drawing holds only path commands (nothing to escape, nothing pointing elsewhere: pyotp's README
+    sends the secret to a chart service, we must not), is about 200 px across, and is the QR code of the URI."""
     uri = totp.provisioning_uri("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "someone.with.a.long.address@example.org")
-    svg = totp.qr_code_svg(uri)
-    assert svg.startswith("<svg")
-    assert "<?xml" not in svg
-    assert "<title>QR code to scan with your authenticator app</title>" in svg
-    # Nothing refers to another host (pyotp's README sends the secret to a chart service; we must not).
-    assert "http" not in svg and "href" not in svg
-    width = int(re.search(r'width="(\d+)"', svg).group(1))
-    height = int(re.search(r'height="(\d+)"', svg).group(1))
-    assert width == height and 160 <= width <= 240
-    assert 'fill="#fff"' in svg and 'stroke="#000"' in svg
+    drawing = totp.qr_code(uri)
+    assert re.fullmatch(r"(M\d+,\d+h\d+v1h-\d+z)+", drawing.path)
+    assert 160 <= drawing.pixels <= 240
+    expected = segno.make(uri, error="m")
+    assert drawing.size == len(expected.matrix) + 2 * totp.QR_QUIET_ZONE
+    dark = set()
+    for command in re.finditer(r"M(\d+),(\d+)h(\d+)", drawing.path):
+        x, y, run = (int(value) for value in command.groups())
+        dark |= {(x + step - totp.QR_QUIET_ZONE, y - totp.QR_QUIET_ZONE) for step in range(run)}
+    assert dark == {(x, y) for y, row in enumerate(expected.matrix) for x, bit in enumerate(row) if bit}
 
 
 # --- R1, R2, R3, R5: recovery codes -------------------------------------------------------------------------
