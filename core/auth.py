@@ -48,16 +48,6 @@ def load_signed_in_account() -> None:
         g.pending_account = account
 
 
-def signed_in(kind: str):
-    account = g.get("account")
-    return account if account is not None and account.kind == kind else None
-
-
-def pending(kind: str):
-    account = g.get("pending_account")
-    return account if account is not None and account.kind == kind else None
-
-
 def no_store_when_signed_in(response: Response) -> Response:
     """Pages seen by a signed-in person may hold personal data: no browser or proxy may keep them."""
     if current_session().account_kind is not None or current_session().ended:

@@ -24,6 +24,11 @@ IDENTITY_STATUSES = ("unverified", "verified", "rejected")
 IDENTITY_METHODS = ("register_match", "photo_id", "call_back", "other")
 
 
+def format_nhs_number(digits: str) -> str:
+    """Ten digits shown the NHS way, in groups of 3, 3 and 4: "943 476 5919"."""
+    return f"{digits[:3]} {digits[3:6]} {digits[6:]}"
+
+
 def new_public_id() -> str:
     """A random 128-bit identifier for URLs, so that account numbers cannot be counted or guessed (G11)."""
     return secrets.token_hex(16)
@@ -84,8 +89,7 @@ class Patient(CredentialsMixin, db.Model):
 
     @property
     def nhs_number_display(self) -> str:
-        number = self.nhs_number
-        return f"{number[:3]} {number[3:6]} {number[6:]}"
+        return format_nhs_number(self.nhs_number)
 
     @property
     def is_verified(self) -> bool:

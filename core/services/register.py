@@ -102,11 +102,6 @@ def parse_nhs_number(raw: str) -> str | None:
     return digits
 
 
-def format_nhs_number(digits: str) -> str:
-    """Ten digits shown the NHS way, 3-3-4: "943 476 5919"."""
-    return f"{digits[:3]} {digits[3:6]} {digits[6:]}"
-
-
 def normalise_postcode(raw: str) -> str | None:
     """`raw` as a canonical UK postcode ("SE28 8BE") if it has a postcode's shape, else None.
 

@@ -32,7 +32,6 @@ RESET_PASSWORD = Purpose("reset-password", timedelta(hours=1))
 STAFF_INVITATION = Purpose("staff-invitation", timedelta(hours=72))
 # Sent after staff remove a lost authenticator: setting up a new one needs this link as well as the password.
 SET_UP_AGAIN = Purpose("set-up-authenticator", timedelta(hours=72))
-PURPOSES = {purpose.name: purpose for purpose in (VERIFY_EMAIL, RESET_PASSWORD, STAFF_INVITATION, SET_UP_AGAIN)}
 
 
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:

@@ -12,13 +12,13 @@ from sqlalchemy import func, select
 
 from core.extensions import db
 from core.models import RegisterEntry
+from core.models.accounts import format_nhs_number
 from core.models.audit import AuditEvent
 from core.services import register
 from core.services.register import (
     ImportReport,
     RegisterImportError,
     find_register_match,
-    format_nhs_number,
     import_register,
     normalise_family_name,
     normalise_postcode,
