@@ -338,8 +338,8 @@ def canonical_recovery_code(raw: object) -> str | None:
 def generate_recovery_codes(account: CredentialsMixin) -> list[str]:
     """Replace the account's recovery codes with RECOVERY_CODE_COUNT new ones and return them for display.
 
-    Each is 80 random bits, shown as XXXX-XXXX-XXXX-XXXX. Only argon2id hashes are stored, so the codes can
-    never be shown again (R1, R2, R4); every earlier code stops working (R5).
+    Each is 80 random bits, shown as four groups of four characters (like ABCD-EFGH-JKLM-NPQR). Only argon2id
+    hashes are stored, so the codes can never be shown again (R1, R2, R4); every earlier code stops working (R5).
     """
     _delete_recovery_codes(account)
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
