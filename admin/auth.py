@@ -7,7 +7,7 @@ from flask import redirect, render_template, request, url_for
 
 from admin import bp
 from core.auth import begin_sign_in, forget_link_token, link_token
-from core.auth_views import Journey, add_auth_views, open_emailed_link
+from core.auth_views import Journey, add_auth_views, link_invalid, open_emailed_link
 from core.forms import FormErrors, check_new_password
 from core.services import accounts
 from core.services.tokens import STAFF_INVITATION, peek_token
@@ -28,7 +28,7 @@ def set_up_account():
     row = peek_token(STAFF_INVITATION, token)
     staff = accounts.get_account("staff", row.account_id) if row and row.account_kind == "staff" else None
     if staff is None or staff.password_hash is not None or not staff.is_active:
-        return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
+        return link_invalid(JOURNEY)
     errors = FormErrors()
     if request.method == "POST":
         password = check_new_password(
@@ -38,7 +38,7 @@ def set_up_account():
             forget_link_token(STAFF_INVITATION.name)
             staff = accounts.accept_invitation(token, password)
             if staff is None:
-                return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
+                return link_invalid(JOURNEY)
             begin_sign_in(staff)
             return redirect(url_for("admin.set_up_authenticator"))
     return render_template("admin/auth/accept-invitation.html", errors=errors, staff=staff), (400 if errors else 200)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import Response, abort, g, redirect, request, url_for
 
 from admin import bp
-from core.auth import safe_next_path
+from core.auth import fresh_second_factor_required, safe_next_path
 from core.services.accounts import record_refusal
 
 PUBLIC_ENDPOINTS = frozenset(
@@ -46,6 +46,10 @@ ADMIN_ONLY_ENDPOINTS = frozenset(
         "admin.patient_end_sessions",
     }
 )
+
+
+# For actions that change who can do what: both factors within the last 15 minutes (SECURITY E12).
+fresh_second_factor = fresh_second_factor_required("admin.reauthenticate")
 
 
 def _refuse(account, reason: str):

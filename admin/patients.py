@@ -8,7 +8,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
 from admin import bp
-from core.auth import fresh_second_factor_required
+from admin.guard import fresh_second_factor
 from core.extensions import db
 from core.forms import FormErrors, text
 from core.models.accounts import Patient
@@ -63,7 +63,7 @@ def _render_with_error(patient: Patient, field: str, message: str, values: dict)
 
 
 @bp.post("/patients/<public_id>/verify")
-@fresh_second_factor_required("admin.reauthenticate")
+@fresh_second_factor
 def patient_verify(public_id: str):
     patient = _patient_or_404(public_id)
     values = {"method": text(request.form, "method", limit=20), "note": text(request.form, "note", limit=500)}
@@ -76,7 +76,7 @@ def patient_verify(public_id: str):
 
 
 @bp.post("/patients/<public_id>/reject")
-@fresh_second_factor_required("admin.reauthenticate")
+@fresh_second_factor
 def patient_reject(public_id: str):
     patient = _patient_or_404(public_id)
     values = {"reason": text(request.form, "reason", limit=500)}
@@ -89,7 +89,7 @@ def patient_reject(public_id: str):
 
 
 @bp.post("/patients/<public_id>/reset-authenticator")
-@fresh_second_factor_required("admin.reauthenticate")
+@fresh_second_factor
 def patient_reset_authenticator(public_id: str):
     patient = _patient_or_404(public_id)
     if request.form.get("photo-id-checked") != "yes":
@@ -109,7 +109,7 @@ def _admin_action(public_id: str, action, done: str):
 
 
 @bp.post("/patients/<public_id>/deactivate")
-@fresh_second_factor_required("admin.reauthenticate")
+@fresh_second_factor
 def patient_deactivate(public_id: str):
     return _admin_action(
         public_id,
@@ -119,7 +119,7 @@ def patient_deactivate(public_id: str):
 
 
 @bp.post("/patients/<public_id>/reactivate")
-@fresh_second_factor_required("admin.reauthenticate")
+@fresh_second_factor
 def patient_reactivate(public_id: str):
     return _admin_action(
         public_id,
@@ -129,7 +129,7 @@ def patient_reactivate(public_id: str):
 
 
 @bp.post("/patients/<public_id>/end-sessions")
-@fresh_second_factor_required("admin.reauthenticate")
+@fresh_second_factor
 def patient_end_sessions(public_id: str):
     return _admin_action(
         public_id,

@@ -10,14 +10,11 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from admin import bp
-from core.auth import fresh_second_factor_required
+from admin.guard import fresh_second_factor
 from core.extensions import db
 from core.forms import FormErrors, text
 from core.models.accounts import STAFF_ROLES, StaffUser
 from core.services import accounts
-
-# Changing who can do what needs both factors within the last 15 minutes (SECURITY E12).
-fresh = fresh_second_factor_required("admin.reauthenticate")
 
 
 def _staff_or_404(public_id: str) -> StaffUser:
@@ -31,7 +28,7 @@ def staff_list():
 
 
 @bp.route("/staff/invite", methods=["GET", "POST"])
-@fresh
+@fresh_second_factor
 def staff_invite():
     errors = FormErrors()
     values = {"name": "", "email": "", "role": "staff", "clinician": ""}
@@ -85,7 +82,7 @@ def _staff_action(public_id: str, action, done: str):
 
 
 @bp.post("/staff/<public_id>/role")
-@fresh
+@fresh_second_factor
 def staff_role(public_id: str):
     role = text(request.form, "role", limit=16)
     return _staff_action(
@@ -94,7 +91,7 @@ def staff_role(public_id: str):
 
 
 @bp.post("/staff/<public_id>/deactivate")
-@fresh
+@fresh_second_factor
 def staff_deactivate(public_id: str):
     return _staff_action(
         public_id,
@@ -104,7 +101,7 @@ def staff_deactivate(public_id: str):
 
 
 @bp.post("/staff/<public_id>/reactivate")
-@fresh
+@fresh_second_factor
 def staff_reactivate(public_id: str):
     return _staff_action(
         public_id, lambda staff: accounts.set_account_active(g.staff_user, staff, True), "The account is active again."
@@ -112,7 +109,7 @@ def staff_reactivate(public_id: str):
 
 
 @bp.post("/staff/<public_id>/reset-authenticator")
-@fresh
+@fresh_second_factor
 def staff_reset_authenticator(public_id: str):
     if request.form.get("identity-checked") != "yes":
         staff = _staff_or_404(public_id)
@@ -127,7 +124,7 @@ def staff_reset_authenticator(public_id: str):
 
 
 @bp.post("/staff/<public_id>/end-sessions")
-@fresh
+@fresh_second_factor
 def staff_end_sessions(public_id: str):
     return _staff_action(
         public_id, lambda staff: accounts.end_sessions_for(g.staff_user, staff), "They have been signed out everywhere."
@@ -135,7 +132,7 @@ def staff_end_sessions(public_id: str):
 
 
 @bp.post("/staff/<public_id>/resend-invitation")
-@fresh
+@fresh_second_factor
 def staff_resend_invitation(public_id: str):
     return _staff_action(
         public_id, lambda staff: accounts.resend_invitation(g.staff_user, staff), "A new invitation has been sent."

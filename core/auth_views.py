@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, flash, g, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, make_response, redirect, render_template, request, url_for
 
 from core.auth import (
     begin_sign_in,
@@ -28,7 +28,7 @@ from core.auth import (
 )
 from core.extensions import limiter
 from core.forms import FormErrors, check_new_password, password_field, text
-from core.limits import account_limit, code_step_limit, ip_limit, on_breach
+from core.limits import configured_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
 from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token
@@ -58,7 +58,7 @@ def email_address_limit(kind: str, scope: str):
     password), so nobody can use the portal to flood someone's inbox. Only a form that was accepted (and so
     sent an email) counts."""
     return limiter.limit(
-        ip_limit("EMAILS_TO_ONE_ADDRESS"),
+        configured_limit("EMAILS_TO_ONE_ADDRESS"),
         key_func=_account_key(kind),
         scope=scope,
         methods=["POST"],
@@ -87,7 +87,11 @@ def _guessable(scope: str):
     account and scope, shared by the patient and staff pages (`shared_limit`), so moving to the other sign-in
     pages, or to "confirm it is you", gives no extra guesses."""
     return limiter.shared_limit(
-        code_step_limit(), scope=scope, key_func=_account_of_session, methods=["POST"], on_breach=on_breach("code")
+        configured_limit("CODE"),
+        scope=scope,
+        key_func=_account_of_session,
+        methods=["POST"],
+        on_breach=on_breach("code"),
     )
 
 
@@ -95,11 +99,16 @@ def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
     return render_template(template, errors=errors, **context), 400 if errors else 200
 
 
+def link_invalid(journey: Journey):
+    """The answer to a link that is forged, expired, used or cancelled (the same page, whatever the reason)."""
+    return render_template("shared/auth/link-invalid.html", journey=journey), 404
+
+
 def open_emailed_link(purpose, token: str, form_endpoint: str, journey: Journey):
     """The GET of a link from an email: "This link does not work" (404), or on to its token-less form page."""
     row = peek_token(purpose, token)
     if row is None or row.account_kind != journey.kind:
-        return render_template("shared/auth/link-invalid.html", journey=journey), 404
+        return link_invalid(journey)
     return follow_emailed_link(purpose.name, token, form_endpoint)
 
 
@@ -130,51 +139,51 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             "shared/auth/sign-in.html", errors, journey=journey, email=email, next_path=next_path, timed_out=timed_out
         )
 
-    def _abandon_if_too_many(account) -> Response | None:
-        if note_code_failure():
-            accounts.record_pending_sign_in_abandoned(account)
-            flash(TOO_MANY_CODES)
-            return redirect(journey.url("sign_in"))
-        return None
-
-    def sign_in_code():
+    def _second_factor_step(field: str, template: str, wrong: str, accepts, signed_in):
+        """The step after the password: `accepts(account, value)` checks what was typed in `field`; five wrong
+        in one sign-in start it again from the password (SECURITY D7)."""
         account = _mine(g.pending_account)
         if account is None or current_session().stage != "password":
             return redirect(journey.url("sign_in"))
         errors = FormErrors()
         if request.method == "POST":
-            result = accounts.check_second_factor(account, code=request.form.get("code"))
-            if result == "accepted":
+            if accepts(account, request.form.get(field)):
                 next_path = current_session().pop("next", None)
                 complete_sign_in(account)
-                return redirect(safe_next_path(next_path) or url_for(journey.home))
-            abandoned = _abandon_if_too_many(account)
-            if abandoned:
-                return abandoned
-            errors.add("code", CODE_FAILED)
-        return _page("shared/auth/code.html", errors, journey=journey)
+                return signed_in(next_path)
+            if note_code_failure():
+                accounts.record_pending_sign_in_abandoned(account)
+                flash(TOO_MANY_CODES)
+                return redirect(journey.url("sign_in"))
+            errors.add(field, wrong)
+        return _page(template, errors, journey=journey)
+
+    def sign_in_code():
+        return _second_factor_step(
+            "code",
+            "shared/auth/code.html",
+            CODE_FAILED,
+            lambda account, code: accounts.check_second_factor(account, code=code) == "accepted",
+            lambda next_path: redirect(safe_next_path(next_path) or url_for(journey.home)),
+        )
 
     def sign_in_recovery():
-        account = _mine(g.pending_account)
-        if account is None or current_session().stage != "password":
-            return redirect(journey.url("sign_in"))
-        errors = FormErrors()
-        if request.method == "POST":
-            raw = request.form.get("recovery-code")
-            result = accounts.check_second_factor(account, recovery_code=raw if isinstance(raw, str) else "")
-            if result == "recovery":
-                current_session().pop("next", None)
-                complete_sign_in(account)
-                flash(
-                    "You signed in with a recovery code, which cannot be used again. "
-                    "If you have lost your phone, set up your authenticator app again."
-                )
-                return redirect(url_for(journey.home))
-            abandoned = _abandon_if_too_many(account)
-            if abandoned:
-                return abandoned
-            errors.add("recovery-code", "Enter one of your recovery codes, like ABCD-EFGH-JKLM-NPQR")
-        return _page("shared/auth/recovery-code.html", errors, journey=journey)
+        def signed_in(_next_path):
+            flash(
+                "You signed in with a recovery code, which cannot be used again. "
+                "If you have lost your phone, set up your authenticator app again."
+            )
+            return redirect(url_for(journey.home))
+
+        return _second_factor_step(
+            "recovery-code",
+            "shared/auth/recovery-code.html",
+            "Enter one of your recovery codes, like ABCD-EFGH-JKLM-NPQR",
+            lambda account, raw: (
+                accounts.check_second_factor(account, recovery_code=raw if isinstance(raw, str) else "") == "recovery"
+            ),
+            signed_in,
+        )
 
     def set_up_authenticator():
         """First set-up (straight after the password), or a new phone (needs a fresh second factor)."""
@@ -201,7 +210,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                     set_up_link=link_token(SET_UP_AGAIN.name),
                 )
             except accounts.AccountError:  # the link was used by a second submission of this form meanwhile
-                return render_template("shared/auth/link-invalid.html", journey=journey), 404
+                return link_invalid(journey)
             if codes is not None:
                 forget_link_token(SET_UP_AGAIN.name)
                 if enrolling:
@@ -317,7 +326,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         row = peek_token(RESET_PASSWORD, token)
         account = accounts.get_account(row.account_kind, row.account_id) if row else None
         if account is None or account.kind != journey.kind:
-            return render_template("shared/auth/link-invalid.html", journey=journey), 404
+            return link_invalid(journey)
         errors = FormErrors()
         if request.method == "POST":
             new = check_new_password(
@@ -326,16 +335,16 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             if not errors:
                 forget_link_token(RESET_PASSWORD.name)
                 if accounts.reset_password(journey.kind, token, new) is None:
-                    return render_template("shared/auth/link-invalid.html", journey=journey), 404
+                    return link_invalid(journey)
                 current_session().drop_account()
                 flash("Your password has been reset. Sign in with your new password and your authenticator app.")
                 return redirect(journey.url("sign_in"))
         return _page("shared/auth/reset-password.html", errors, journey=journey)
 
     sign_in_limits = (
-        limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip")),
+        limiter.limit(configured_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip")),
         limiter.limit(
-            account_limit("SIGN_IN_ACCOUNT"),
+            configured_limit("SIGN_IN_ACCOUNT"),
             key_func=_account_key(journey.kind),
             methods=["POST"],
             on_breach=on_breach("account"),
@@ -345,7 +354,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     password_limit = _guessable("password")
     # Its own count, so that choosing a new password that the policy refuses never blocks "confirm it is you".
     change_password_limit = _guessable("change-password")
-    reset_limit = limiter.limit(ip_limit("RESET_IP"), methods=["POST"], on_breach=on_breach("reset"))
+    reset_limit = limiter.limit(configured_limit("RESET_IP"), methods=["POST"], on_breach=on_breach("reset"))
     fresh = fresh_second_factor_required(f"{journey.blueprint}.reauthenticate")
     both = ["GET", "POST"]
     routes = [

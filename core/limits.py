@@ -19,23 +19,13 @@ from core.services.audit import record_event
 from core.services.db import transactional
 
 
-def _configured(name: str) -> Callable[[], str]:
+def configured_limit(name: str) -> Callable[[], str]:
+    """The limit string in RATELIMIT_<name>, read at request time (so tests and deployments can change it)."""
+
     def limit() -> str:
         return current_app.config[f"RATELIMIT_{name}"]
 
     return limit
-
-
-def ip_limit(name: str) -> Callable[[], str]:
-    return _configured(name)
-
-
-def account_limit(name: str) -> Callable[[], str]:
-    return _configured(name)
-
-
-def code_step_limit() -> Callable[[], str]:
-    return _configured("CODE")
 
 
 @transactional

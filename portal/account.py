@@ -15,10 +15,10 @@ from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
 
 from core.auth import begin_sign_in, forget_link_token, link_token
-from core.auth_views import Journey, add_auth_views, email_address_limit, open_emailed_link
+from core.auth_views import Journey, add_auth_views, email_address_limit, link_invalid, open_emailed_link
 from core.extensions import db, limiter
 from core.forms import FormErrors, check_new_password, date_from_parts, password_field, text
-from core.limits import code_step_limit, ip_limit, on_breach
+from core.limits import configured_limit, on_breach
 from core.services import accounts, totp
 from core.services.register import normalise_postcode, parse_nhs_number
 from core.services.tokens import VERIFY_EMAIL, peek_token
@@ -34,7 +34,7 @@ JOURNEY = Journey(kind="patient", blueprint="portal", home="portal.account", pre
 @bp.route("/account/register", methods=["GET", "POST"])
 # Counts accounts created (a redirect), not attempts, so a patient correcting mistakes is never held up.
 @limiter.limit(
-    ip_limit("REGISTER"),
+    configured_limit("REGISTER"),
     methods=["POST"],
     deduct_when=lambda response: response.status_code == 302,
     on_breach=on_breach("register"),
@@ -153,13 +153,13 @@ def _link_key() -> str:
 
 
 @bp.route("/account/confirm-email", methods=["GET", "POST"])
-@limiter.limit(ip_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip"))
-@limiter.limit(code_step_limit(), key_func=_link_key, methods=["POST"], on_breach=on_breach("account"))
+@limiter.limit(configured_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip"))
+@limiter.limit(configured_limit("CODE"), key_func=_link_key, methods=["POST"], on_breach=on_breach("account"))
 def confirm_email_form():
     """Confirm the address with the account's password, then go straight on to setting up the authenticator."""
     token = link_token(VERIFY_EMAIL.name)
     if peek_token(VERIFY_EMAIL, token) is None:
-        return render_template("shared/auth/link-invalid.html", journey=JOURNEY), 404
+        return link_invalid(JOURNEY)
     errors = FormErrors()
     if request.method == "POST":
         patient = accounts.confirm_email(token, password_field(request.form, "password"))

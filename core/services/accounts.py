@@ -33,7 +33,6 @@ from core.services.tokens import (
     absolute_url_for,
     has_unused_token,
     issue_token,
-    issued_since,
     peek_token,
     redeem_token,
     void_tokens,
@@ -216,7 +215,7 @@ PROOF_RESEND_AFTER = timedelta(minutes=15)
 def _send_email_proof(patient: Patient, *, unless_recent: bool = False) -> None:
     """Email a new confirmation link (cancelling older ones). With `unless_recent`, not if one went out in the
     last 15 minutes: signing in to an unconfirmed account must not become a way to flood its inbox."""
-    if unless_recent and issued_since(VERIFY_EMAIL, patient, _now() - PROOF_RESEND_AFTER):
+    if unless_recent and has_unused_token(VERIFY_EMAIL, patient, since=_now() - PROOF_RESEND_AFTER):
         return
     void_tokens(VERIFY_EMAIL, patient)
     link = absolute_url_for("portal.confirm_email", token=issue_token(VERIFY_EMAIL, patient))

@@ -98,50 +98,28 @@ def redeem_token(purpose: Purpose, token: str, *, now: datetime | None = None) -
     return row
 
 
-def has_unused_token(purpose: Purpose, account) -> bool:
-    """Whether a link of this purpose was sent to the account and neither used nor cancelled (even if it has
-    expired since: the account then needs a new one)."""
+def _unused(purpose: Purpose, account) -> tuple:
+    """The conditions for this account's links of this purpose that were neither used nor cancelled."""
     return (
-        db.session.execute(
-            select(AccountToken.id).where(
-                AccountToken.account_kind == account.kind,
-                AccountToken.account_id == account.id,
-                AccountToken.purpose == purpose.name,
-                AccountToken.used_at.is_(None),
-            )
-        ).first()
-        is not None
+        AccountToken.account_kind == account.kind,
+        AccountToken.account_id == account.id,
+        AccountToken.purpose == purpose.name,
+        AccountToken.used_at.is_(None),
     )
 
 
-def issued_since(purpose: Purpose, account, moment: datetime) -> bool:
-    """Whether an unused link of this purpose was sent to the account after `moment`."""
-    return (
-        db.session.execute(
-            select(AccountToken.id).where(
-                AccountToken.account_kind == account.kind,
-                AccountToken.account_id == account.id,
-                AccountToken.purpose == purpose.name,
-                AccountToken.used_at.is_(None),
-                AccountToken.created_at > moment,
-            )
-        ).first()
-        is not None
-    )
+def has_unused_token(purpose: Purpose, account, *, since: datetime | None = None) -> bool:
+    """Whether a link of this purpose (sent after `since`, if given) is neither used nor cancelled (even if it
+    has expired since: the account then needs a new one)."""
+    conditions = _unused(purpose, account)
+    if since is not None:
+        conditions += (AccountToken.created_at > since,)
+    return db.session.execute(select(AccountToken.id).where(*conditions)).first() is not None
 
 
 def void_tokens(purpose: Purpose, account, *, now: datetime | None = None) -> None:
     """Cancel every unused link of this purpose for the account (caller commits)."""
-    db.session.execute(
-        update(AccountToken)
-        .where(
-            AccountToken.account_kind == account.kind,
-            AccountToken.account_id == account.id,
-            AccountToken.purpose == purpose.name,
-            AccountToken.used_at.is_(None),
-        )
-        .values(used_at=now or datetime.now(UTC))
-    )
+    db.session.execute(update(AccountToken).where(*_unused(purpose, account)).values(used_at=now or datetime.now(UTC)))
 
 
 def _aware(moment: datetime) -> datetime:
