@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import calendar
+import re
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from core.legal_clock import due_date
 from core.services.accounts import AccountError, create_first_admin
 from core.services.audit import record_event, verify_chain
 from core.services.content import load_default_content
@@ -24,6 +27,7 @@ outbox_cli = AppGroup("outbox", help="Deliver queued email.")
 practice_register_cli = AppGroup("register", help="Manage the practice register used to verify patients.")
 staff_cli = AppGroup("staff", help="Manage staff accounts.")
 accounts_cli = AppGroup("accounts", help="Look after account data: keys and old sessions.")
+requests_cli = AppGroup("requests", help="Subject access requests: deadlines.")
 
 
 @staff_cli.command("create-admin")
@@ -136,6 +140,54 @@ def import_register_command(csv_file: Path) -> None:
     )
 
 
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
+    """Read YYYY-MM-DD strictly, saying which part is wrong: staff type these dates from letters."""
+    if not ISO_DATE.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a date written as YYYY-MM-DD, for example 2026-09-03.", ctx, param)
+    year, month, day = (int(part) for part in value.split("-"))
+    if year < 1:
+        raise click.BadParameter(f"{value} is not a real date: there is no year 0.", ctx, param)
+    if not 1 <= month <= 12:
+        raise click.BadParameter(f"{value} is not a real date: there is no month {month}.", ctx, param)
+    if not 1 <= day <= calendar.monthrange(year, month)[1]:
+        raise click.BadParameter(
+            f"{value} is not a real date: {calendar.month_name[month]} {year} has no day {day}.", ctx, param
+        )
+    return date(year, month, day)
+
+
+def _long_date(day: date) -> str:
+    return f"{day:%A} {day.day} {day:%B} {day.year}"
+
+
+@requests_cli.command("due-date")
+@click.argument("received", metavar="RECEIVED", callback=_iso_date)
+@click.option("--extended", is_flag=True, help="The date if the time limit is extended to three months.")
+def due_date_command(received: date, extended: bool) -> None:
+    """Print the date by which a subject access request received on RECEIVED (YYYY-MM-DD) must be answered.
+
+    RECEIVED is the day the clock starts: the later of the day the request arrived and the day proof of
+    identity arrived. The date assumes the clock was never paused while waiting for a clarification.
+
+    Any date is accepted, past or years ahead; far-off dates count only the bank holidays already announced.
+    """
+    try:
+        due = due_date(received, extended=extended)
+    except OverflowError as exc:
+        raise click.BadParameter(
+            f"{received.isoformat()} is too far in the future to count from.", param_hint="'RECEIVED'"
+        ) from exc
+    click.echo(f"Received: {_long_date(received)}")
+    if extended:
+        click.echo(f"Reply due by (extended): {_long_date(due)}")
+        click.echo(f"Tell the patient about the extension by: {_long_date(due_date(received))}")
+    else:
+        click.echo(f"Reply due by: {_long_date(due)}")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(content_cli)
     app.cli.add_command(audit_cli)
@@ -143,3 +195,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(practice_register_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(accounts_cli)
+    app.cli.add_command(requests_cli)

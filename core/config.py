@@ -88,7 +88,7 @@ class BaseConfig:
     WTF_CSRF_SSL_STRICT = True
     WTF_CSRF_TIME_LIMIT = 3600
 
-    # Request size limits (SECURITY X9). Recording uploads will get their own, larger, limit.
+    # Request size limits (SECURITY X9). Recording uploads have their own, larger, limit (below).
     MAX_CONTENT_LENGTH = 1024 * 1024
     MAX_FORM_MEMORY_SIZE = 500 * 1024
 
@@ -144,6 +144,21 @@ class BaseConfig:
     MAX_SESSIONS_PATIENT = 3
     MAX_SESSIONS_STAFF = 1
 
+    # Recordings attached to requests: stored under RECORDINGS_DIR (never under static/) by a random name.
+    RECORDINGS_DIR = str(INSTANCE_PATH / "recordings")
+    RECORDING_MAX_BYTES = 200 * 1024 * 1024
+    # Releases (DESIGN §6). Practice policies; admins will edit them in the portal's settings.
+    RELEASE_LINK_DAYS = 7
+    RELEASE_MAX_DOWNLOADS = 3
+    RELEASE_FOUR_EYES = True
+    # Release copies are deleted this many days after their link expired or their request closed.
+    PURGE_AFTER_DAYS = 30
+    # How far back the telephone system keeps recordings: older dates get a warning on the request form.
+    RECORDINGS_KEPT_MONTHS = 36
+    # Comma-separated keys that sign download links, oldest first: the last signs, all verify (SECURITY H7).
+    # Separate from SECRET_KEY, so rotating one does not void the other.
+    DOWNLOAD_SIGNING_KEYS: str | None = None
+
     # Identifies a deployment in ETags, so a new release never answers 304 with an old layout. When not set,
     # core.factory derives it from the templates, static files and practice details.
     RELEASE_ID: str | None = None
@@ -176,9 +191,18 @@ class BaseConfig:
             values["TRUSTED_HOSTS"] = _env_list("TRUSTED_HOSTS", "")
         if "PROXY_FIX_HOPS" in os.environ:
             values["PROXY_FIX_HOPS"] = _env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
-        for name in ("PUBLIC_BASE_URL", "TOTP_ENCRYPTION_KEYS", "PWNED_PASSWORDS_URL"):
+        for name in ("PUBLIC_BASE_URL", "TOTP_ENCRYPTION_KEYS", "PWNED_PASSWORDS_URL", "DOWNLOAD_SIGNING_KEYS"):
             if os.environ.get(name):
                 values[name] = os.environ[name].strip()
+        for name in ("RELEASE_LINK_DAYS", "RELEASE_MAX_DOWNLOADS", "PURGE_AFTER_DAYS", "RECORDINGS_KEPT_MONTHS"):
+            if name in os.environ:
+                values[name] = _env_int(name, getattr(cls, name))
+        if "RECORDING_MAX_BYTES" in os.environ:
+            values["RECORDING_MAX_BYTES"] = _env_int("RECORDING_MAX_BYTES", cls.RECORDING_MAX_BYTES)
+        if "RELEASE_FOUR_EYES" in os.environ:
+            values["RELEASE_FOUR_EYES"] = os.environ["RELEASE_FOUR_EYES"].strip().lower() in ("1", "true", "yes")
+        if os.environ.get("RECORDINGS_DIR"):
+            values["RECORDINGS_DIR"] = os.environ["RECORDINGS_DIR"].strip()
         if os.environ.get("LOG_LEVEL"):
             values["LOG_LEVEL"] = os.environ["LOG_LEVEL"].upper()
         return values
@@ -188,7 +212,13 @@ class BaseConfig:
         """Raise ConfigurationError if the final configuration is unsafe for this environment."""
         if not config.get("SQLALCHEMY_DATABASE_URI"):
             raise ConfigurationError("DATABASE_URL must be set.")
-        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY", "TOTP_ENCRYPTION_KEYS", "PUBLIC_BASE_URL"):
+        for name in (
+            "SECRET_KEY",
+            "AUDIT_HMAC_KEY",
+            "TOTP_ENCRYPTION_KEYS",
+            "DOWNLOAD_SIGNING_KEYS",
+            "PUBLIC_BASE_URL",
+        ):
             if not config.get(name):
                 raise ConfigurationError(f"{name} must be set.")
         if not config["PUBLIC_BASE_URL"].startswith(("https://", "http://")):
@@ -220,6 +250,8 @@ class DevelopmentConfig(BaseConfig):
         # Authenticator secrets must outlive the process too, or every enrolment would be lost on restart.
         if "TOTP_ENCRYPTION_KEYS" not in values:
             values["TOTP_ENCRYPTION_KEYS"] = _development_key_file("dev-totp.key", fernet=True)
+        if "DOWNLOAD_SIGNING_KEYS" not in values:
+            values["DOWNLOAD_SIGNING_KEYS"] = _development_key_file("dev-download-signing.key")
         values.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '5000')}")
         return values
 
@@ -247,6 +279,7 @@ class TestConfig(BaseConfig):
     LOG_JSON = True
     PUBLIC_BASE_URL = "https://localhost"
     TOTP_ENCRYPTION_KEYS = "dGVzdC10b3RwLWtleS1ub3QtZm9yLXByb2R1Y3Rpb24="
+    DOWNLOAD_SIGNING_KEYS = "test-download-key-not-for-production-0123456789abcdef"
     # Cheap hashing so the suite runs quickly; tests of the production cost build their own hasher.
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST_KIB = 8
@@ -275,8 +308,12 @@ class ProductionConfig(BaseConfig):
                 raise ConfigurationError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
             if value in KNOWN_NON_PRODUCTION_KEYS or len(set(value)) < MIN_DISTINCT_KEY_CHARACTERS:
                 raise ConfigurationError(f"{name} must be random: this value is published or too repetitive.")
-        if any(key.strip() in KNOWN_NON_PRODUCTION_KEYS for key in config["TOTP_ENCRYPTION_KEYS"].split(",")):
-            raise ConfigurationError("TOTP_ENCRYPTION_KEYS must be your own keys, not the test suite's.")
+        for name in ("TOTP_ENCRYPTION_KEYS", "DOWNLOAD_SIGNING_KEYS"):
+            keys = [key.strip() for key in config[name].split(",") if key.strip()]
+            if any(key in KNOWN_NON_PRODUCTION_KEYS for key in keys):
+                raise ConfigurationError(f"{name} must be your own keys, not the test suite's.")
+            if name == "DOWNLOAD_SIGNING_KEYS" and any(len(key) < MIN_SECRET_KEY_LENGTH for key in keys):
+                raise ConfigurationError(f"Each of {name} must be at least {MIN_SECRET_KEY_LENGTH} characters.")
         if not config["PUBLIC_BASE_URL"].startswith("https://"):
             raise ConfigurationError("PUBLIC_BASE_URL must start with https:// in production.")
         if config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
@@ -291,7 +328,12 @@ class ProductionConfig(BaseConfig):
 
 
 KNOWN_NON_PRODUCTION_KEYS = frozenset(
-    {TestConfig.SECRET_KEY, TestConfig.AUDIT_HMAC_KEY, TestConfig.TOTP_ENCRYPTION_KEYS}
+    {
+        TestConfig.SECRET_KEY,
+        TestConfig.AUDIT_HMAC_KEY,
+        TestConfig.TOTP_ENCRYPTION_KEYS,
+        TestConfig.DOWNLOAD_SIGNING_KEYS,
+    }
 )
 # A random hex or base64 key of 32+ characters uses well over this many different characters.
 MIN_DISTINCT_KEY_CHARACTERS = 10

@@ -1,7 +1,7 @@
-"""The patient-facing blueprint: public pages and patient accounts; requests and downloads to come."""
+"""The patient-facing blueprint: public pages, patient accounts, requests and downloads."""
 
 from flask import Blueprint
 
 bp = Blueprint("portal", __name__)
 
-from portal import account, guard, public  # noqa: E402,F401  (registers the guard and views on bp)
+from portal import account, downloads, guard, public, requests  # noqa: E402,F401  (registers the guard and views on bp)

@@ -11,16 +11,32 @@ from core.models.accounts import (
 from core.models.audit import AuditChainHead, AuditEvent
 from core.models.content import NoticeVersion
 from core.models.email import OutboundEmail
+from core.models.requests import (
+    Complaint,
+    Recording,
+    RecordingRequest,
+    ReferenceCounter,
+    Release,
+    ReleaseItem,
+    RequestEvent,
+)
 
 __all__ = [
     "AccountToken",
     "AuditChainHead",
     "AuditEvent",
+    "Complaint",
     "NoticeVersion",
     "OutboundEmail",
     "Patient",
+    "Recording",
+    "RecordingRequest",
     "RecoveryCode",
+    "ReferenceCounter",
     "RegisterEntry",
+    "Release",
+    "ReleaseItem",
+    "RequestEvent",
     "StaffUser",
     "WebSession",
 ]

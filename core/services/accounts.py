@@ -25,6 +25,8 @@ from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.passwords import hash_password, verify_password
 from core.services.register import find_register_match
+from core.services.releases import revoke_patient_releases
+from core.services.requests import start_clocks_for_verified_patient
 from core.services.tokens import (
     RESET_PASSWORD,
     SET_UP_AGAIN,
@@ -666,6 +668,8 @@ def set_account_active(actor: StaffUser, account, active: bool) -> None:
     if account.kind == "staff" and not active:
         _ensure_an_admin_remains()
     ended = 0 if active else end_account_sessions(account)
+    if account.kind == "patient" and not active:
+        revoke_patient_releases(account, actor, "The patient's account was deactivated.")
     record_event(
         action=f"{account.kind}_{'reactivated' if active else 'deactivated'}",
         **_actor(actor),
@@ -738,6 +742,7 @@ def verify_identity(actor: StaffUser, patient: Patient, *, method: str, note: st
     patient.identity_decided_by_id = actor.id
     patient.identity_decided_at = _now()
     record_event(action="identity_verified", **_actor(actor), **_subject(patient), details={"method": method})
+    start_clocks_for_verified_patient(patient, actor)
     _email(
         patient,
         "We have confirmed your identity",

@@ -130,7 +130,7 @@ def publish_version(
 
     Raises ContentError for invalid input; nothing is written then.
     """
-    before = _current_version(slug)
+    before = current_version(slug)
     version = _new_version(
         slug=slug, title=title, source_text=source_text, change_summary=change_summary, author_label=author_label
     )
@@ -202,7 +202,7 @@ def _cache() -> _PageCache:
     return current_app.extensions.setdefault("portal.page_cache", _PageCache())
 
 
-def _current_version(slug: str):
+def current_version(slug: str):
     """(id, content_sha256) of the current published version of `slug`: one indexed query, or None."""
     return db.session.execute(
         select(NoticeVersion.id, NoticeVersion.content_sha256)
@@ -214,7 +214,7 @@ def _current_version(slug: str):
 
 def get_published_page(slug: str) -> PublishedPage | None:
     """The current published version of `slug`, rendered and sanitised, or None if there is none."""
-    current = _current_version(slug)
+    current = current_version(slug)
     if current is None:
         return None
     cache = _cache()

@@ -16,6 +16,7 @@ PRODUCTION_ENV = {
     "TOTP_ENCRYPTION_KEYS": "bV9xR3pVa0x2c1Z4N2RqTjJwQ1ltSGVhNGZXdFo4c0E=",
     "PUBLIC_BASE_URL": "https://recordings.example-practice.nhs.uk",
     "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
+    "DOWNLOAD_SIGNING_KEYS": "c7e19a4b2d6f80351e9c7a5b3d1f6e8024a6c8e0b2d4f6a8",
 }
 
 
@@ -36,6 +37,7 @@ def production_env(monkeypatch):
         ("DATABASE_URL", "DATABASE_URL must be set."),
         ("TOTP_ENCRYPTION_KEYS", "TOTP_ENCRYPTION_KEYS must be set."),
         ("PUBLIC_BASE_URL", "PUBLIC_BASE_URL must be set."),
+        ("DOWNLOAD_SIGNING_KEYS", "DOWNLOAD_SIGNING_KEYS must be set."),
     ],
 )
 def test_production_refuses_to_start_without_its_secrets(production_env, missing, message):
@@ -144,3 +146,13 @@ def test_production_refuses_the_suites_totp_key_a_plain_http_base_url_and_per_pr
     production_env.setenv("RATELIMIT_STORAGE_URI", "memory://")
     with pytest.raises(ConfigurationError, match="shared store"):
         load_config("production")
+
+
+def test_production_refuses_the_test_suites_download_key_or_a_short_one(production_env):
+    """SECURITY H7: download links are signed with the practice's own keys, long enough to resist guessing."""
+    production_env.setenv("DOWNLOAD_SIGNING_KEYS", f"{PRODUCTION_ENV['DOWNLOAD_SIGNING_KEYS']},{TestConfig.DOWNLOAD_SIGNING_KEYS}")
+    with pytest.raises(ConfigurationError, match="DOWNLOAD_SIGNING_KEYS must be your own"):
+        create_app("production")
+    production_env.setenv("DOWNLOAD_SIGNING_KEYS", "short-key")
+    with pytest.raises(ConfigurationError, match="at least 32 characters"):
+        create_app("production")

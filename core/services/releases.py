@@ -1,0 +1,460 @@
+"""Releasing recordings to the patient (DESIGN §6): prepare, approve (four eyes, clinical review), the
+download link, revoking and re-issuing, counting downloads, and purging release copies.
+
+The link is `/downloads/<token>`. The token is itsdangerous-signed with DOWNLOAD_SIGNING_KEYS (not the
+session key) under its own salt, and carries only the release's random public id; `max_age` is always
+passed. The `Release` row decides everything else: approval, expiry, revocation, and (per recording) the
+download count, which is taken by one conditional UPDATE so that two parallel downloads of the last allowed
+one cannot both succeed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select, update
+
+from core.extensions import db
+from core.models.accounts import Patient, StaffUser
+from core.models.requests import Recording, RecordingRequest, Release, ReleaseItem
+from core.services import requests as requests_service
+from core.services.audit import record_event
+from core.services.db import transactional
+from core.services.email import queue_email
+from core.services.recordings import attached_recordings, stored_path
+from core.services.requests import RequestError, _audit, _lock, _move, _timeline, now_utc
+from core.services.tokens import absolute_url_for
+
+DOWNLOAD_SALT = "portal-recording-download.v1"
+# The signature outlives no link: the longest lifetime a practice may set, plus a day of clock slack.
+MAX_LINK_DAYS = 90
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    keys = [key.strip() for key in current_app.config["DOWNLOAD_SIGNING_KEYS"].split(",") if key.strip()]
+    return URLSafeTimedSerializer(keys, salt=DOWNLOAD_SALT)
+
+
+def make_token(release: Release) -> str:
+    return _serializer().dumps({"r": release.public_id})
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    release: Release | None
+    reason: str  # "ok", or why the link does not work: the audit records the exact reason
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def check_token(token: str, *, now: datetime | None = None) -> TokenCheck:
+    """Decide whether a link works. Never changes anything (a GET by a mail scanner must not use it up)."""
+    now = now or now_utc()
+    try:
+        payload = _serializer().loads(token, max_age=timedelta(days=MAX_LINK_DAYS + 1).total_seconds())
+    except SignatureExpired:
+        return TokenCheck(None, "signature_expired")
+    except BadSignature:
+        return TokenCheck(None, "bad_signature")
+    public_id = payload.get("r") if isinstance(payload, dict) else None
+    if not isinstance(public_id, str) or len(public_id) != 32:
+        return TokenCheck(None, "bad_payload")
+    release = db.session.execute(select(Release).where(Release.public_id == public_id)).scalar_one_or_none()
+    if release is None:
+        return TokenCheck(None, "unknown_release")
+    if release.approved_at is None:
+        return TokenCheck(release, "not_approved")
+    if release.revoked_at is not None:
+        return TokenCheck(release, "revoked")
+    if _aware(release.expires_at) <= now:
+        return TokenCheck(release, "expired")
+    patient = db.session.get(Patient, release.patient_id)
+    if patient is None or not patient.is_active:
+        return TokenCheck(release, "account_inactive")
+    if all(item.download_count >= release.max_downloads for item in release.items):
+        return TokenCheck(release, "exhausted")
+    return TokenCheck(release, "ok")
+
+
+def record_link_refused(token_check: TokenCheck, account) -> None:
+    """Audit a link that did not work, with the exact reason (the page shown is the same for every reason)."""
+    with_actor = {"actor_type": account.kind, "actor_id": account.public_id} if account else {"actor_type": "anonymous"}
+    record_event(
+        action="download_link_refused",
+        **with_actor,
+        object_type="release",
+        object_id=token_check.release.public_id if token_check.release else None,
+        outcome="failure",
+        details={"reason": token_check.reason},
+    )
+    db.session.commit()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preparing and approving
+# ---------------------------------------------------------------------------------------------------------
+
+
+def pending_release(req: RecordingRequest) -> Release | None:
+    """The release waiting for approval, if any."""
+    return db.session.execute(
+        select(Release).where(
+            Release.request_id == req.id, Release.approved_at.is_(None), Release.declined_at.is_(None)
+        )
+    ).scalar_one_or_none()
+
+
+def releases_for(req: RecordingRequest) -> list[Release]:
+    return list(db.session.execute(select(Release).where(Release.request_id == req.id).order_by(Release.id)).scalars())
+
+
+def live_release(req: RecordingRequest, now: datetime | None = None) -> Release | None:
+    now = now or now_utc()
+    for release in reversed(releases_for(req)):
+        if release.is_live(now):
+            return release
+    return None
+
+
+@transactional
+def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
+    """Put the attached recordings forward for approval."""
+    req = _lock(req)
+    if req.patient is None:
+        raise RequestError(
+            "This request is not linked to a patient account, so a download link cannot be sent. "
+            "Arrange for the patient to listen at the practice or to register."
+        )
+    if not req.patient.is_verified:
+        raise RequestError("The patient's identity has not been confirmed.")
+    recordings = attached_recordings(req)
+    if not recordings:
+        raise RequestError("Attach at least one recording before preparing a release.")
+    _move(req, "ready_for_approval", actor, summary="Recordings are being checked before release")
+    release = Release(
+        request_id=req.id,
+        patient_id=req.patient_id,
+        prepared_by_id=actor.id,
+        prepared_at=now_utc(),
+        max_downloads=current_app.config["RELEASE_MAX_DOWNLOADS"],
+    )
+    db.session.add(release)
+    db.session.flush()
+    for recording in recordings:
+        db.session.add(ReleaseItem(release_id=release.id, recording_id=recording.id))
+    record_event(
+        action="release_prepared",
+        actor_type="staff",
+        actor_id=actor.public_id,
+        object_type="release",
+        object_id=release.public_id,
+        details={"request": req.reference, "recordings": [r.public_id for r in recordings]},
+    )
+    return release
+
+
+@dataclass(frozen=True)
+class ClinicalReview:
+    reviewer: StaffUser | None
+    outcome: str
+
+
+def clinical_review_needed(release: Release) -> bool:
+    return not release.prepared_by.is_clinician
+
+
+@transactional
+def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalReview | None = None) -> str:
+    """Approve the prepared release: the link goes live and the patient is emailed. Returns the link."""
+    req = _lock(req)
+    release = pending_release(req)
+    if release is None or req.status != "ready_for_approval":
+        raise RequestError("There is no release waiting for approval on this request.")
+    if not actor.is_admin:
+        raise RequestError("Only an admin can approve a release.")
+    if current_app.config["RELEASE_FOUR_EYES"] and release.prepared_by_id == actor.id:
+        raise RequestError("Another admin must approve this release: you prepared it.")
+    if clinical_review_needed(release):
+        if review is None or review.reviewer is None or not review.reviewer.is_clinician:
+            raise RequestError("Select the clinician who reviewed the recordings.")
+        if not review.outcome.strip():
+            raise RequestError("Enter the outcome of the clinical review.")
+        release.clinical_review_by_id = review.reviewer.id
+        release.clinical_review_at = now_utc()
+        release.clinical_review_outcome = review.outcome.strip()[:2000]
+    now = now_utc()
+    release.approved_by_id = actor.id
+    release.approved_at = now
+    release.expires_at = now + timedelta(days=current_app.config["RELEASE_LINK_DAYS"])
+    _move(req, "released", actor, summary="Your recordings are ready to download")
+    record_event(
+        action="release_approved",
+        actor_type="staff",
+        actor_id=actor.public_id,
+        object_type="release",
+        object_id=release.public_id,
+        details={
+            "request": req.reference,
+            "prepared_by": release.prepared_by.public_id,
+            "clinical_review_by": review.reviewer.public_id if release.clinical_review_by_id else None,
+            "expires_at": release.expires_at,
+            "max_downloads": release.max_downloads,
+        },
+    )
+    return _send_link(req, release)
+
+
+def _send_link(req: RecordingRequest, release: Release) -> str:
+    link = absolute_url_for("portal.download_link", token=make_token(release))
+    practice = current_app.config["PRACTICE_NAME"]
+    expires = requests_service.long_date(_aware(release.expires_at).astimezone(requests_service.LONDON).date())
+    body = (
+        f"Dear {req.patient.given_name},\n\n"
+        f"Copies of your call recordings are ready ({req.reference}).\n\n"
+        f"Open this link, then sign in with your password and your authenticator app:\n{link}\n\n"
+        f"The link works until {expires}. Each recording can be downloaded {release.max_downloads} times.\n\n"
+        f"If the link has stopped working, sign in and ask for a new one from your request's page, or phone "
+        f"the practice on {current_app.config['PRACTICE_PHONE']}.\n\n{practice}\n"
+    )
+    queue_email(to=req.patient.email, subject=f"Your call recordings are ready ({req.reference})", body=body)
+    return link
+
+
+@transactional
+def decline_release(actor: StaffUser, req: RecordingRequest, reason: str) -> None:
+    """Send a prepared release back to be corrected."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise RequestError("Enter what needs to change before the release can be approved.")
+    req = _lock(req)
+    release = pending_release(req)
+    if release is None:
+        raise RequestError("There is no release waiting for approval on this request.")
+    release.declined_at = now_utc()
+    _move(req, "in_progress", actor, summary="The practice is still working on your request")
+    _timeline(req, kind="note", actor=actor, summary="Release sent back", body=reason[:5000], visible=False)
+    _audit(req, "release_declined", actor, release=release.public_id)
+
+
+@transactional
+def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reissue: bool) -> str | None:
+    """Stop the live link at once. With `reissue`, a new link (same recordings, fresh lifetime and download
+    allowance) is emailed; without, the request goes back to being processed (e.g. a wrong file)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise RequestError("Enter the reason for revoking the link.")
+    req = _lock(req)
+    if req.status != "released":
+        raise RequestError("This request has no released link.")
+    now = now_utc()
+    current = [r for r in releases_for(req) if r.approved_at is not None and r.revoked_at is None]
+    for release in current:
+        release.revoked_at = now
+        release.revoked_by_id = actor.id
+        release.revoke_reason = reason[:2000]
+        record_event(
+            action="release_revoked",
+            actor_type="staff",
+            actor_id=actor.public_id,
+            object_type="release",
+            object_id=release.public_id,
+            details={"request": req.reference, "reissue": reissue},
+        )
+    _timeline(req, kind="release", actor=actor, summary="Download link revoked", body=reason[:2000], visible=False)
+    if not reissue:
+        _move(
+            req,
+            "in_progress",
+            actor,
+            summary="The download link was withdrawn; the practice is working on your request",
+        )
+        return None
+    if not current:
+        raise RequestError("There is no link to re-issue.")
+    if req.patient is None or not req.patient.is_active:
+        raise RequestError("The patient's account is not active, so a new link cannot be sent.")
+    previous = current[-1]
+    release = Release(
+        request_id=req.id,
+        patient_id=req.patient_id,
+        prepared_by_id=previous.prepared_by_id,
+        prepared_at=previous.prepared_at,
+        clinical_review_by_id=previous.clinical_review_by_id,
+        clinical_review_at=previous.clinical_review_at,
+        clinical_review_outcome=previous.clinical_review_outcome,
+        approved_by_id=actor.id,
+        approved_at=now,
+        expires_at=now + timedelta(days=current_app.config["RELEASE_LINK_DAYS"]),
+        max_downloads=current_app.config["RELEASE_MAX_DOWNLOADS"],
+    )
+    db.session.add(release)
+    db.session.flush()
+    for item in previous.items:
+        db.session.add(ReleaseItem(release_id=release.id, recording_id=item.recording_id))
+    db.session.flush()
+    db.session.refresh(release)
+    _timeline(req, kind="release", actor=actor, summary="A new download link was sent to you")
+    record_event(
+        action="release_reissued",
+        actor_type="staff",
+        actor_id=actor.public_id,
+        object_type="release",
+        object_id=release.public_id,
+        details={"request": req.reference, "replaces": previous.public_id, "expires_at": release.expires_at},
+    )
+    return _send_link(req, release)
+
+
+@transactional
+def ask_for_new_link(patient: Patient, req: RecordingRequest) -> None:
+    """The patient's link has expired or is used up: tell staff (a timeline note); staff re-issue."""
+    if req.status != "released" or req.patient_id != patient.id:
+        raise RequestError("There is no download link on this request.")
+    _timeline(req, kind="message", actor=patient, summary="You asked for a new download link")
+    _audit(req, "new_link_requested", patient)
+
+
+def revoke_patient_releases(patient: Patient, actor, reason: str) -> None:
+    """Called inside the transaction that deactivates a patient: every live link stops (SECURITY H6)."""
+    now = now_utc()
+    live = db.session.execute(
+        select(Release).where(
+            Release.patient_id == patient.id, Release.approved_at.is_not(None), Release.revoked_at.is_(None)
+        )
+    ).scalars()
+    for release in live:
+        release.revoked_at = now
+        release.revoked_by_id = actor.id if actor is not None and actor.kind == "staff" else None
+        release.revoke_reason = reason
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The patient's side
+# ---------------------------------------------------------------------------------------------------------
+
+
+def release_item(release: Release, recording_public_id: str) -> ReleaseItem | None:
+    """A recording on this release; a recording on any other release is None (SECURITY G3/H11)."""
+    for item in release.items:
+        if item.recording.public_id == recording_public_id:
+            return item
+    return None
+
+
+def take_download(release: Release, item: ReleaseItem, patient: Patient, *, now: datetime | None = None) -> bool:
+    """Count one download, atomically: only if the link is still live and this recording has downloads left.
+    Returns False if not (the last allowed download was just taken by a parallel request, say). Commits."""
+    now = now or now_utc()
+    taken = db.session.execute(
+        update(ReleaseItem)
+        .where(
+            ReleaseItem.id == item.id,
+            ReleaseItem.download_count < release.max_downloads,
+            ReleaseItem.release_id.in_(
+                select(Release.id).where(
+                    Release.id == release.id,
+                    Release.revoked_at.is_(None),
+                    Release.approved_at.is_not(None),
+                    Release.expires_at > now,
+                )
+            ),
+        )
+        .values(download_count=ReleaseItem.download_count + 1)
+    ).rowcount
+    record_event(
+        action="recording_downloaded",
+        actor_type="patient",
+        actor_id=patient.public_id,
+        object_type="recording",
+        object_id=item.recording.public_id,
+        outcome="success" if taken == 1 else "failure",
+        details={
+            "release": release.public_id,
+            "request": db.session.get(RecordingRequest, release.request_id).reference,
+            "bytes": item.recording.size_bytes,
+            "sha256": item.recording.sha256,
+            **({} if taken == 1 else {"reason": "no_downloads_left"}),
+        },
+    )
+    db.session.commit()
+    return taken == 1
+
+
+def record_patient_access(action: str, release: Release, patient: Patient, recording: Recording | None = None) -> None:
+    """Audit a view of the download page or a play of a recording (the link itself is not changed)."""
+    record_event(
+        action=action,
+        actor_type="patient",
+        actor_id=patient.public_id,
+        object_type="recording" if recording else "release",
+        object_id=recording.public_id if recording else release.public_id,
+        details={"release": release.public_id},
+    )
+    db.session.commit()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Purging release copies
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    purged: int
+    bytes_freed: int
+
+
+@transactional
+def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) -> PurgeReport:
+    """Delete the files of recordings whose request closed, or whose last link expired or was revoked, more
+    than PURGE_AFTER_DAYS ago. The rows stay (name, size, hash) and the audit records each deletion."""
+    now = now or now_utc()
+    cutoff = now - timedelta(days=current_app.config["PURGE_AFTER_DAYS"])
+    candidates = db.session.execute(
+        select(Recording, RecordingRequest)
+        .join(RecordingRequest, Recording.request_id == RecordingRequest.id)
+        .where(Recording.purged_at.is_(None))
+    ).all()
+    purged = freed = 0
+    for recording, req in candidates:
+        if not _past_keeping(req, cutoff, now):
+            continue
+        purged += 1
+        freed += recording.size_bytes
+        if dry_run:
+            continue
+        path = stored_path(recording)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        recording.purged_at = now
+        record_event(
+            action="recording_purged",
+            object_type="recording",
+            object_id=recording.public_id,
+            details={
+                "request": req.reference,
+                "name": recording.original_name,
+                "size": recording.size_bytes,
+                "sha256": recording.sha256,
+            },
+        )
+    return PurgeReport(purged, freed)
+
+
+def _past_keeping(req: RecordingRequest, cutoff: datetime, now: datetime) -> bool:
+    if req.closed_at is not None and _aware(req.closed_at) <= cutoff:
+        return True
+    if req.status != "released":
+        return False
+    releases = [r for r in releases_for(req) if r.approved_at is not None]
+    if not releases or any(r.is_live(now) for r in releases):
+        return False
+    ended = [_aware(r.revoked_at) or _aware(r.expires_at) for r in releases]
+    return max(ended) <= cutoff
