@@ -150,7 +150,8 @@ def test_production_refuses_the_suites_totp_key_a_plain_http_base_url_and_per_pr
 
 def test_production_refuses_the_test_suites_download_key_or_a_short_one(production_env):
     """SECURITY H7: download links are signed with the practice's own keys, long enough to resist guessing."""
-    production_env.setenv("DOWNLOAD_SIGNING_KEYS", f"{PRODUCTION_ENV['DOWNLOAD_SIGNING_KEYS']},{TestConfig.DOWNLOAD_SIGNING_KEYS}")
+    both = f"{PRODUCTION_ENV['DOWNLOAD_SIGNING_KEYS']},{TestConfig.DOWNLOAD_SIGNING_KEYS}"
+    production_env.setenv("DOWNLOAD_SIGNING_KEYS", both)
     with pytest.raises(ConfigurationError, match="DOWNLOAD_SIGNING_KEYS must be your own"):
         create_app("production")
     production_env.setenv("DOWNLOAD_SIGNING_KEYS", "short-key")
