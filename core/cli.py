@@ -18,6 +18,9 @@ from core.services.content import load_default_content
 from core.services.db import transactional
 from core.services.email import deliver_pending
 from core.services.register import RegisterImportError, import_register
+from core.services.releases import purge_release_copies
+from core.services.reminders import send_reminders
+from core.services.requests import long_date
 from core.services.totp import rotate_encrypted_secrets
 from core.sessions import purge_expired_sessions
 
@@ -28,6 +31,7 @@ practice_register_cli = AppGroup("register", help="Manage the practice register 
 staff_cli = AppGroup("staff", help="Manage staff accounts.")
 accounts_cli = AppGroup("accounts", help="Look after account data: keys and old sessions.")
 requests_cli = AppGroup("requests", help="Subject access requests: deadlines.")
+reminders_cli = AppGroup("reminders", help="Remind staff of deadlines.")
 
 
 @staff_cli.command("create-admin")
@@ -159,10 +163,6 @@ def _iso_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     return date(year, month, day)
 
 
-def _long_date(day: date) -> str:
-    return f"{day:%A} {day.day} {day:%B} {day.year}"
-
-
 @requests_cli.command("due-date")
 @click.argument("received", metavar="RECEIVED", callback=_iso_date)
 @click.option("--extended", is_flag=True, help="The date if the time limit is extended to three months.")
@@ -180,12 +180,33 @@ def due_date_command(received: date, extended: bool) -> None:
         raise click.BadParameter(
             f"{received.isoformat()} is too far in the future to count from.", param_hint="'RECEIVED'"
         ) from exc
-    click.echo(f"Received: {_long_date(received)}")
+    click.echo(f"Received: {long_date(received)}")
     if extended:
-        click.echo(f"Reply due by (extended): {_long_date(due)}")
-        click.echo(f"Tell the patient about the extension by: {_long_date(due_date(received))}")
+        click.echo(f"Reply due by (extended): {long_date(due)}")
+        click.echo(f"Tell the patient about the extension by: {long_date(due_date(received))}")
     else:
-        click.echo(f"Reply due by: {_long_date(due)}")
+        click.echo(f"Reply due by: {long_date(due)}")
+
+
+@reminders_cli.command("send")
+def send_reminders_command() -> None:
+    """Email staff a digest of overdue requests, requests due within 7 working days and complaints waiting for
+    an acknowledgement. Run it every working morning; nothing is sent when there is nothing to report."""
+    digest, sent = send_reminders()
+    click.echo(
+        f"{len(digest.overdue)} overdue, {len(digest.due_soon)} due within 7 working days, "
+        f"{len(digest.complaints)} complaints to acknowledge: {sent} reminder emails queued."
+    )
+
+
+@click.command("purge")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, and delete nothing.")
+def purge_command(dry_run: bool) -> None:
+    """Delete release copies of recordings PURGE_AFTER_DAYS days after their link expired or their request
+    closed. The audit keeps each file's name, size and SHA-256. Run it daily."""
+    report = purge_release_copies(dry_run=dry_run)
+    verb = "Would delete" if dry_run else "Deleted"
+    click.echo(f"{verb} {report.purged} recording files ({report.bytes_freed:,} bytes).")
 
 
 def register_cli(app: Flask) -> None:
@@ -196,3 +217,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(accounts_cli)
     app.cli.add_command(requests_cli)
+    app.cli.add_command(reminders_cli)
+    app.cli.add_command(purge_command)

@@ -79,6 +79,7 @@ def practice_values(config) -> dict[str, str]:
         "practice_phone": phone,
         "practice_phone_tel": "tel:" + re.sub(r"[^0-9+]", "", phone),
         "practice_email": config["PRACTICE_EMAIL"] or "",
+        "release_link_days": str(config["RELEASE_LINK_DAYS"]),
     }
 
 
