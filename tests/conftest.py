@@ -25,6 +25,7 @@ from core.extensions import db, limiter
 from core.factory import create_app
 from core.models.audit import GENESIS_HMAC, AuditChainHead
 from core.services.content import load_default_content
+from tests.smtp_support import free_port
 
 MIGRATIONS = str(PROJECT_ROOT / "migrations")
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -182,3 +183,12 @@ def pages(client: FlaskClient) -> Pages:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def smtp_port(app):
+    """Point the application at a free loopback port for SMTP; start a server there with `start_server`."""
+    port = free_port()
+    app.config.update(MAIL_TRANSPORT="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_FROM="portal@example.org")
+    yield port
+    app.config.update(MAIL_TRANSPORT="smtp", MAIL_PORT=25)

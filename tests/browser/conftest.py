@@ -79,3 +79,24 @@ def axe_summary_writer(filename: str):
         (artifacts_dir / filename).write_text(json.dumps(summary, indent=2, sort_keys=True))
 
     return axe_summary
+
+
+@pytest.fixture
+def journeys(browser, live_server_url, screenshots_dir, axe_summary):
+    """Open one browser context per person in a journey (`journeys("patient")`); each is closed at the end, after
+    printing the pages axe-core checked for it. Needs the test module's `axe_summary` fixture."""
+    from tests.browser.journey import Journey
+
+    opened: list[Journey] = []
+
+    def open_journey(name: str) -> Journey:
+        journey = Journey(browser, live_server_url, screenshots_dir, name, axe_summary)
+        opened.append(journey)
+        return journey
+
+    yield open_journey
+    for journey in opened:
+        print(f"\nPages axe-core checked for {journey.name}:")
+        for line in journey.checked:
+            print(f"  {line}")
+        journey.close()
