@@ -44,6 +44,9 @@ ADMIN_ONLY_ENDPOINTS = frozenset(
         "admin.patient_deactivate",
         "admin.patient_reactivate",
         "admin.patient_end_sessions",
+        "admin.request_approve_release",
+        "admin.request_decline_release",
+        "admin.request_reissue_link",
     }
 )
 

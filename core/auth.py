@@ -24,6 +24,9 @@ from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from core.sessions import ServerSession, ServerSessionInterface
 
 MAX_CODE_FAILURES = 5
+# The emailed links that matter after the password step: the set-up link staff sent to this account, and a
+# download link opened while signed out (its page checks it belongs to whoever signs in, SECURITY G3/H9).
+LINKS_KEPT_AT_SIGN_IN = ("link:set-up-authenticator", "link:download")
 
 
 def current_session() -> ServerSession:
@@ -61,11 +64,9 @@ def begin_sign_in(account) -> str:
     """After the password step: a new session id, at the stage the account needs next."""
     stage = "password" if account.has_authenticator else "enrol"
     active = current_session()
-    # The one emailed link that matters after the password: the set-up link staff sent to this account.
-    set_up_link = active.get("link:set-up-authenticator")
+    kept = {key: active[key] for key in LINKS_KEPT_AT_SIGN_IN if key in active}
     active.clear()
-    if set_up_link is not None:
-        active["link:set-up-authenticator"] = set_up_link
+    active.update(kept)
     active.start_stage(account, stage, now=datetime.now(UTC))
     active["code_failures"] = 0
     return stage

@@ -7,7 +7,7 @@ never reach a response.
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
@@ -55,6 +55,9 @@ def wants_json() -> bool:
 def error_response(status: int, headers: dict | None = None):
     """Render the error page (or JSON) for `status`."""
     title, advice = MESSAGES.get(status, MESSAGES[500] if status >= 500 else MESSAGES[400])
+    if status == 413 and g.get("too_large_advice"):
+        # A form that takes a file sets its own wording, with its limit, before reading the body.
+        title, advice = g.too_large_advice
     request_id = current_request_id() if status >= 500 else None
     if wants_json():
         body = {"error": title, "status": status}

@@ -81,7 +81,8 @@ REFERRER_POLICY = "same-origin"
 def set_security_headers(response: Response) -> Response:
     """Add the security headers to `response` (runs after every request)."""
     headers = response.headers
-    headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
+    # A response may bring a stricter policy of its own (a recording file: `sandbox; default-src 'none'`).
+    headers.setdefault("Content-Security-Policy", content_security_policy(csp_nonce()))
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     # same-origin, not no-referrer: browsers then send a Referer to our own origin only, and nothing to any

@@ -1,12 +1,51 @@
 """Download links: `/downloads/<token>` from the patient's email, the page listing the released
-recordings, playing them in the browser and downloading them."""
+recordings, playing them in the browser and downloading them (DESIGN §6, SECURITY H).
+
+The emailed link only keeps its token in the session (encrypted) and moves on to `/downloads/`, an address
+without it (H13); that GET, by a patient or a mail scanner, changes nothing about the link (H10). Everything
+after it needs the link's own patient (G3), signed in with both factors, the second one in the last 15
+minutes (H9). Every way a link can fail (forged, wrong purpose, expired, revoked, used up, another
+patient's) gets the same page with the same status, and an audit event with the exact reason (H1-H6).
+
+Listening is not downloading: `download_play` streams a recording to the page's audio player (with HTTP Range
+so it can seek) and never counts against the download allowance. `download_file` is a CSRF-protected POST
+that takes one download atomically, then sends the file as an attachment (H5, H12).
+"""
 
 from __future__ import annotations
 
-from core.auth import follow_emailed_link
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import Response, abort, g, make_response, render_template, request, send_file
+
+from core.auth import follow_emailed_link, fresh_second_factor_required, is_fresh, link_token
+from core.models.requests import Release, ReleaseItem
+from core.services import releases
+from core.services import requests as requests_service
+from core.services.recordings import stored_path
 from portal import bp
 
 LINK_PURPOSE = "download"
+# One status for every reason a link does not work, so the answer tells an outsider nothing. 404, not 410:
+# a forged or unknown link never existed.
+LINK_REFUSED_STATUS = 404
+GONE = 410
+RECORDING_ID = re.compile(r"[0-9a-f]{32}")
+# Sent with the audio itself (SECURITY H12): opened on its own, the file can run nothing and is never
+# sniffed as something else, cached, embedded by another site or given a Referer.
+FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
+}
+
+fresh_second_factor = fresh_second_factor_required("portal.reauthenticate")
 
 
 @bp.get("/downloads/<token>")
@@ -17,5 +56,190 @@ def download_link(token: str):
 
 
 @bp.get("/downloads/")
+@fresh_second_factor
 def download_page():
-    raise NotImplementedError  # written next: the recordings on the link
+    """The recordings on the link, each with a player and a download button. Viewing is audited."""
+    if not link_token(LINK_PURPOSE):
+        # No link was opened in this browser (or the session holding it timed out): nothing was refused, so
+        # say where the link is rather than that it does not work.
+        return render_template("portal/downloads/no-link.html")
+    release = _patients_release()
+    req = releases.request_of_release(release)
+    releases.record_patient_access("download_page_viewed", release, g.account)
+    rows = [_row(position, item, release) for position, item in enumerate(release.items, start=1)]
+    return render_template(
+        "portal/downloads/recordings.html",
+        req=req,
+        release=release,
+        rows=rows,
+        expires=_moment_label(release.expires_at),
+    )
+
+
+@bp.get("/downloads/recordings/<recording_id>/play")
+def download_play(recording_id: str):
+    """Stream one recording to the page's audio player. GET and HEAD, with HTTP Range (SECURITY H16), pass
+    the same checks as the page. Listening is not downloading: nothing is counted. Playing is audited once
+    per play (a request from the first byte), not for every seek."""
+    if not is_fresh():
+        # An <audio> element cannot follow a redirect to "confirm it is you"; the page it sits on asks.
+        abort(403)
+    release = _patients_release()
+    item = _item_or_404(release, recording_id)
+    path = _file_or_gone(release, item)
+    if request.method == "GET" and _from_the_first_byte():
+        releases.record_patient_access("recording_played", release, g.account, item.recording)
+    try:
+        response = send_file(
+            path,
+            mimetype=item.recording.media_type,
+            conditional=True,
+            etag=item.recording.sha256,
+            download_name=_file_name(release, item),
+            as_attachment=False,
+        )
+    except FileNotFoundError:  # purged between the check and now
+        return _file_gone_page()
+    return _with_file_headers(response)
+
+
+@bp.post("/downloads/recordings/<recording_id>")
+@fresh_second_factor
+def download_file(recording_id: str):
+    """Take one download of the recording (atomically, SECURITY H5) and send it as an attachment (H12)."""
+    # Whether this recording has downloads left is decided by `take_download` alone, atomically; a link whose
+    # every recording is used up therefore gets the "no downloads left" answer here too.
+    release = _patients_release(downloads_may_be_used_up=True)
+    item = _item_or_404(release, recording_id)
+    path = _file_or_gone(release, item)
+    # Opened before the download is counted: a purge from now on cannot leave a counted download unsent.
+    handle = path.open("rb")
+    if not releases.take_download(release, item, g.account):
+        handle.close()
+        req = releases.request_of_release(release)
+        page = render_template("portal/downloads/no-downloads-left.html", req=req, release=release)
+        return page, GONE
+    response = send_file(
+        handle,
+        mimetype=item.recording.media_type,
+        etag=item.recording.sha256,
+        download_name=_file_name(release, item),
+        as_attachment=True,
+    )
+    response.content_length = os.fstat(handle.fileno()).st_size
+    return _with_file_headers(response)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The checks every download route makes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _patients_release(*, downloads_may_be_used_up: bool = False) -> Release:
+    """The release named by the link kept in this session, if it works and is the signed-in patient's own;
+    otherwise the request ends with the one "link does not work" page (and an audit of the exact reason)."""
+    token = link_token(LINK_PURPOSE)
+    check = releases.check_token(token) if token else releases.TokenCheck(None, "no_link")
+    if check.release is not None and check.release.patient_id != g.account.id:
+        check = releases.TokenCheck(check.release, "wrong_patient")  # SECURITY G3, whatever else is wrong
+    if check.reason == "ok" or (downloads_may_be_used_up and check.reason == "exhausted"):
+        return check.release
+    releases.record_link_refused(check, g.account)
+    own = check.release is not None and check.reason != "wrong_patient"
+    page = render_template(
+        "portal/downloads/link-refused.html", req=releases.request_of_release(check.release) if own else None
+    )
+    abort(make_response(page, LINK_REFUSED_STATUS))
+
+
+def _item_or_404(release: Release, recording_id: str) -> ReleaseItem:
+    """A recording on this release, by its public id (32 hex digits); anything else is a 404 (SECURITY H11)."""
+    if not RECORDING_ID.fullmatch(recording_id):
+        abort(404)
+    return releases.release_item(release, recording_id) or abort(404)
+
+
+def _file_or_gone(release: Release, item: ReleaseItem) -> Path:
+    """The recording's file, found by its server-made name inside RECORDINGS_DIR; a clear 410 if deleted."""
+    path = stored_path(item.recording)
+    if path is None:
+        releases.record_link_refused(releases.TokenCheck(release, "file_deleted"), g.account)
+        abort(_file_gone_page())
+    return path
+
+
+def _file_gone_page() -> Response:
+    return make_response(render_template("portal/downloads/file-gone.html"), GONE)
+
+
+def _from_the_first_byte() -> bool:
+    """No Range header, or a range starting at byte 0: the start of a play rather than a seek."""
+    if "Range" not in request.headers:
+        return True
+    ranges = request.range.ranges if request.range is not None else []
+    return bool(ranges) and ranges[0][0] == 0
+
+
+def _with_file_headers(response: Response) -> Response:
+    response.headers.update(FILE_HEADERS)
+    return response
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the page shows
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    position: int
+    public_id: str
+    name: str
+    duration: str
+    size: str
+    media_type: str
+    downloads_left: int
+    available: bool
+
+
+def _row(position: int, item: ReleaseItem, release: Release) -> RecordingRow:
+    recording = item.recording
+    started = _london_moment(recording.call_started_at)
+    name = f"Call on {started.day} {started:%B %Y} at {started:%H:%M}" if started else f"Recording {position}"
+    return RecordingRow(
+        position=position,
+        public_id=recording.public_id,
+        name=name,
+        duration=recording.duration_label,
+        size=_size_label(recording.size_bytes),
+        media_type=recording.media_type,
+        downloads_left=max(release.max_downloads - item.download_count, 0),
+        available=stored_path(recording) is not None,
+    )
+
+
+def _file_name(release: Release, item: ReleaseItem) -> str:
+    """A name made by the server: `recording-CR-2026-00001-1.wav` (request reference, position, type)."""
+    position = next(index for index, each in enumerate(release.items, start=1) if each.id == item.id)
+    reference = releases.request_of_release(release).reference
+    return f"recording-{reference}-{position}.{item.recording.extension}"
+
+
+def _london_moment(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(requests_service.LONDON)
+
+
+def _moment_label(moment: datetime) -> str:
+    """The moment in practice time, like `10:15 on Wednesday 2 December 2026`."""
+    local = _london_moment(moment)
+    return f"{local:%H:%M} on {requests_service.long_date(local.date())}"
+
+
+def _size_label(size: int) -> str:
+    if size < 1000 * 1000:
+        return f"{max(round(size / 1000), 1)} KB"
+    return f"{size / (1000 * 1000):.1f} MB"

@@ -31,6 +31,9 @@ PUBLIC_ENDPOINTS = frozenset(
         "portal.set_up_link",
         "portal.choose_new_password",
         "portal.sign_out",
+        # The emailed download link only keeps its token in the session and moves on to /downloads/ (which
+        # needs the patient): asking for sign-in here would put the token in the sign-in page's `next`.
+        "portal.download_link",
     }
 )
 # Reachable with the password step done; each view checks the exact stage it needs.

@@ -267,3 +267,20 @@ def record_staff_listen(actor: StaffUser, req: RecordingRequest, recording: Reco
         object_id=recording.public_id,
         details={"request": req.reference},
     )
+
+
+@transactional
+def record_recording_refused(
+    actor: StaffUser, req: RecordingRequest, public_id: str, *, endpoint: str, method: str
+) -> None:
+    """SECURITY G6/G10: a recording id that is not on the request in the address (another request's, or none)
+    was sent to a staff recording page. The page answers 404; the audit keeps who tried what."""
+    record_event(
+        action="authz_fail",
+        actor_type="staff",
+        actor_id=actor.public_id,
+        object_type="recording",
+        object_id=(public_id or "")[:64],
+        outcome="failure",
+        details={"request": req.reference, "endpoint": endpoint, "method": method, "reason": "not on this request"},
+    )

@@ -10,6 +10,7 @@ one cannot both succeed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +32,8 @@ from core.services.tokens import absolute_url_for
 DOWNLOAD_SALT = "portal-recording-download.v1"
 # The signature outlives no link: the longest lifetime a practice may set, plus a day of clock slack.
 MAX_LINK_DAYS = 90
+# What a token may name: a release's random public id (32 hex digits), never a path or anything else.
+PUBLIC_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -64,7 +67,7 @@ def check_token(token: str, *, now: datetime | None = None) -> TokenCheck:
     except BadSignature:
         return TokenCheck(None, "bad_signature")
     public_id = payload.get("r") if isinstance(payload, dict) else None
-    if not isinstance(public_id, str) or len(public_id) != 32:
+    if not isinstance(public_id, str) or not PUBLIC_ID.fullmatch(public_id):
         return TokenCheck(None, "bad_payload")
     release = db.session.execute(select(Release).where(Release.public_id == public_id)).scalar_one_or_none()
     if release is None:
@@ -338,6 +341,11 @@ def revoke_patient_releases(patient: Patient, actor, reason: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The patient's side
 # ---------------------------------------------------------------------------------------------------------
+
+
+def request_of_release(release: Release) -> RecordingRequest:
+    """The request a release belongs to (for its reference on the download pages and file names)."""
+    return db.session.get(RecordingRequest, release.request_id)
 
 
 def release_item(release: Release, recording_public_id: str) -> ReleaseItem | None:

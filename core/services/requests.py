@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +30,7 @@ from core.models.requests import (
     Complaint,
     RecordingRequest,
     ReferenceCounter,
+    Release,
     RequestEvent,
 )
 from core.services.audit import record_event
@@ -53,8 +54,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "awaiting_identity": frozenset({"submitted", "refused", "withdrawn"}),
     "submitted": frozenset({"in_progress", "clarification_requested", "no_recordings_found", "refused", "withdrawn"}),
     "clarification_requested": frozenset({"in_progress", "no_recordings_found", "refused", "withdrawn"}),
+    # in_progress -> completed: the recordings were given another way (listened to at the practice, a transcript).
     "in_progress": frozenset(
-        {"clarification_requested", "ready_for_approval", "no_recordings_found", "refused", "withdrawn"}
+        {"clarification_requested", "ready_for_approval", "completed", "no_recordings_found", "refused", "withdrawn"}
     ),
     "ready_for_approval": frozenset({"in_progress", "released", "withdrawn"}),
     "released": frozenset({"completed", "in_progress"}),
@@ -131,7 +133,6 @@ def _audit(req: RecordingRequest, action: str, actor, *, outcome: str = "success
 def _move(req: RecordingRequest, to_status: str, actor, *, summary: str, body: str | None = None) -> None:
     """Change the status, or refuse with RequestError if the state machine does not allow it."""
     if to_status not in TRANSITIONS[req.status]:
-        _audit(req, "request_transition_refused", actor, outcome="failure", from_status=req.status, to=to_status)
         raise RequestError(f"This request is {req.status_label.lower()}, so that cannot be done now.")
     from_status = req.status
     req.status = to_status
@@ -531,15 +532,25 @@ def refuse(actor: StaffUser, req: RecordingRequest, reason: str, *, partly: bool
 
 
 @transactional
-def close(actor: StaffUser, req: RecordingRequest) -> None:
+def close(actor: StaffUser, req: RecordingRequest, note: str = "") -> None:
+    """Complete the request: after a release, or once the recordings were given another way (listened to at
+    the practice, a transcript), which `note` then says for the patient."""
     req = _lock(req)
-    _move(req, "completed", actor, summary="Request completed")
+    if req.status == "in_progress" and not (note or "").strip():
+        raise RequestError("Say how the patient received their recordings (for example, listened at the practice).")
+    _move(req, "completed", actor, summary="Request completed", body=(note or "").strip()[:5000] or None)
 
 
 @transactional
 def withdraw(patient: Patient, req: RecordingRequest) -> None:
     req = _lock(req)
     _move(req, "withdrawn", patient, summary="You withdrew this request")
+    # A release waiting for approval is not approved now.
+    db.session.execute(
+        update(Release)
+        .where(Release.request_id == req.id, Release.approved_at.is_(None), Release.declined_at.is_(None))
+        .values(declined_at=now_utc())
+    )
     _email_patient(
         req, "You withdrew your request", "You withdrew your request. The practice will take no further action."
     )
@@ -698,8 +709,46 @@ class QueuePage:
 
 def queue(filters: QueueFilter, *, page: int = 1, per_page: int = 25, today: date | None = None) -> QueuePage:
     """The staff queue, soonest due first (requests whose clock has not started come last). Filtering and
-    counting happen in the database on indexed columns; only one page of rows is loaded."""
-    today = today or practice_today()
+    counting happen in the database on indexed columns; only one page of rows is loaded.
+
+    Requests with a due date and those without are read separately: ordered by (due_on, id) alone, the
+    first come straight from the index on those columns, whereas ordering by `due_on IS NULL` first made
+    the database sort every matching row for each page (66 ms against 1 ms for the first page of 100,000
+    on SQLite; scripts/bench_request_queue.py)."""
+    where = _queue_where(filters, today or practice_today())
+    dated = and_(where, RecordingRequest.due_on.is_not(None))
+    undated = and_(where, RecordingRequest.due_on.is_(None))
+    dated_total = db.session.execute(select(func.count(RecordingRequest.id)).where(dated)).scalar_one()
+    total = dated_total + db.session.execute(select(func.count(RecordingRequest.id)).where(undated)).scalar_one()
+    page = max(1, min(page, max(1, -(-total // per_page))))
+    start = (page - 1) * per_page
+    rows: list[RecordingRequest] = []
+    if start < dated_total:
+        rows += db.session.execute(
+            select(RecordingRequest)
+            .where(dated)
+            .order_by(RecordingRequest.due_on, RecordingRequest.id)
+            .offset(start)
+            .limit(per_page)
+        ).scalars()
+    if len(rows) < per_page and start + len(rows) < total:
+        rows += db.session.execute(
+            select(RecordingRequest)
+            .where(undated)
+            .order_by(RecordingRequest.id)
+            .offset(max(0, start - dated_total))
+            .limit(per_page - len(rows))
+        ).scalars()
+    return QueuePage(requests=rows, page=page, per_page=per_page, total=total)
+
+
+def queue_count(filters: QueueFilter, *, today: date | None = None) -> int:
+    """How many requests `queue` would list with these filters (one COUNT, for the staff home page)."""
+    where = _queue_where(filters, today or practice_today())
+    return db.session.execute(select(func.count(RecordingRequest.id)).where(where)).scalar_one()
+
+
+def _queue_where(filters: QueueFilter, today: date):
     conditions = []
     if filters.status in ("", "open"):
         conditions.append(RecordingRequest.status.in_(OPEN_STATUSES))
@@ -718,17 +767,7 @@ def queue(filters: QueueFilter, *, page: int = 1, per_page: int = 25, today: dat
         conditions.append(RecordingRequest.assigned_to_id == filters.mine_id)
     if filters.search:
         conditions.append(_search_condition(filters.search))
-    where = and_(*conditions) if conditions else True
-    total = db.session.execute(select(func.count(RecordingRequest.id)).where(where)).scalar_one()
-    page = max(1, min(page, max(1, -(-total // per_page))))
-    rows = db.session.execute(
-        select(RecordingRequest)
-        .where(where)
-        .order_by(RecordingRequest.due_on.is_(None), RecordingRequest.due_on, RecordingRequest.id)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-    ).scalars()
-    return QueuePage(requests=list(rows), page=page, per_page=per_page, total=total)
+    return and_(*conditions) if conditions else true()
 
 
 def _search_condition(term: str):
@@ -752,3 +791,63 @@ def _search_condition(term: str):
 def status_counts() -> dict[str, int]:
     rows = db.session.execute(select(RecordingRequest.status, func.count()).group_by(RecordingRequest.status))
     return {status: count for status, count in rows}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# For the staff pages
+# ---------------------------------------------------------------------------------------------------------
+
+
+@transactional
+def confirm_requester_identity(actor: StaffUser, req: RecordingRequest, confirmed_on: date) -> None:
+    """Staff confirmed who made a request logged for someone without an account: the clock starts on the
+    later of the day it was received and `confirmed_on`. (A patient with an account is verified on their
+    patient page instead, which starts the clock of each of their requests.)"""
+    req = _lock(req)
+    if req.patient is not None:
+        raise RequestError("Confirm this patient's identity on their patient page.")
+    if req.status != "awaiting_identity":
+        raise RequestError("This request is not waiting for an identity check.")
+    if confirmed_on > practice_today():
+        raise RequestError("The date identity was confirmed must be today or in the past.")
+    _start_clock(req, confirmed_on)
+    _move(req, "submitted", actor, summary="Identity confirmed: the time limit has started")
+    _audit(req, "request_identity_confirmed", actor, confirmed_on=confirmed_on, due_on=req.due_on)
+
+
+def complaint_by_public_id(public_id: str) -> Complaint | None:
+    return db.session.execute(select(Complaint).where(Complaint.public_id == public_id)).scalar_one_or_none()
+
+
+def count_complaints_awaiting_acknowledgement() -> int:
+    return db.session.execute(select(func.count(Complaint.id)).where(Complaint.acknowledged_at.is_(None))).scalar_one()
+
+
+def recently_acknowledged_complaints(limit: int = 50) -> list[Complaint]:
+    return list(
+        db.session.execute(
+            select(Complaint)
+            .where(Complaint.acknowledged_at.is_not(None))
+            .order_by(Complaint.acknowledged_at.desc(), Complaint.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def active_staff(*, clinicians_only: bool = False) -> list[StaffUser]:
+    """Active members of staff by name: who a request can be assigned to or, with `clinicians_only`, who can
+    record a clinical review of a release."""
+    statement = select(StaffUser).where(StaffUser.is_active.is_(True))
+    if clinicians_only:
+        statement = statement.where(StaffUser.is_clinician.is_(True))
+    return list(db.session.execute(statement.order_by(StaffUser.name, StaffUser.id)).scalars())
+
+
+def patients_with_nhs_number(nhs_number: str, *, limit: int = 2) -> list[Patient]:
+    """Patient accounts with this NHS number (at most `limit`): a request logged offline is linked to an
+    account only when exactly one has it."""
+    return list(
+        db.session.execute(
+            select(Patient).where(Patient.nhs_number == nhs_number).order_by(Patient.id).limit(limit)
+        ).scalars()
+    )

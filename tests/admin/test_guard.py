@@ -67,6 +67,20 @@ POLICY: dict[str, str] = {
     "portal.regenerate_recovery_codes": PATIENT,
     "portal.change_password": PATIENT,
     "portal.sign_out_other_devices": PATIENT,
+    "portal.requests_list": PATIENT,
+    "portal.request_new": PATIENT,
+    "portal.request_check": PATIENT,
+    "portal.request_submit": PATIENT,
+    "portal.request_submitted": PATIENT,
+    "portal.request_detail": PATIENT,
+    "portal.request_reply": PATIENT,
+    "portal.request_withdraw": PATIENT,
+    "portal.request_complaint": PATIENT,
+    "portal.request_new_link": PATIENT,
+    "portal.download_link": PUBLIC,
+    "portal.download_page": PATIENT,
+    "portal.download_play": PATIENT,
+    "portal.download_file": PATIENT,
     # The staff area
     "admin.sign_in": PUBLIC,
     "admin.sign_out": PUBLIC,
@@ -103,10 +117,39 @@ POLICY: dict[str, str] = {
     "admin.staff_reset_authenticator": ADMIN,
     "admin.staff_end_sessions": ADMIN,
     "admin.staff_resend_invitation": ADMIN,
+    "admin.request_queue": STAFF,
+    "admin.request_log_offline": STAFF,
+    "admin.request_detail": STAFF,
+    "admin.request_assign": STAFF,
+    "admin.request_note": STAFF,
+    "admin.request_start": STAFF,
+    "admin.request_confirm_identity": STAFF,
+    "admin.request_clarify": STAFF,
+    "admin.request_record_reply": STAFF,
+    "admin.request_extend": STAFF,
+    "admin.request_no_recordings": STAFF,
+    "admin.request_refuse": STAFF,
+    "admin.request_close": STAFF,
+    "admin.request_prepare_release": STAFF,
+    "admin.request_approve_release": ADMIN,
+    "admin.request_decline_release": ADMIN,
+    "admin.request_revoke_link": STAFF,
+    "admin.request_reissue_link": ADMIN,
+    "admin.recording_upload": STAFF,
+    "admin.recording_audio": STAFF,
+    "admin.recording_remove": STAFF,
+    "admin.complaint_list": STAFF,
+    "admin.complaint_acknowledge": STAFF,
 }
 
 # A harmless value for each URL parameter: no account, link or file has these.
-PARAMETER_VALUES = {"public_id": "0" * 32, "token": "not-a-real-token", "filename": "no-such-file.txt"}
+PARAMETER_VALUES = {
+    "public_id": "0" * 32,
+    "recording_id": "0" * 32,
+    "token": "not-a-real-token",
+    "filename": "no-such-file.txt",
+    "reference": "CR-2000-99999",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -204,14 +247,18 @@ def test_anonymous_visitors_are_sent_to_the_matching_sign_in_page_from_every_pro
 
 
 def test_public_pages_never_ask_anyone_to_sign_in(guard_app):
-    """G4: the table's public pages answer anonymous visitors themselves (a missing file is a plain 404)."""
+    """G4: the table's public pages answer anonymous visitors themselves (a missing file is a plain 404). The
+    emailed download link is the one public page that moves on: a 303 to its token-less page, never to sign-in."""
     client = https_client_for(guard_app)
     checked = []
-    for _endpoint, method, url in calls(guard_app, PUBLIC):
+    for endpoint, method, url in calls(guard_app, PUBLIC):
         if method != "GET":
             continue
         response = client.get(url)
-        assert response.status_code in (200, 404), f"GET {url}: {response.status_code}"
+        if endpoint == "portal.download_link":
+            assert (response.status_code, response.headers["Location"]) == (303, "/downloads/"), f"GET {url}"
+        else:
+            assert response.status_code in (200, 404), f"GET {url}: {response.status_code}"
         checked.append(url)
     assert {"/", "/account/sign-in", "/admin/sign-in", "/healthz"} <= set(checked)
 

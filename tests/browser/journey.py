@@ -149,3 +149,33 @@ def set_up_authenticator(journey: Journey, *, requests_before: int) -> str:
     for index in range(10):
         expect(codes.nth(index)).to_be_visible()
     return secret
+
+
+def fill_registration_form(page: Page, *, email: str, password: str = PASSWORD) -> None:
+    """Fill in "Create an account" as Ada Lovelace (NHS number 943 476 5919, born 10 December 1955)."""
+    page.get_by_label("First name").fill("Ada")
+    page.get_by_label("Last name").fill("Lovelace")
+    date_of_birth = page.get_by_role("group", name="Date of birth")
+    date_of_birth.get_by_label("Day").fill("10")
+    date_of_birth.get_by_label("Month").fill("12")
+    date_of_birth.get_by_label("Year").fill("1955")
+    page.get_by_label("NHS number").fill("943 476 5919")
+    page.get_by_label("Postcode").fill("SE28 8BE")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Create a password", exact=True).fill(password)
+    page.get_by_label("Confirm your password", exact=True).fill(password)
+    page.get_by_label("I confirm the details are mine").check()
+
+
+def sign_in_as(journey: Journey, test_account, *, area: str = "/admin") -> None:
+    """Sign in through the real pages (password, then the authenticator's code), checking each page."""
+    page = journey.page
+    journey.goto(f"{area}/sign-in")
+    journey.check("sign in", "Staff sign in" if area == "/admin" else "Sign in")
+    page.get_by_label("Email address").fill(test_account.account.email)
+    page.get_by_label("Password", exact=True).fill(test_account.password)
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(journey.url_pattern(f"{area}/sign-in/code"))
+    journey.check("security code", "Enter the security code from your authenticator app")
+    page.get_by_label("Security code").fill(test_account.code())
+    page.get_by_role("button", name="Continue").click()

@@ -27,9 +27,11 @@ from tests.browser.conftest import axe_summary_writer
 from tests.browser.journey import (
     PASSWORD,
     code_for_next_step,
+    fill_registration_form,
     open_emailed_link,
     path_of_link_in_latest_email,
     set_up_authenticator,
+    sign_in_as,
 )
 
 pytestmark = pytest.mark.browser
@@ -45,18 +47,7 @@ def test_a_patient_registers_confirms_their_email_sets_up_an_authenticator_and_s
 
     journey.goto("/account/register")
     journey.check("register", "Create an account")
-    page.get_by_label("First name").fill("Ada")
-    page.get_by_label("Last name").fill("Lovelace")
-    date_of_birth = page.get_by_role("group", name="Date of birth")
-    date_of_birth.get_by_label("Day").fill("10")
-    date_of_birth.get_by_label("Month").fill("12")
-    date_of_birth.get_by_label("Year").fill("1955")
-    page.get_by_label("NHS number").fill("943 476 5919")
-    page.get_by_label("Postcode").fill("SE28 8BE")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Create a password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm your password", exact=True).fill(PASSWORD)
-    page.get_by_label("I confirm the details are mine").check()
+    fill_registration_form(page, email=email)
     page.get_by_role("button", name="Create account").click()
 
     # Said first, so a refused form fails with its own error messages rather than a wrong address.
@@ -127,15 +118,7 @@ def test_the_signed_out_page_no_longer_shows_the_account_in_the_header(journeys)
 
     journey = journeys("patient signing out")
     page = journey.page
-    journey.goto("/account/sign-in")
-    journey.check("sign in", "Sign in")
-    page.get_by_label("Email address").fill(patient.account.email)
-    page.get_by_label("Password", exact=True).fill(patient.password)
-    page.get_by_role("button", name="Continue").click()
-    expect(page).to_have_url(journey.url_pattern("/account/sign-in/code"))
-    journey.check("security code", "Enter the security code from your authenticator app")
-    page.get_by_label("Security code").fill(patient.code())
-    page.get_by_role("button", name="Continue").click()
+    sign_in_as(journey, patient, area="/account")
     expect(page).to_have_url(journey.url_pattern("/account"))
     journey.check("your account", "Your account")
     header = page.locator("header")
@@ -156,16 +139,7 @@ def test_an_admin_invites_a_member_of_staff_who_sets_up_their_account(journeys):
 
     journey = journeys("admin")
     page = journey.page
-    journey.goto("/admin/sign-in")
-    journey.check("staff sign in", "Staff sign in")
-    page.get_by_label("Email address").fill(admin.account.email)
-    page.get_by_label("Password", exact=True).fill(admin.password)
-    page.get_by_role("button", name="Continue").click()
-
-    expect(page).to_have_url(journey.url_pattern("/admin/sign-in/code"))
-    journey.check("security code", "Enter the security code from your authenticator app")
-    page.get_by_label("Security code").fill(admin.code())
-    page.get_by_role("button", name="Continue").click()
+    sign_in_as(journey, admin)
 
     expect(page).to_have_url(journey.url_pattern("/admin/"))
     journey.check("admin home", "Call recordings admin")

@@ -386,10 +386,12 @@ def test_a_code_with_surrounding_spaces_is_accepted_d8(app, browser):
 
 def test_there_is_no_route_to_turn_off_the_authenticator_d15(app):
     words = ("disable", "remove", "turn-off", "turn_off", "skip", "opt-out")
+    # Staff taking a wrongly attached recording off a request: nothing to do with the second factor.
+    unrelated = {"admin.recording_remove"}
     offending = [
         (rule.rule, rule.endpoint)
         for rule in app.url_map.iter_rules()
-        if any(word in f"{rule.rule} {rule.endpoint}".lower() for word in words)
+        if any(word in f"{rule.rule} {rule.endpoint}".lower() for word in words) and rule.endpoint not in unrelated
     ]
     assert offending == []
     authenticator_rules = {

@@ -1,0 +1,784 @@
+"""Recording requests, for staff: the queue, logging a request received offline, each request's page, the
+actions on a request, its recordings (upload, listen, remove) and releasing them to the patient.
+
+Every action is one call to a service in core.services.{requests,recordings,releases}; the state machine
+there refuses whatever the request's status does not allow, so the page only hides actions that would be
+refused anyway. Actions that change what the patient gets need both factors in the last 15 minutes
+(`fresh_second_factor`); approving, declining and re-issuing a release are for admins only
+(ADMIN_ONLY_ENDPOINTS in admin.guard).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from urllib.parse import urlencode
+
+from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+
+from admin import bp
+from admin.guard import fresh_second_factor
+from core import legal_clock
+from core.extensions import csrf
+from core.forms import FormErrors, date_from_parts, text
+from core.models.requests import (
+    DIRECTIONS,
+    FORMATS,
+    RECEIVED_VIA,
+    REQUEST_STATUSES,
+    STATUS_LABELS,
+    Recording,
+    RecordingRequest,
+)
+from core.services import accounts, recordings, releases
+from core.services import requests as requests_service
+from core.services.register import parse_nhs_number
+from core.services.requests import LONDON, QueueFilter, RequestError
+
+PER_PAGE = 25
+SEARCH_RESULTS = 50
+QUEUE_STATUSES = ("open", "all", *REQUEST_STATUSES)
+OFFLINE_VIA = {key: label for key, label in RECEIVED_VIA.items() if key != "online"}
+TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3])[:.]([0-5]\d)")
+# A file answer must not run as a page if a browser is ever tricked into rendering it.
+FILE_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
+STATUS_COLOURS = {
+    "awaiting_identity": "yellow",
+    "submitted": "blue",
+    "clarification_requested": "purple",
+    "in_progress": "aqua-green",
+    "ready_for_approval": "orange",
+    "released": "green",
+    "completed": "grey",
+    "no_recordings_found": "grey",
+    "refused": "grey",
+    "withdrawn": "grey",
+}
+REFUSAL_TEMPLATE = (
+    "We have refused [all / part] of your request because [explain which recordings or parts, and why].\n\n"
+    'We are relying on this exemption: [name it, for example "the recordings contain information about other '
+    "people who have not agreed to it being shared (UK GDPR Article 15(4) and Data Protection Act 2018 "
+    'Schedule 2, paragraph 16)"].'
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers shared by the templates of this module
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _in_london(moment: datetime) -> datetime:
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(LONDON)
+
+
+def local_time(moment: datetime | None) -> str:
+    """A stored (UTC) time as the practice reads it: "3 March 2026 at 14:05"."""
+    if moment is None:
+        return ""
+    moment = _in_london(moment)
+    return f"{moment.day} {moment:%B %Y} at {moment:%H:%M}"
+
+
+def local_date(moment: datetime) -> date:
+    return _in_london(moment).date()
+
+
+def short_date(day: date | None) -> str:
+    return f"{day.day} {day:%B %Y}" if day else ""
+
+
+def due_tag(req: RecordingRequest, today: date) -> dict | None:
+    """The tag beside a due date: overdue in red, or how many working days are left."""
+    if req.due_on is None or req.is_closed or req.status == "released":
+        return None
+    if requests_service.is_overdue(req, today):
+        return {"text": "Overdue", "colour": "red"}
+    left = legal_clock.working_days_between(today, req.due_on)
+    if left == 0:
+        return {"text": "Due today", "colour": "orange"}
+    words = "working day" if left == 1 else "working days"
+    return {"text": f"Due in {left} {words}", "colour": "orange" if left <= 7 else "grey"}
+
+
+def file_size(size: int) -> str:
+    if size >= 1024 * 1024:
+        megabytes = size / (1024 * 1024)
+        return f"{megabytes:.0f} MB" if megabytes.is_integer() else f"{megabytes:.1f} MB"
+    return f"{max(1, round(size / 1024))} KB"
+
+
+@bp.context_processor
+def request_helpers() -> dict:
+    return {
+        "local_time": local_time,
+        "local_date": local_date,
+        "short_date": short_date,
+        "long_date": requests_service.long_date,
+        "due_tag": due_tag,
+        "file_size": file_size,
+        "status_labels": STATUS_LABELS,
+        "status_colours": STATUS_COLOURS,
+    }
+
+
+def _request_or_404(reference: str) -> RecordingRequest:
+    return requests_service.request_by_reference(reference) or abort(404)
+
+
+def _recording_or_404(req: RecordingRequest, public_id: str) -> Recording:
+    """A recording of this request. Any other id (another request's recording, or none) is a 404 and is
+    audited as a refused access (SECURITY G6, G10)."""
+    recording = recordings.recording_on_request(req, public_id)
+    if recording is None:
+        recordings.record_recording_refused(
+            g.staff_user, req, public_id, endpoint=request.endpoint, method=request.method
+        )
+        abort(404)
+    return recording
+
+
+def _staff_date(
+    errors: FormErrors, prefix: str, label: str, today: date, *, required: bool = True
+) -> tuple[date | None, dict]:
+    """An NHS date input on a staff form, with messages worded for staff ("Enter the date received")."""
+    found = FormErrors()
+    value, parts = date_from_parts(found, request.form, prefix, label=label, today=today)
+    for field, message in found.items():
+        if not required and not any(parts.values()):
+            break
+        message = message.replace("Enter your ", "Enter the ", 1).replace("Your ", "The ", 1)
+        errors.add(field, message.replace("must be in the past", "must be today or in the past"))
+    return value, parts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The queue
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _queue_choices() -> dict:
+    """The filters from the address. They hold no personal data: the search is sent by POST instead."""
+    status = request.args.get("status", "open")
+    return {
+        "status": status if status in QUEUE_STATUSES else "open",
+        "overdue": request.args.get("overdue") == "1",
+        "due-soon": request.args.get("due-soon") == "1",
+        "mine": request.args.get("mine") == "1",
+    }
+
+
+def _queue_url(choices: dict, page: int) -> str:
+    args = {"status": choices["status"]}
+    args.update({name: "1" for name in ("overdue", "due-soon", "mine") if choices[name]})
+    if page > 1:
+        args["page"] = str(page)
+    return f"{url_for('admin.request_queue')}?{urlencode(args)}"
+
+
+@bp.route("/requests", methods=["GET", "POST"])
+def request_queue():
+    """The queue, soonest due first, filtered and paged in the database. Searching by reference, NHS number
+    or name is a POST, so an NHS number or a name never appears in an address (or a proxy's log)."""
+    choices = _queue_choices()
+    search = text(request.form, "q", limit=100) if request.method == "POST" else ""
+    if search:
+        result = requests_service.queue(QueueFilter(status="all", search=search), per_page=SEARCH_RESULTS)
+    else:
+        filters = QueueFilter(
+            status=choices["status"],
+            overdue=choices["overdue"],
+            due_soon=choices["due-soon"],
+            mine_id=g.staff_user.id if choices["mine"] else None,
+        )
+        result = requests_service.queue(filters, page=request.args.get("page", 1, type=int), per_page=PER_PAGE)
+    return render_template(
+        "admin/requests/queue.html",
+        result=result,
+        search=search,
+        choices=choices,
+        statuses=[{"value": status, "text": STATUS_LABELS[status]} for status in REQUEST_STATUSES],
+        previous_url=_queue_url(choices, result.page - 1) if not search and result.page > 1 else None,
+        next_url=_queue_url(choices, result.page + 1) if not search and result.page < result.pages else None,
+        today=requests_service.practice_today(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Logging a request received offline
+# ---------------------------------------------------------------------------------------------------------
+
+# Where a message from the service belongs on the form (the view checks most things first).
+OFFLINE_ERROR_FIELDS = (
+    ("how the request was received", "received-via"),
+    ("date received", "received-day"),
+    ("identity was confirmed", "identity-date-day"),
+    ("name of the person", "requester-name"),
+    ("receive the recordings", "format"),
+)
+
+
+def _call_details(errors: FormErrors, values: dict, today: date) -> requests_service.CallDetails | None:
+    """The calls asked for, read the way the patients' own form reads them."""
+    form = request.form
+    calls_from, values["calls-from"] = _staff_date(errors, "calls-from", "date of the calls", today)
+    calls_to, values["calls-to"] = _staff_date(errors, "calls-to", "last date of the calls", today, required=False)
+    for name, limit in (("approximate-time", 100), ("phone-number", 30), ("spoke-to", 200), ("description", 5000)):
+        values[name] = text(form, name, limit=limit)
+        if len(values[name]) > limit:
+            errors.add(name, f"Enter no more than {limit} characters")
+    values["format"] = text(form, "format", limit=30)
+    if values["format"] not in FORMATS:
+        errors.add("format", "Select how the patient would like to receive the recordings")
+    values["share"] = form.get("share-with-nhs-england") == "yes"
+    if calls_from and calls_to and calls_to < calls_from:
+        errors.add("calls-to-day", "The last date of the calls must be on or after the first date")
+    if errors or calls_from is None:
+        return None
+    return requests_service.CallDetails(
+        calls_from=calls_from,
+        calls_to=calls_to or calls_from,
+        approximate_time=values["approximate-time"],
+        phone_number=values["phone-number"],
+        spoke_to=values["spoke-to"],
+        description=values["description"],
+        preferred_format=values["format"],
+        share_with_nhs_england=values["share"],
+    )
+
+
+def _offline_request(errors: FormErrors, values: dict) -> requests_service.OfflineRequest | None:
+    form = request.form
+    today = requests_service.practice_today()
+    values["received-via"] = text(form, "received-via", limit=20)
+    if values["received-via"] not in OFFLINE_VIA:
+        errors.add("received-via", "Select how the request was received")
+    received_on, values["received"] = _staff_date(errors, "received", "date the request was received", today)
+
+    values["requester"] = text(form, "requester", limit=20)
+    patient = None
+    requester = {}
+    if values["requester"] == "registered":
+        values["patient-nhs-number"] = text(form, "patient-nhs-number", limit=20)
+        nhs_number = parse_nhs_number(values["patient-nhs-number"])
+        if not values["patient-nhs-number"]:
+            errors.add("patient-nhs-number", "Enter the patient's NHS number")
+        elif nhs_number is None:
+            errors.add("patient-nhs-number", "Enter a valid NHS number. It is 10 digits, like 485 777 3456")
+        else:
+            found = requests_service.patients_with_nhs_number(nhs_number)
+            if not found:
+                errors.add(
+                    "patient-nhs-number",
+                    "No patient account has this NHS number. Check it, or log the request for someone who is "
+                    "not registered on the portal",
+                )
+            elif len(found) > 1:
+                errors.add(
+                    "patient-nhs-number",
+                    "More than one patient account has this NHS number. Find the right one on the patients page "
+                    "and ask an admin to deactivate the other, or log the request as not registered",
+                )
+            else:
+                patient = found[0]
+    elif values["requester"] == "unregistered":
+        values["requester-name"] = text(form, "requester-name", limit=200)
+        values["requester-nhs-number"] = text(form, "requester-nhs-number", limit=20)
+        values["requester-contact"] = text(form, "requester-contact", limit=500)
+        if not values["requester-name"]:
+            errors.add("requester-name", "Enter the name of the person making the request")
+        nhs_number = parse_nhs_number(values["requester-nhs-number"]) if values["requester-nhs-number"] else None
+        if values["requester-nhs-number"] and nhs_number is None:
+            errors.add("requester-nhs-number", "Enter a valid NHS number. It is 10 digits, like 485 777 3456")
+        born, values["requester-dob"] = _staff_date(errors, "requester-dob", "date of birth", today, required=False)
+        if not values["requester-contact"]:
+            errors.add("requester-contact", "Enter how the practice can contact them about the request")
+        requester = {
+            "requester_name": values["requester-name"][:200],
+            "requester_nhs_number": nhs_number,
+            "requester_date_of_birth": born,
+            "requester_contact": values["requester-contact"][:500],
+        }
+    else:
+        errors.add("requester", "Select whether the patient has an account on the portal")
+
+    values["identity-checked"] = text(form, "identity-checked", limit=5)
+    identity_on = None
+    if values["identity-checked"] == "yes":
+        identity_on, values["identity-date"] = _staff_date(errors, "identity-date", "date identity was checked", today)
+    elif values["identity-checked"] != "no":
+        errors.add("identity-checked", "Select whether the requester's identity has been checked")
+
+    details = _call_details(errors, values, today)
+    if errors or details is None:
+        return None
+    return requests_service.OfflineRequest(
+        received_via=values["received-via"],
+        received_on=received_on,
+        details=details,
+        patient=patient,
+        identity_confirmed_on=identity_on,
+        **requester,
+    )
+
+
+@bp.route("/requests/new", methods=["GET", "POST"])
+def request_log_offline():
+    """A request received by letter, phone, email or at the desk, logged with the day it really arrived."""
+    errors = FormErrors()
+    values: dict = {"format": "download"}
+    if request.method == "POST":
+        offline = _offline_request(errors, values)
+        if offline is not None:
+            try:
+                req = requests_service.log_offline_request(g.staff_user, offline)
+            except RequestError as exc:
+                message = str(exc)
+                field = next((f for words, f in OFFLINE_ERROR_FIELDS if words in message), "received-via")
+                errors.add(field, message.rstrip("."))
+            else:
+                due = f" It is due by {requests_service.long_date(req.due_on)}." if req.due_on else ""
+                flash(f"Request {req.reference} has been logged.{due}")
+                return redirect(url_for("admin.request_detail", reference=req.reference))
+    return render_template(
+        "admin/requests/log-offline.html",
+        errors=errors,
+        values=values,
+        received_via=OFFLINE_VIA,
+        formats=FORMATS,
+    ), (400 if errors else 200)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A request's page
+# ---------------------------------------------------------------------------------------------------------
+
+
+def available_actions(req: RecordingRequest, today: date) -> set[str]:
+    """The action forms that fit the request's status (the services refuse the rest anyway)."""
+    status = req.status
+    allowed = requests_service.TRANSITIONS[status]
+    actions = set()
+    if status == "awaiting_identity" and req.patient is None:
+        actions.add("confirm_identity")
+    if status == "submitted":
+        actions.add("start")
+    if "clarification_requested" in allowed:
+        actions.add("clarify")
+    if status == "clarification_requested":
+        actions.add("record_reply")
+    original_due = requests_service.original_due_on(req)
+    if (
+        not req.is_closed
+        and status != "released"
+        and req.extended_at is None
+        and original_due is not None
+        and legal_clock.can_extend(original_due, today)
+    ):
+        actions.add("extend")
+    if "no_recordings_found" in allowed:
+        actions.add("no_recordings")
+    if "refused" in allowed:
+        actions.add("refuse")
+    if "completed" in allowed:
+        actions.add("close")
+    if "ready_for_approval" in allowed:
+        actions.add("prepare")
+    if status == "ready_for_approval":
+        actions.update({"approve", "decline"})
+    if status == "released":
+        actions.add("revoke")
+    if status in ("submitted", "clarification_requested", "in_progress"):
+        actions.update({"upload", "remove"})
+    if not req.is_closed:
+        actions.add("assign")
+    return actions
+
+
+def _render_detail(req: RecordingRequest, errors: FormErrors | None = None, values: dict | None = None):
+    today = requests_service.practice_today()
+    pending = releases.pending_release(req)
+    review_needed = pending is not None and releases.clinical_review_needed(pending)
+    errors = errors or FormErrors()
+    page = render_template(
+        "admin/requests/detail.html",
+        req=req,
+        errors=errors,
+        values=values or {},
+        today=today,
+        actions=available_actions(req, today),
+        original_due=requests_service.original_due_on(req),
+        extended_due=legal_clock.due_date(req.relevant_day, paused_days=req.paused_days, extended=True)
+        if req.relevant_day
+        else None,
+        question=requests_service.latest_question(req),
+        logged_by=accounts.get_account("staff", req.logged_by_id) if req.logged_by_id else None,
+        events=requests_service.timeline(req, for_patient=False),
+        recordings=recordings.attached_recordings(req),
+        releases=releases.releases_for(req),
+        pending=pending,
+        review_needed=review_needed,
+        own_release=pending is not None
+        and current_app.config["RELEASE_FOUR_EYES"]
+        and pending.prepared_by_id == g.staff_user.id,
+        clinicians=requests_service.active_staff(clinicians_only=True) if review_needed else [],
+        staff=requests_service.active_staff(),
+        complaints=requests_service.complaints_for(req),
+        directions=DIRECTIONS,
+        formats=FORMATS,
+        received_via=RECEIVED_VIA,
+        refusal_template=REFUSAL_TEMPLATE,
+        max_upload=file_size(current_app.config["RECORDING_MAX_BYTES"]),
+    )
+    return page, (400 if errors else 200)
+
+
+def render_with_error(req: RecordingRequest, field: str, message: str, values: dict | None = None):
+    """The request's page again, with the problem in the error summary and beside its field (status 400)."""
+    errors = FormErrors()
+    errors.add(field, message.rstrip("."))
+    return _render_detail(req, errors, values)
+
+
+@bp.get("/requests/<reference>")
+def request_detail(reference: str):
+    return _render_detail(_request_or_404(reference))
+
+
+def _act(reference: str, field: str, action, done: str, values: dict | None = None):
+    """Run `action(req)`; on success flash `done` and go back to the request's page, otherwise show the
+    page again with the service's message beside `field`. The service changes nothing when it refuses."""
+    req = _request_or_404(reference)
+    try:
+        action(req)
+    except RequestError as exc:
+        return render_with_error(req, field, str(exc), values)
+    flash(done)
+    return redirect(url_for("admin.request_detail", reference=req.reference))
+
+
+def _field(name: str, limit: int = 5000) -> str:
+    return text(request.form, name, limit=limit)[:limit]
+
+
+@bp.post("/requests/<reference>/assign")
+def request_assign(reference: str):
+    choice = _field("assignee", 64)
+    assignee = accounts.account_by_public_id("staff", choice) if choice else None
+    if choice and assignee is None:
+        return render_with_error(_request_or_404(reference), "assignee", "Select a member of staff")
+    done = f"Assigned to {assignee.name}." if assignee else "The request is no longer assigned to anyone."
+    return _act(reference, "assignee", lambda req: requests_service.assign(g.staff_user, req, assignee), done)
+
+
+@bp.post("/requests/<reference>/notes")
+def request_note(reference: str):
+    note = _field("note")
+    return _act(
+        reference,
+        "note",
+        lambda req: requests_service.add_note(g.staff_user, req, note),
+        "Note added. Patients never see notes.",
+        {"note": note},
+    )
+
+
+@bp.post("/requests/<reference>/start")
+def request_start(reference: str):
+    return _act(
+        reference,
+        "start-form",
+        lambda req: requests_service.start_work(g.staff_user, req),
+        "The request is now being processed.",
+    )
+
+
+@bp.post("/requests/<reference>/identity")
+@fresh_second_factor
+def request_confirm_identity(reference: str):
+    req = _request_or_404(reference)
+    errors = FormErrors()
+    confirmed_on, parts = _staff_date(
+        errors, "identity-date", "date identity was checked", requests_service.practice_today()
+    )
+    if errors:
+        return _render_detail(req, errors, {"identity-date": parts})
+    return _act(
+        reference,
+        "identity-date-day",
+        lambda req: requests_service.confirm_requester_identity(g.staff_user, req, confirmed_on),
+        "Identity confirmed. The time limit has started.",
+        {"identity-date": parts},
+    )
+
+
+@bp.post("/requests/<reference>/clarify")
+@fresh_second_factor
+def request_clarify(reference: str):
+    question = _field("question")
+    return _act(
+        reference,
+        "question",
+        lambda req: requests_service.ask_for_clarification(g.staff_user, req, question),
+        "Your question has been sent. The time limit is paused until the patient answers.",
+        {"question": question},
+    )
+
+
+@bp.post("/requests/<reference>/reply")
+def request_record_reply(reference: str):
+    reply = _field("reply")
+    return _act(
+        reference,
+        "reply",
+        lambda req: requests_service.answer_clarification(g.staff_user, req, reply),
+        "The patient's answer has been recorded. The time limit has restarted.",
+        {"reply": reply},
+    )
+
+
+@bp.post("/requests/<reference>/extend")
+@fresh_second_factor
+def request_extend(reference: str):
+    reason = _field("reason")
+    return _act(
+        reference,
+        "extension-reason",
+        lambda req: requests_service.extend(g.staff_user, req, reason),
+        "The time limit has been extended. The patient has been told why.",
+        {"extension-reason": reason},
+    )
+
+
+@bp.post("/requests/<reference>/no-recordings")
+@fresh_second_factor
+def request_no_recordings(reference: str):
+    explanation = _field("explanation")
+    return _act(
+        reference,
+        "no-recordings-explanation",
+        lambda req: requests_service.mark_no_recordings(g.staff_user, req, explanation),
+        "The request is closed: no recordings were found. The patient has been told.",
+        {"no-recordings-explanation": explanation},
+    )
+
+
+@bp.post("/requests/<reference>/refuse")
+@fresh_second_factor
+def request_refuse(reference: str):
+    reason = _field("reason")
+    scope = _field("scope", 10)
+    values = {"refusal-reason": reason, "refusal-scope": scope}
+    req = _request_or_404(reference)
+    if scope not in ("all", "part"):
+        return render_with_error(
+            req, "refusal-scope", "Select whether you are refusing all or part of the request", values
+        )
+    if "[" in reason or "]" in reason:
+        return render_with_error(
+            req, "refusal-reason", "Replace the parts in square brackets with the details of this refusal", values
+        )
+    return _act(
+        reference,
+        "refusal-reason",
+        lambda req: requests_service.refuse(g.staff_user, req, reason, partly=scope == "part"),
+        "The refusal has been sent to the patient with their right to complain to the ICO and to go to court.",
+        values,
+    )
+
+
+@bp.post("/requests/<reference>/close")
+@fresh_second_factor
+def request_close(reference: str):
+    note = _field("note")
+    return _act(
+        reference,
+        "close-note",
+        lambda req: requests_service.close(g.staff_user, req, note),
+        "The request is completed.",
+        {"close-note": note},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Releasing the recordings
+# ---------------------------------------------------------------------------------------------------------
+
+
+@bp.post("/requests/<reference>/release/prepare")
+@fresh_second_factor
+def request_prepare_release(reference: str):
+    return _act(
+        reference,
+        "prepare-form",
+        lambda req: releases.prepare_release(g.staff_user, req),
+        "The recordings are ready for an admin to check and approve.",
+    )
+
+
+@bp.post("/requests/<reference>/release/approve")
+@fresh_second_factor
+def request_approve_release(reference: str):
+    choice = _field("reviewer", 64)
+    outcome = _field("review-outcome", 2000)
+    reviewer = accounts.account_by_public_id("staff", choice) if choice else None
+    values = {"reviewer": choice, "review-outcome": outcome}
+
+    def approve(req: RecordingRequest) -> None:
+        releases.approve_release(g.staff_user, req, releases.ClinicalReview(reviewer, outcome))
+
+    req = _request_or_404(reference)
+    try:
+        approve(req)
+    except RequestError as exc:
+        message = str(exc)
+        field = "reviewer" if "clinician" in message else "review-outcome" if "outcome" in message else "approve-form"
+        return render_with_error(req, field, message, values)
+    flash("The release is approved. The patient has been emailed a link to download the recordings.")
+    return redirect(url_for("admin.request_detail", reference=req.reference))
+
+
+@bp.post("/requests/<reference>/release/decline")
+@fresh_second_factor
+def request_decline_release(reference: str):
+    reason = _field("reason")
+    return _act(
+        reference,
+        "decline-reason",
+        lambda req: releases.decline_release(g.staff_user, req, reason),
+        "The release has been sent back to be corrected.",
+        {"decline-reason": reason},
+    )
+
+
+@bp.post("/requests/<reference>/release/revoke")
+@fresh_second_factor
+def request_revoke_link(reference: str):
+    reason = _field("reason", 2000)
+    return _act(
+        reference,
+        "revoke-reason",
+        lambda req: releases.revoke_release(g.staff_user, req, reason, reissue=False),
+        "The download link has been revoked. It no longer works.",
+        {"revoke-reason": reason},
+    )
+
+
+@bp.post("/requests/<reference>/release/reissue")
+@fresh_second_factor
+def request_reissue_link(reference: str):
+    """Revoke the live link and email a new one (admins only: a new link is a new release)."""
+    reason = _field("reason", 2000)
+    return _act(
+        reference,
+        "revoke-reason",
+        lambda req: releases.revoke_release(g.staff_user, req, reason, reissue=True),
+        "The old link has been revoked and the patient has been emailed a new one.",
+        {"revoke-reason": reason},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recordings
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _call_started_at(errors: FormErrors, values: dict) -> datetime | None:
+    today = requests_service.practice_today()
+    day, values["call-date"] = _staff_date(errors, "call-date", "date of the call", today, required=False)
+    values["call-time"] = _field("call-time", 5)
+    if errors or (day is None and not values["call-time"]):
+        return None  # both are optional, but together: a date alone would store a made-up time
+    match = TIME_OF_DAY.fullmatch(values["call-time"])
+    if day is None:
+        errors.add("call-date-day", "Enter the date of the call, or leave the time empty")
+        return None
+    if not values["call-time"]:
+        errors.add("call-time", "Enter the time of the call, like 14:05, or leave the date empty")
+        return None
+    if match is None:
+        errors.add("call-time", "Enter the time of the call in 24-hour time, like 14:05")
+        return None
+    hour, minute = int(match.group(1)), int(match.group(2))
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=LONDON).astimezone(UTC)
+
+
+@bp.post("/requests/<reference>/recordings")
+@csrf.exempt  # checked below, once this form's larger size limit is in place
+@fresh_second_factor
+def recording_upload(reference: str):
+    """Attach an audio file. The type comes from the file's bytes, and the file is stored under a random name
+    in RECORDINGS_DIR (core.services.recordings); the name the browser sent is only shown, cleaned."""
+    req = _request_or_404(reference)
+    # The application reads at most MAX_CONTENT_LENGTH (1 MiB) of any request. This form alone may carry a
+    # recording: raise the limit for it before anything reads the body. The CSRF check reads the form, so it
+    # runs here rather than before the view (where the 1 MiB limit would answer 413 to every recording).
+    request.max_content_length = current_app.config["RECORDING_MAX_BYTES"] + 64 * 1024
+    g.too_large_advice = (
+        "The file is too large",
+        f"The largest recording you can upload is {file_size(current_app.config['RECORDING_MAX_BYTES'])}. "
+        "Go back and choose a smaller file, or split a long recording into parts.",
+    )
+    csrf.protect()
+    errors = FormErrors()
+    values: dict = {"direction": _field("direction", 20), "caller-number": _field("caller-number", 30)}
+    upload = request.files.get("recording")
+    if upload is None or not upload.filename:
+        errors.add("recording", "Select a recording to upload")
+    if values["direction"] not in DIRECTIONS:
+        errors.add("direction", "Select who made the call")
+    call_started_at = _call_started_at(errors, values)
+    if errors:
+        return _render_detail(req, errors, values)
+    details = recordings.RecordingDetails(
+        original_name=upload.filename,
+        call_started_at=call_started_at,
+        caller_number=values["caller-number"],
+        direction=values["direction"],
+    )
+    try:
+        recording = recordings.attach_recording(g.staff_user, req, upload.stream, details)
+    except RequestError as exc:
+        return render_with_error(req, "recording", str(exc), values)
+    flash(f"{recording.original_name} has been attached ({recording.duration_label}).")
+    return redirect(url_for("admin.request_detail", reference=req.reference))
+
+
+def _starts_at_the_beginning() -> bool:
+    """True for a listen worth auditing: the whole file, or a range from its first byte. A player seeking
+    within the file asks for later ranges, which would otherwise flood the audit trail."""
+    asked = request.range
+    return asked is None or not asked.ranges or asked.ranges[0][0] == 0
+
+
+@bp.get("/requests/<reference>/recordings/<public_id>/audio")
+def recording_audio(reference: str, public_id: str):
+    """The recording for the page's audio player: streamed with HTTP Range, never cached or sniffed."""
+    req = _request_or_404(reference)
+    recording = _recording_or_404(req, public_id)
+    path = recordings.stored_path(recording) if recording.removed_at is None else None
+    if path is None:
+        abort(404)
+    if request.method == "GET" and _starts_at_the_beginning():
+        recordings.record_staff_listen(g.staff_user, req, recording)
+    response = send_file(path, mimetype=recording.media_type, conditional=True)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = FILE_CSP
+    return response
+
+
+@bp.post("/requests/<reference>/recordings/<public_id>/remove")
+@fresh_second_factor
+def recording_remove(reference: str, public_id: str):
+    req = _request_or_404(reference)
+    recording = _recording_or_404(req, public_id)
+    reason = _field("reason", 2000)
+    field = f"remove-reason-{recording.public_id}"
+    try:
+        recordings.remove_recording(g.staff_user, req, recording, reason)
+    except RequestError as exc:
+        return render_with_error(req, field, str(exc), {field: reason})
+    flash(f"{recording.original_name} has been removed and its file deleted.")
+    return redirect(url_for("admin.request_detail", reference=req.reference))
