@@ -185,7 +185,7 @@ def _record_attachment(actor: StaffUser, req: RecordingRequest, upload: StoredUp
     db.session.add(recording)
     db.session.flush()
     if req.status == "submitted":
-        _move(req, "in_progress", actor, summary="The practice has started work on your request")
+        _move(req, "in_progress", actor, summary="The practice started work on the request")
     _timeline(
         req, kind="recording", actor=actor, summary=f"Recording attached: {recording.original_name}", visible=False
     )

@@ -196,7 +196,7 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
     release.approved_by_id = actor.id
     release.approved_at = now
     release.expires_at = now + timedelta(days=current_app.config["RELEASE_LINK_DAYS"])
-    _move(req, "released", actor, summary="Your recordings are ready to download")
+    _move(req, "released", actor, summary="Recordings released: a download link was emailed")
     record_event(
         action="release_approved",
         actor_type="staff",
@@ -303,7 +303,7 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
         db.session.add(ReleaseItem(release_id=release.id, recording_id=item.recording_id))
     db.session.flush()
     db.session.refresh(release)
-    _timeline(req, kind="release", actor=actor, summary="A new download link was sent to you")
+    _timeline(req, kind="release", actor=actor, summary="A new download link was emailed")
     record_event(
         action="release_reissued",
         actor_type="staff",
@@ -320,7 +320,7 @@ def ask_for_new_link(patient: Patient, req: RecordingRequest) -> None:
     """The patient's link has expired or is used up: tell staff (a timeline note); staff re-issue."""
     if req.status != "released" or req.patient_id != patient.id:
         raise RequestError("There is no download link on this request.")
-    _timeline(req, kind="message", actor=patient, summary="You asked for a new download link")
+    _timeline(req, kind="message", actor=patient, summary="The patient asked for a new download link")
     _audit(req, "new_link_requested", patient)
 
 

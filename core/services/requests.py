@@ -425,7 +425,7 @@ def assign(actor: StaffUser, req: RecordingRequest, assignee: StaffUser | None) 
     _timeline(req, kind="assignment", actor=actor, summary=summary, visible=False)
     _audit(req, "request_assigned", actor, assignee=assignee.public_id if assignee else None)
     if req.status == "submitted" and assignee is not None:
-        _move(req, "in_progress", actor, summary="The practice has started work on your request")
+        _move(req, "in_progress", actor, summary="The practice started work on the request")
 
 
 @transactional
@@ -438,7 +438,7 @@ def add_note(actor: StaffUser, req: RecordingRequest, note: str) -> None:
 @transactional
 def start_work(actor: StaffUser, req: RecordingRequest) -> None:
     req = _lock(req)
-    _move(req, "in_progress", actor, summary="The practice has started work on your request")
+    _move(req, "in_progress", actor, summary="The practice started work on the request")
 
 
 @transactional
@@ -451,7 +451,7 @@ def ask_for_clarification(actor: StaffUser, req: RecordingRequest, question: str
         req,
         "clarification_requested",
         actor,
-        summary="The practice asked you for more information",
+        summary="The practice asked for more information",
         body=question[:5000],
     )
     req.paused_since = practice_today()
@@ -470,7 +470,7 @@ def answer_clarification(actor, req: RecordingRequest, answer: str) -> None:
     req.paused_days += max(paused, 0)
     req.paused_since = None
     _recompute_due(req)
-    by = "You replied" if actor is not None and actor.kind == "patient" else "Reply recorded by the practice"
+    by = "Reply from the patient" if actor is not None and actor.kind == "patient" else "Reply recorded by the practice"
     _move(req, "in_progress", actor, summary=by, body=answer[:5000])
     _audit(req, "request_clarification_answered", actor, paused_days=paused, due_on=req.due_on)
 
@@ -523,11 +523,11 @@ def refuse(actor: StaffUser, req: RecordingRequest, reason: str, *, partly: bool
             raise RequestError("This request is closed.")
         req.partly_refused = True
         req.refusal_reason = reason[:5000]
-        _timeline(req, kind="refusal", actor=actor, summary="Part of your request was refused", body=body)
+        _timeline(req, kind="refusal", actor=actor, summary="Part of the request was refused", body=body)
         _audit(req, "request_partly_refused", actor)
     else:
         req.refusal_reason = reason[:5000]
-        _move(req, "refused", actor, summary="Your request was refused", body=body)
+        _move(req, "refused", actor, summary="Request refused", body=body)
     _email_patient(req, "An update on your request", "The practice has made a decision about your request.")
 
 
@@ -544,7 +544,7 @@ def close(actor: StaffUser, req: RecordingRequest, note: str = "") -> None:
 @transactional
 def withdraw(patient: Patient, req: RecordingRequest) -> None:
     req = _lock(req)
-    _move(req, "withdrawn", patient, summary="You withdrew this request")
+    _move(req, "withdrawn", patient, summary="Request withdrawn by the patient")
     # A release waiting for approval is not approved now.
     db.session.execute(
         update(Release)
@@ -577,7 +577,7 @@ def complain(patient: Patient, req: RecordingRequest, body: str) -> Complaint:
         req,
         kind="complaint",
         actor=patient,
-        summary="You made a complaint about how this request was handled",
+        summary="The patient complained about how the request was handled",
         body=body[:10000],
     )
     record_event(
@@ -604,7 +604,7 @@ def acknowledge_complaint(actor: StaffUser, complaint: Complaint, message: str) 
     complaint.acknowledged_by_id = actor.id
     req = complaint.request
     _timeline(
-        req, kind="complaint", actor=actor, summary="The practice acknowledged your complaint", body=message[:5000]
+        req, kind="complaint", actor=actor, summary="The practice acknowledged the complaint", body=message[:5000]
     )
     record_event(
         action="complaint_acknowledged",

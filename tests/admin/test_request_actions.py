@@ -323,7 +323,7 @@ ACTIONS = [
         "start",
         {},
         "request_status_changed",
-        "The practice has started work on your request",
+        "The practice started work on the request",
         "in_progress",
     ),
     (
@@ -331,7 +331,7 @@ ACTIONS = [
         "clarify",
         {"question": "Which number did you ring from?"},
         "request_clarification_requested",
-        "The practice asked you for more information",
+        "The practice asked for more information",
         "clarification_requested",
     ),
     (
@@ -363,7 +363,7 @@ ACTIONS = [
         "refuse",
         {"scope": "all", "reason": "Manifestly excessive: the exemption is Art 12(5)"},
         "request_status_changed",
-        "Your request was refused",
+        "Request refused",
         "refused",
     ),
     (
@@ -371,7 +371,7 @@ ACTIONS = [
         "refuse",
         {"scope": "part", "reason": "One call holds a third party's details"},
         "request_partly_refused",
-        "Part of your request was refused",
+        "Part of the request was refused",
         "in_progress",
     ),
     (
@@ -690,7 +690,7 @@ def test_revoking_and_reissuing_stops_the_old_link_and_sends_a_new_one_h6(admin_
     assert audit_events(req.reference, "release_revoked")[-1].actor_id == people.admin.account.public_id
     assert audit_events(req.reference, "release_reissued")
     summaries = [entry.summary for entry in timeline(req)]
-    assert summaries[-2:] == ["Download link revoked", "A new download link was sent to you"]
+    assert summaries[-2:] == ["Download link revoked", "A new download link was emailed"]
 
 
 def test_staff_can_revoke_a_link_which_sends_the_request_back_to_being_processed_h6(clerk_browser, people):
@@ -757,7 +757,7 @@ def test_staff_acknowledge_a_complaint_on_the_request_page(clerk_browser, people
     assert complaint.acknowledged_at is not None and complaint.acknowledged_by_id == people.clerk.account.id
     event = db.session.execute(select(AuditEvent).where(AuditEvent.action == "complaint_acknowledged")).scalar_one()
     assert (event.actor_id, event.object_id) == (people.clerk.account.public_id, complaint.public_id)
-    assert timeline(req)[-1].summary == "The practice acknowledged your complaint"
+    assert timeline(req)[-1].summary == "The practice acknowledged the complaint"
     again = post_form(clerk_browser, path, {"message": "Again"}, form_page=page_path(req))
     assert "already been acknowledged" in error_summary(again)
     assert (

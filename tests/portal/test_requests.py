@@ -653,10 +653,10 @@ def test_a_patient_asks_for_a_new_download_link_and_it_appears_on_the_timeline(
     assert response.headers["Location"] == f"/requests/{req.reference}"
     page = parse(patient_browser.get(f"/requests/{req.reference}"))
     assert "We have asked the practice to send you a new link" in page.get_text()
-    assert "You asked for a new download link" in page.select_one(".portal-timeline").get_text()
+    assert "The patient asked for a new download link" in page.select_one(".portal-timeline").get_text()
     asked = db.session.execute(
         select(func.count(RequestEvent.id)).where(
-            RequestEvent.request_id == req.id, RequestEvent.summary == "You asked for a new download link"
+            RequestEvent.request_id == req.id, RequestEvent.summary == "The patient asked for a new download link"
         )
     ).scalar_one()
     assert asked == 1
