@@ -11,16 +11,18 @@ refused anyway. Actions that change what the patient gets need both factors in t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
 from admin.guard import fresh_second_factor
 from core import legal_clock
-from core.extensions import csrf
 from core.forms import FormErrors, date_from_parts, text
+from core.models.accounts import StaffUser
 from core.models.requests import (
     DIRECTIONS,
     FORMATS,
@@ -472,15 +474,94 @@ def request_assign(reference: str):
     return _act(reference, "assignee", lambda req: requests_service.assign(g.staff_user, req, assignee), done)
 
 
-@bp.post("/requests/<reference>/notes")
-def request_note(reference: str):
-    note = _field("note")
-    return _act(
-        reference,
+@dataclass(frozen=True)
+class TextAction:
+    """A request action that takes one piece of text from its form and passes it to one service function."""
+
+    path: str
+    endpoint: str
+    form_field: str  # the field's name in the form
+    error_field: str  # the field's id on the page, where a refusal is shown
+    service: Callable[[StaffUser, RecordingRequest, str], None]
+    done: str
+    fresh: bool = True  # needs a second factor from the last 15 minutes
+
+
+TEXT_ACTIONS = (
+    TextAction(
+        "notes",
+        "request_note",
         "note",
-        lambda req: requests_service.add_note(g.staff_user, req, note),
+        "note",
+        requests_service.add_note,
         "Note added. Patients never see notes.",
-        {"note": note},
+        fresh=False,
+    ),
+    TextAction(
+        "clarify",
+        "request_clarify",
+        "question",
+        "question",
+        requests_service.ask_for_clarification,
+        "Your question has been sent. The time limit is paused until the patient answers.",
+    ),
+    TextAction(
+        "reply",
+        "request_record_reply",
+        "reply",
+        "reply",
+        requests_service.answer_clarification,
+        "The patient's answer has been recorded. The time limit has restarted.",
+        fresh=False,
+    ),
+    TextAction(
+        "extend",
+        "request_extend",
+        "reason",
+        "extension-reason",
+        requests_service.extend,
+        "The time limit has been extended. The patient has been told why.",
+    ),
+    TextAction(
+        "no-recordings",
+        "request_no_recordings",
+        "explanation",
+        "no-recordings-explanation",
+        requests_service.mark_no_recordings,
+        "The request is closed: no recordings were found. The patient has been told.",
+    ),
+    TextAction(
+        "close",
+        "request_close",
+        "note",
+        "close-note",
+        requests_service.close,
+        "The request is completed.",
+    ),
+)
+
+
+def _text_action_view(action: TextAction):
+    def view(reference: str):
+        value = _field(action.form_field)
+        return _act(
+            reference,
+            action.error_field,
+            lambda req: action.service(g.staff_user, req, value),
+            action.done,
+            {action.error_field: value},
+        )
+
+    view.__name__ = action.endpoint
+    return fresh_second_factor(view) if action.fresh else view
+
+
+for _action in TEXT_ACTIONS:
+    bp.add_url_rule(
+        f"/requests/<reference>/{_action.path}",
+        endpoint=_action.endpoint,
+        view_func=_text_action_view(_action),
+        methods=["POST"],
     )
 
 
@@ -513,57 +594,6 @@ def request_confirm_identity(reference: str):
     )
 
 
-@bp.post("/requests/<reference>/clarify")
-@fresh_second_factor
-def request_clarify(reference: str):
-    question = _field("question")
-    return _act(
-        reference,
-        "question",
-        lambda req: requests_service.ask_for_clarification(g.staff_user, req, question),
-        "Your question has been sent. The time limit is paused until the patient answers.",
-        {"question": question},
-    )
-
-
-@bp.post("/requests/<reference>/reply")
-def request_record_reply(reference: str):
-    reply = _field("reply")
-    return _act(
-        reference,
-        "reply",
-        lambda req: requests_service.answer_clarification(g.staff_user, req, reply),
-        "The patient's answer has been recorded. The time limit has restarted.",
-        {"reply": reply},
-    )
-
-
-@bp.post("/requests/<reference>/extend")
-@fresh_second_factor
-def request_extend(reference: str):
-    reason = _field("reason")
-    return _act(
-        reference,
-        "extension-reason",
-        lambda req: requests_service.extend(g.staff_user, req, reason),
-        "The time limit has been extended. The patient has been told why.",
-        {"extension-reason": reason},
-    )
-
-
-@bp.post("/requests/<reference>/no-recordings")
-@fresh_second_factor
-def request_no_recordings(reference: str):
-    explanation = _field("explanation")
-    return _act(
-        reference,
-        "no-recordings-explanation",
-        lambda req: requests_service.mark_no_recordings(g.staff_user, req, explanation),
-        "The request is closed: no recordings were found. The patient has been told.",
-        {"no-recordings-explanation": explanation},
-    )
-
-
 @bp.post("/requests/<reference>/refuse")
 @fresh_second_factor
 def request_refuse(reference: str):
@@ -586,199 +616,3 @@ def request_refuse(reference: str):
         "The refusal has been sent to the patient with their right to complain to the ICO and to go to court.",
         values,
     )
-
-
-@bp.post("/requests/<reference>/close")
-@fresh_second_factor
-def request_close(reference: str):
-    note = _field("note")
-    return _act(
-        reference,
-        "close-note",
-        lambda req: requests_service.close(g.staff_user, req, note),
-        "The request is completed.",
-        {"close-note": note},
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Releasing the recordings
-# ---------------------------------------------------------------------------------------------------------
-
-
-@bp.post("/requests/<reference>/release/prepare")
-@fresh_second_factor
-def request_prepare_release(reference: str):
-    return _act(
-        reference,
-        "prepare-form",
-        lambda req: releases.prepare_release(g.staff_user, req),
-        "The recordings are ready for an admin to check and approve.",
-    )
-
-
-@bp.post("/requests/<reference>/release/approve")
-@fresh_second_factor
-def request_approve_release(reference: str):
-    choice = _field("reviewer", 64)
-    outcome = _field("review-outcome", 2000)
-    reviewer = accounts.account_by_public_id("staff", choice) if choice else None
-    values = {"reviewer": choice, "review-outcome": outcome}
-
-    def approve(req: RecordingRequest) -> None:
-        releases.approve_release(g.staff_user, req, releases.ClinicalReview(reviewer, outcome))
-
-    req = _request_or_404(reference)
-    try:
-        approve(req)
-    except RequestError as exc:
-        message = str(exc)
-        field = "reviewer" if "clinician" in message else "review-outcome" if "outcome" in message else "approve-form"
-        return render_with_error(req, field, message, values)
-    flash("The release is approved. The patient has been emailed a link to download the recordings.")
-    return redirect(url_for("admin.request_detail", reference=req.reference))
-
-
-@bp.post("/requests/<reference>/release/decline")
-@fresh_second_factor
-def request_decline_release(reference: str):
-    reason = _field("reason")
-    return _act(
-        reference,
-        "decline-reason",
-        lambda req: releases.decline_release(g.staff_user, req, reason),
-        "The release has been sent back to be corrected.",
-        {"decline-reason": reason},
-    )
-
-
-@bp.post("/requests/<reference>/release/revoke")
-@fresh_second_factor
-def request_revoke_link(reference: str):
-    reason = _field("reason", 2000)
-    return _act(
-        reference,
-        "revoke-reason",
-        lambda req: releases.revoke_release(g.staff_user, req, reason, reissue=False),
-        "The download link has been revoked. It no longer works.",
-        {"revoke-reason": reason},
-    )
-
-
-@bp.post("/requests/<reference>/release/reissue")
-@fresh_second_factor
-def request_reissue_link(reference: str):
-    """Revoke the live link and email a new one (admins only: a new link is a new release)."""
-    reason = _field("reason", 2000)
-    return _act(
-        reference,
-        "revoke-reason",
-        lambda req: releases.revoke_release(g.staff_user, req, reason, reissue=True),
-        "The old link has been revoked and the patient has been emailed a new one.",
-        {"revoke-reason": reason},
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Recordings
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _call_started_at(errors: FormErrors, values: dict) -> datetime | None:
-    today = requests_service.practice_today()
-    day, values["call-date"] = _staff_date(errors, "call-date", "date of the call", today, required=False)
-    values["call-time"] = _field("call-time", 5)
-    if errors or (day is None and not values["call-time"]):
-        return None  # both are optional, but together: a date alone would store a made-up time
-    match = TIME_OF_DAY.fullmatch(values["call-time"])
-    if day is None:
-        errors.add("call-date-day", "Enter the date of the call, or leave the time empty")
-        return None
-    if not values["call-time"]:
-        errors.add("call-time", "Enter the time of the call, like 14:05, or leave the date empty")
-        return None
-    if match is None:
-        errors.add("call-time", "Enter the time of the call in 24-hour time, like 14:05")
-        return None
-    hour, minute = int(match.group(1)), int(match.group(2))
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=LONDON).astimezone(UTC)
-
-
-@bp.post("/requests/<reference>/recordings")
-@csrf.exempt  # checked below, once this form's larger size limit is in place
-@fresh_second_factor
-def recording_upload(reference: str):
-    """Attach an audio file. The type comes from the file's bytes, and the file is stored under a random name
-    in RECORDINGS_DIR (core.services.recordings); the name the browser sent is only shown, cleaned."""
-    req = _request_or_404(reference)
-    # The application reads at most MAX_CONTENT_LENGTH (1 MiB) of any request. This form alone may carry a
-    # recording: raise the limit for it before anything reads the body. The CSRF check reads the form, so it
-    # runs here rather than before the view (where the 1 MiB limit would answer 413 to every recording).
-    request.max_content_length = current_app.config["RECORDING_MAX_BYTES"] + 64 * 1024
-    g.too_large_advice = (
-        "The file is too large",
-        f"The largest recording you can upload is {file_size(current_app.config['RECORDING_MAX_BYTES'])}. "
-        "Go back and choose a smaller file, or split a long recording into parts.",
-    )
-    csrf.protect()
-    errors = FormErrors()
-    values: dict = {"direction": _field("direction", 20), "caller-number": _field("caller-number", 30)}
-    upload = request.files.get("recording")
-    if upload is None or not upload.filename:
-        errors.add("recording", "Select a recording to upload")
-    if values["direction"] not in DIRECTIONS:
-        errors.add("direction", "Select who made the call")
-    call_started_at = _call_started_at(errors, values)
-    if errors:
-        return _render_detail(req, errors, values)
-    details = recordings.RecordingDetails(
-        original_name=upload.filename,
-        call_started_at=call_started_at,
-        caller_number=values["caller-number"],
-        direction=values["direction"],
-    )
-    try:
-        recording = recordings.attach_recording(g.staff_user, req, upload.stream, details)
-    except RequestError as exc:
-        return render_with_error(req, "recording", str(exc), values)
-    flash(f"{recording.original_name} has been attached ({recording.duration_label}).")
-    return redirect(url_for("admin.request_detail", reference=req.reference))
-
-
-def _starts_at_the_beginning() -> bool:
-    """True for a listen worth auditing: the whole file, or a range from its first byte. A player seeking
-    within the file asks for later ranges, which would otherwise flood the audit trail."""
-    asked = request.range
-    return asked is None or not asked.ranges or asked.ranges[0][0] == 0
-
-
-@bp.get("/requests/<reference>/recordings/<public_id>/audio")
-def recording_audio(reference: str, public_id: str):
-    """The recording for the page's audio player: streamed with HTTP Range, never cached or sniffed."""
-    req = _request_or_404(reference)
-    recording = _recording_or_404(req, public_id)
-    path = recordings.stored_path(recording) if recording.removed_at is None else None
-    if path is None:
-        abort(404)
-    if request.method == "GET" and _starts_at_the_beginning():
-        recordings.record_staff_listen(g.staff_user, req, recording)
-    response = send_file(path, mimetype=recording.media_type, conditional=True)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = FILE_CSP
-    return response
-
-
-@bp.post("/requests/<reference>/recordings/<public_id>/remove")
-@fresh_second_factor
-def recording_remove(reference: str, public_id: str):
-    req = _request_or_404(reference)
-    recording = _recording_or_404(req, public_id)
-    reason = _field("reason", 2000)
-    field = f"remove-reason-{recording.public_id}"
-    try:
-        recordings.remove_recording(g.staff_user, req, recording, reason)
-    except RequestError as exc:
-        return render_with_error(req, field, str(exc), {field: reason})
-    flash(f"{recording.original_name} has been removed and its file deleted.")
-    return redirect(url_for("admin.request_detail", reference=req.reference))
