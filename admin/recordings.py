@@ -173,13 +173,6 @@ def recording_upload(reference: str):
     return redirect(url_for("admin.request_detail", reference=req.reference))
 
 
-def _starts_at_the_beginning() -> bool:
-    """True for a listen worth auditing: the whole file, or a range from its first byte. A player seeking
-    within the file asks for later ranges, which would otherwise flood the audit trail."""
-    asked = request.range
-    return asked is None or not asked.ranges or asked.ranges[0][0] == 0
-
-
 @bp.get("/requests/<reference>/recordings/<public_id>/audio")
 def recording_audio(reference: str, public_id: str):
     """The recording for the page's audio player: streamed with HTTP Range, never cached or sniffed."""
@@ -188,8 +181,8 @@ def recording_audio(reference: str, public_id: str):
     path = recordings.stored_path(recording) if recording.removed_at is None else None
     if path is None:
         abort(404)
-    if request.method == "GET" and _starts_at_the_beginning():
-        recordings.record_staff_listen(g.staff_user, req, recording)
+    if request.method == "GET":
+        recordings.record_staff_listen(g.staff_user, req, recording, byte_range=request.headers.get("Range", ""))
     response = send_file(path, mimetype=recording.media_type, conditional=True)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"

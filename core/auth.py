@@ -14,6 +14,7 @@ The blueprints' guards use these; nothing is cached in the cookie.
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -24,6 +25,8 @@ from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from core.sessions import ServerSession, ServerSessionInterface
 
 MAX_CODE_FAILURES = 5
+# The characters of an itsdangerous URL-safe token, with room to spare in length.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_.\-]{1,512}")
 # The emailed links that matter after the password step: the set-up link staff sent to this account, and a
 # download link opened while signed out (its page checks it belongs to whoever signs in, SECURITY G3/H9).
 LINKS_KEPT_AT_SIGN_IN = ("link:set-up-authenticator", "link:download")
@@ -100,7 +103,11 @@ def follow_emailed_link(purpose: str, token: str, form_endpoint: str, **values) 
     """The first request from an emailed link: keep its token in the session and send the browser on to the
     same page at an address without the token (SECURITY H13). The form page's own requests for styles and
     scripts, and any Referer they carry, then never hold the token, and neither can a proxy's access log."""
-    # Encrypted, so that a copy of the session table holds no working link.
+    # Encrypted, so that a copy of the session table holds no working link. A token that is not even made of
+    # the characters a signed token uses is kept as one that fails its signature check, so that the page
+    # says the link does not work (and audits why) instead of failing.
+    if not TOKEN_SHAPE.fullmatch(token):
+        token = "malformed"  # noqa: S105 (a placeholder that fails every signature check, not a secret)
     current_session()[f"link:{purpose}"] = encrypt_secret(token)
     response = redirect(url_for(form_endpoint, **values), code=303)
     response.headers["Referrer-Policy"] = "no-referrer"

@@ -8,7 +8,8 @@ minutes (H9). Every way a link can fail (forged, wrong purpose, expired, revoked
 patient's) gets the same page with the same status, and an audit event with the exact reason (H1-H6).
 
 Listening is not downloading: `download_play` streams a recording to the page's audio player (with HTTP Range
-so it can seek) and never counts against the download allowance. `download_file` is a CSRF-protected POST
+so it can seek) without counting a download, while the recording has downloads left; every part it sends is
+audited. `download_file` is a CSRF-protected POST
 that takes one download atomically, then sends the file as an attachment (H5, H12).
 """
 
@@ -79,16 +80,22 @@ def download_page():
 @bp.get("/downloads/recordings/<recording_id>/play")
 def download_play(recording_id: str):
     """Stream one recording to the page's audio player. GET and HEAD, with HTTP Range (SECURITY H16), pass
-    the same checks as the page. Listening is not downloading: nothing is counted. Playing is audited once
-    per play (a request from the first byte), not for every seek."""
+    the same checks as the page. Listening is not downloading: nothing is counted, but a recording whose
+    downloads are used up is not streamed either. Every GET is audited with the byte range it asked for."""
     if not is_fresh():
         # An <audio> element cannot follow a redirect to "confirm it is you"; the page it sits on asks.
         abort(403)
     release = _patients_release()
     item = _item_or_404(release, recording_id)
     path = _file_or_gone(release, item)
-    if request.method == "GET" and _from_the_first_byte():
-        releases.record_patient_access("recording_played", release, g.account, item.recording)
+    if item.download_count >= release.max_downloads:
+        # The link's allowance covers listening too: once a recording's downloads are used up, it is not
+        # streamed either (otherwise the player would be an uncounted download).
+        releases.record_link_refused(releases.TokenCheck(release, "no_downloads_left"), g.account)
+        abort(_no_downloads_left_page(release))
+    if request.method == "GET":
+        byte_range = request.headers.get("Range", "")
+        releases.record_patient_access("recording_played", release, g.account, item.recording, byte_range=byte_range)
     try:
         response = send_file(
             path,
@@ -116,9 +123,7 @@ def download_file(recording_id: str):
     handle = path.open("rb")
     if not releases.take_download(release, item, g.account):
         handle.close()
-        req = releases.request_of_release(release)
-        page = render_template("portal/downloads/no-downloads-left.html", req=req, release=release)
-        return page, GONE
+        return _no_downloads_left_page(release)
     response = send_file(
         handle,
         mimetype=item.recording.media_type,
@@ -168,16 +173,13 @@ def _file_or_gone(release: Release, item: ReleaseItem) -> Path:
     return path
 
 
+def _no_downloads_left_page(release: Release) -> Response:
+    req = releases.request_of_release(release)
+    return make_response(render_template("portal/downloads/no-downloads-left.html", req=req, release=release), GONE)
+
+
 def _file_gone_page() -> Response:
     return make_response(render_template("portal/downloads/file-gone.html"), GONE)
-
-
-def _from_the_first_byte() -> bool:
-    """No Range header, or a range starting at byte 0: the start of a play rather than a seek."""
-    if "Range" not in request.headers:
-        return True
-    ranges = request.range.ranges if request.range is not None else []
-    return bool(ranges) and ranges[0][0] == 0
 
 
 def _with_file_headers(response: Response) -> Response:

@@ -376,6 +376,7 @@ def request_reply(reference: str):
 
 
 @bp.route("/requests/<reference>/withdraw", methods=["GET", "POST"])
+@fresh_second_factor  # withdrawing ends a request the law gives the patient: confirm it is them
 def request_withdraw(reference: str):
     req = own_request_or_404(reference)
     errors = FormErrors()

@@ -81,6 +81,11 @@ def check_token(token: str, *, now: datetime | None = None) -> TokenCheck:
     patient = db.session.get(Patient, release.patient_id)
     if patient is None or not patient.is_active:
         return TokenCheck(release, "account_inactive")
+    status = db.session.execute(
+        select(RecordingRequest.status).where(RecordingRequest.id == release.request_id)
+    ).scalar_one()
+    if status not in ("released", "completed"):
+        return TokenCheck(release, "request_not_released")
     if all(item.download_count >= release.max_downloads for item in release.items):
         return TokenCheck(release, "exhausted")
     return TokenCheck(release, "ok")
@@ -137,6 +142,8 @@ def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
         )
     if not req.patient.is_verified:
         raise RequestError("The patient's identity has not been confirmed.")
+    if not req.patient.is_active:
+        raise RequestError("The patient's account is deactivated, so a download link cannot be sent.")
     recordings = attached_recordings(req)
     if not recordings:
         raise RequestError("Attach at least one recording before preparing a release.")
@@ -182,10 +189,13 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
         raise RequestError("There is no release waiting for approval on this request.")
     if not actor.is_admin:
         raise RequestError("Only an admin can approve a release.")
+    if not req.patient.is_active:
+        raise RequestError("The patient's account is deactivated, so a download link cannot be sent.")
     if current_app.config["RELEASE_FOUR_EYES"] and release.prepared_by_id == actor.id:
         raise RequestError("Another admin must approve this release: you prepared it.")
     if clinical_review_needed(release):
-        if review is None or review.reviewer is None or not review.reviewer.is_clinician:
+        reviewer = review.reviewer if review is not None else None
+        if reviewer is None or not reviewer.is_clinician or not reviewer.is_active:
             raise RequestError("Select the clinician who reviewed the recordings.")
         if not review.outcome.strip():
             raise RequestError("Enter the outcome of the clinical review.")
@@ -284,6 +294,8 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
     if req.patient is None or not req.patient.is_active:
         raise RequestError("The patient's account is not active, so a new link cannot be sent.")
     previous = current[-1]
+    if current_app.config["RELEASE_FOUR_EYES"] and previous.prepared_by_id == actor.id:
+        raise RequestError("Another admin must send the new link: you prepared these recordings for release.")
     release = Release(
         request_id=req.id,
         patient_id=req.patient_id,
@@ -336,6 +348,15 @@ def revoke_patient_releases(patient: Patient, actor, reason: str) -> None:
         release.revoked_at = now
         release.revoked_by_id = actor.id if actor is not None and actor.kind == "staff" else None
         release.revoke_reason = reason
+        req = request_of_release(release)
+        _timeline(req, kind="release", actor=actor, summary="Download link revoked", body=reason, visible=False)
+        record_event(
+            action="release_revoked",
+            **({"actor_type": actor.kind, "actor_id": actor.public_id} if actor is not None else {}),
+            object_type="release",
+            object_id=release.public_id,
+            details={"request": req.reference, "reissue": False, "reason": "account_deactivated"},
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -395,15 +416,18 @@ def take_download(release: Release, item: ReleaseItem, patient: Patient, *, now:
     return taken == 1
 
 
-def record_patient_access(action: str, release: Release, patient: Patient, recording: Recording | None = None) -> None:
-    """Audit a view of the download page or a play of a recording (the link itself is not changed)."""
+def record_patient_access(
+    action: str, release: Release, patient: Patient, recording: Recording | None = None, *, byte_range: str = ""
+) -> None:
+    """Audit a view of the download page or a play of a recording (the link itself is not changed). A play is
+    audited for every part of the file sent, with the byte range asked for, so no read goes unrecorded."""
     record_event(
         action=action,
         actor_type="patient",
         actor_id=patient.public_id,
         object_type="recording" if recording else "release",
         object_id=recording.public_id if recording else release.public_id,
-        details={"release": release.public_id},
+        details={"release": release.public_id, **({"range": byte_range[:100]} if byte_range else {})},
     )
     db.session.commit()
 

@@ -438,6 +438,9 @@ def add_note(actor: StaffUser, req: RecordingRequest, note: str) -> None:
 @transactional
 def start_work(actor: StaffUser, req: RecordingRequest) -> None:
     req = _lock(req)
+    if req.status != "submitted":
+        # A released request goes back to being processed only by revoking its link (releases.revoke_release).
+        raise RequestError(f"This request is {req.status_label.lower()}, so that cannot be done now.")
     _move(req, "in_progress", actor, summary="The practice started work on the request")
 
 
@@ -546,11 +549,14 @@ def withdraw(patient: Patient, req: RecordingRequest) -> None:
     req = _lock(req)
     _move(req, "withdrawn", patient, summary="Request withdrawn by the patient")
     # A release waiting for approval is not approved now.
-    db.session.execute(
-        update(Release)
-        .where(Release.request_id == req.id, Release.approved_at.is_(None), Release.declined_at.is_(None))
-        .values(declined_at=now_utc())
-    )
+    pending = db.session.execute(
+        select(Release).where(
+            Release.request_id == req.id, Release.approved_at.is_(None), Release.declined_at.is_(None)
+        )
+    ).scalars()
+    for release in pending:
+        release.declined_at = now_utc()
+        _audit(req, "release_declined", patient, release=release.public_id, reason="request_withdrawn")
     _email_patient(
         req, "You withdrew your request", "You withdrew your request. The practice will take no further action."
     )

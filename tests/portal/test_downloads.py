@@ -260,10 +260,10 @@ def test_a_recording_whose_file_was_deleted_gets_a_clear_410_and_no_download_is_
 # --- playing (H16) ----------------------------------------------------------------------------------------
 
 
-def test_playing_supports_range_and_head_counts_no_download_and_audits_each_play_not_each_seek_h16(app, released):
+def test_playing_supports_range_and_head_counts_no_download_and_audits_every_part_sent_h16(app, released):
     """H16 and DESIGN §6: the player's requests stream the file with HTTP Range (206 with Content-Range) and
     HEAD, with the same file headers as a download but shown inline. Listening is not downloading: no
-    download is counted. A play (a request from the first byte) is audited; seeking is not."""
+    download is counted. Every GET is audited with its range (a seek included); HEAD sends no audio."""
     patient, _req, release, token = released
     item = release.items[0]
     recording = item.recording
@@ -291,7 +291,7 @@ def test_playing_supports_range_and_head_counts_no_download_and_audits_each_play
         assert response.headers["Referrer-Policy"] == "no-referrer"
     assert download_count(item.id) == 0
     played = events("recording_played")
-    assert len(played) == 2
+    assert [json.loads(e.details).get("range") for e in played] == [None, "bytes=0-99", "bytes=1000-1999"]
     assert {(e.actor_id, e.object_id) for e in played} == {(patient.account.public_id, recording.public_id)}
 
 
