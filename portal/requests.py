@@ -5,7 +5,7 @@ A request is always looked up together with the signed-in patient, so another pa
 on every route and method (SECURITY G1/G2), and the refusal is in the audit trail (G10).
 
 Asking for recordings takes two steps. The form's answers, once valid, are kept in the server-side session
-(`core.sessions`, never the cookie) under DRAFT_KEY, with a random submission key; the "Check your request"
+(`core.sessions`, never the cookie), encrypted, under DRAFT_KEY, with a random submission key; the "Check your request"
 page shows them and sends only that key. Submitting needs a second factor in the last 15 minutes: if it is
 stale, the patient confirms it is them and comes back to the check page (the Referer) with the answers still
 in the session. The service makes one request per submission key, so a double click makes one request.
@@ -13,6 +13,7 @@ in the session. The service makes one request per submission key, so a double cl
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, date, datetime
 
@@ -26,6 +27,7 @@ from core.services import releases
 from core.services import requests as requests_service
 from core.services.accounts import record_refusal
 from core.services.requests import LONDON, CallDetails, RequestError
+from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from portal import bp
 
 DRAFT_KEY = "request-draft"
@@ -211,8 +213,20 @@ def _read_request_form(form, today: date) -> tuple[dict, FormErrors, dict | None
     return values, errors, draft
 
 
+def _keep_draft(draft: dict) -> None:
+    """Keep the checked answers in the session, encrypted: they may describe the patient's health, and a copy
+    of the session table must not show them (json.dumps makes them ASCII, which the cipher needs)."""
+    current_session()[DRAFT_KEY] = encrypt_secret(json.dumps(draft))
+
+
 def _draft() -> dict | None:
-    draft = current_session().get(DRAFT_KEY)
+    stored = current_session().get(DRAFT_KEY)
+    if not isinstance(stored, str):
+        return None
+    try:
+        draft = json.loads(decrypt_secret(stored))
+    except (TotpKeyError, ValueError):
+        return None  # written under a key since retired: the patient fills the form in again
     return draft if isinstance(draft, dict) else None
 
 
@@ -261,7 +275,7 @@ def request_new():
     if request.method == "POST":
         values, errors, draft = _read_request_form(request.form, requests_service.practice_today())
         if not errors:
-            current_session()[DRAFT_KEY] = draft
+            _keep_draft(draft)
             return redirect(url_for("portal.request_check"))
         return _render("portal/requests/new.html", 400, errors=errors, values=values)
     draft = _draft()

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from core import legal_clock
 from core.extensions import db
+from core.models.accounts import WebSession
 from core.models.requests import Complaint, RecordingRequest, RequestEvent
 from core.services import recordings, releases
 from core.services import requests as requests_service
@@ -302,6 +303,15 @@ def test_submitting_needs_a_recent_second_factor_and_the_answers_survive_confirm
     response = submit(patient_browser, fields_after)
     assert re.fullmatch(r"/requests/CR-2026-00001/submitted", response.headers["Location"])
     assert request_count() == 1
+
+
+def test_the_answers_waiting_to_be_checked_are_encrypted_in_the_session_store(patient_browser):
+    """L3 / DESIGN §6: between the form and the submit the answers wait in the server-side session; what they
+    say about the patient's health is not readable from a copy of the session table."""
+    fill_in_form(patient_browser)
+    stored = " ".join(db.session.execute(select(WebSession.data)).scalars())
+    assert "blood test" not in stored and "receptionist" not in stored
+    check_page(patient_browser)  # and the check page can still read them
 
 
 def test_going_back_to_change_an_answer_shows_the_form_filled_in(patient_browser):
