@@ -8,7 +8,7 @@ from core.models.accounts import (
     StaffUser,
     WebSession,
 )
-from core.models.audit import AuditChainHead, AuditEvent
+from core.models.audit import AuditChainHead, AuditCheck, AuditEvent
 from core.models.content import NoticeVersion
 from core.models.email import OutboundEmail
 from core.models.requests import (
@@ -20,15 +20,18 @@ from core.models.requests import (
     ReleaseItem,
     RequestEvent,
 )
+from core.models.settings import PracticeSettings
 
 __all__ = [
     "AccountToken",
     "AuditChainHead",
+    "AuditCheck",
     "AuditEvent",
     "Complaint",
     "NoticeVersion",
     "OutboundEmail",
     "Patient",
+    "PracticeSettings",
     "Recording",
     "RecordingRequest",
     "RecoveryCode",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
@@ -30,6 +30,10 @@ class AuditEvent(db.Model):
     __table_args__ = (
         Index("ix_audit_event_object", "object_type", "object_id"),
         Index("ix_audit_event_actor", "actor_type", "actor_id"),
+        # For the audit viewer's filters, newest first by keyset on seq (no OFFSET over a million rows).
+        Index("ix_audit_event_action_seq", "action", "seq"),
+        Index("ix_audit_event_actor_seq", "actor_id", "seq"),
+        Index("ix_audit_event_object_seq", "object_id", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -57,3 +61,20 @@ class AuditChainHead(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_hmac: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class AuditCheck(db.Model):
+    """The result of one verification of the audit chain (`flask audit verify` or the admin audit page), so
+    the audit viewer can show when the chain was last checked and where it broke, without re-reading a
+    million rows on every page view."""
+
+    __tablename__ = "audit_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    ok: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    checked: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    broken_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # Who asked: "system" for the scheduled command, or a staff member's public id.
+    checked_by: Mapped[str] = mapped_column(String(64), nullable=False, default="system")
