@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__)
 
-from admin import auth, complaints, guard, patients, recordings, requests, staff  # noqa: E402,F401  (registers the guard and views on bp)
+from admin import audit, auth, complaints, content, dashboard, guard, patients, recordings, requests, settings, staff  # noqa: E402,F401  (registers the guard and views on bp)
