@@ -1,5 +1,5 @@
-"""Staff sign-in (the shared two-factor journey from core.auth_views), accepting an invitation, and the
-staff home page."""
+"""Staff sign-in (the shared two-factor journey from core.auth_views) and accepting an invitation. The staff
+home page (`admin.dashboard`) is in admin.dashboard."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from core.auth import begin_sign_in, forget_link_token, link_token
 from core.auth_views import Journey, add_auth_views, link_invalid, open_emailed_link
 from core.forms import FormErrors, check_new_password
 from core.services import accounts
-from core.services import requests as requests_service
-from core.services.requests import QueueFilter
 from core.services.tokens import STAFF_INVITATION, peek_token
 
 JOURNEY = Journey(kind="staff", blueprint="admin", home="admin.dashboard", prefix="", area="/admin/")
@@ -44,16 +42,3 @@ def set_up_account():
             begin_sign_in(staff)
             return redirect(url_for("admin.set_up_authenticator"))
     return render_template("admin/auth/accept-invitation.html", errors=errors, staff=staff), (400 if errors else 200)
-
-
-@bp.get("/")
-def dashboard():
-    today = requests_service.practice_today()
-    return render_template(
-        "admin/dashboard/index.html",
-        awaiting_verification=len(accounts.patients_awaiting_verification()),
-        overdue=requests_service.queue_count(QueueFilter(overdue=True), today=today),
-        due_soon=requests_service.queue_count(QueueFilter(due_soon=True), today=today),
-        awaiting_identity=requests_service.queue_count(QueueFilter(status="awaiting_identity"), today=today),
-        complaints_waiting=requests_service.count_complaints_awaiting_acknowledgement(),
-    )

@@ -1,6 +1,231 @@
 """The notice editor (admins only): the content pages, their versions, preview, drafts, publishing, diffs
-and roll-back."""
+and roll-back.
+
+The editor is one page, `/admin/content/<slug>`: its form posts back to that address, and the button pressed
+says what to do (`action`): preview (the first button, so also what Enter in a field does), save as a draft, or
+publish. Keeping every answer at the editor's own address means that confirming a second factor, which
+returns to the page the form was on, always lands on the editor. Publishing and rolling back need a second
+factor from the last 15 minutes (`fresh_second_factor`); an admin whose factor has gone stale while typing
+has the text saved as a draft first, so nothing typed is lost on the way.
+
+One version's page (`content_version`) is open to every member of staff: staff open the notice a request
+recorded when the patient asked (from the request's page). Everything else here is in ADMIN_ONLY_ENDPOINTS.
+"""
 
 from __future__ import annotations
 
-from admin import bp  # noqa: F401 (views are registered on the blueprint)
+import functools
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+
+from admin import bp
+from admin.guard import fresh_second_factor
+from admin.requests import local_time
+from core.auth import is_fresh
+from core.forms import FormErrors, text
+from core.services import content
+from core.services.content import MAX_SOURCE_LENGTH, MAX_SUMMARY_LENGTH, ContentError
+
+
+def _overview_or_404(slug: str) -> content.PageOverview:
+    if content.page_definition(slug) is None:
+        abort(404)
+    return content.page_overview(slug)
+
+
+def _errors(exc: ContentError) -> FormErrors:
+    errors = FormErrors()
+    for field, message in exc.problems.items():
+        errors.add(field, message)
+    return errors
+
+
+def _form_values() -> dict[str, str]:
+    return {
+        "title": text(request.form, "title", limit=200),
+        # Read more than the limit, so that text over it comes back whole with the error, not cut short.
+        "source": text(request.form, "source", limit=2 * MAX_SOURCE_LENGTH),
+        "change-summary": text(request.form, "change-summary", limit=MAX_SUMMARY_LENGTH),
+    }
+
+
+def _editor(overview: content.PageOverview, values: dict, *, errors: FormErrors | None = None, preview=None):
+    errors = errors or FormErrors()
+    page = render_template(
+        "admin/content/edit.html",
+        overview=overview,
+        values=values,
+        errors=errors,
+        page=preview,
+        max_source_length=MAX_SOURCE_LENGTH,
+        local_time=local_time,
+    )
+    return page, 400 if errors else 200
+
+
+def _keep_the_text_while_confirming(view):
+    """Before a stale second factor sends the admin to confirm it is them, save what they typed as a draft
+    (when it is valid and differs from the newest version): the editor opens on it when they come back."""
+
+    @functools.wraps(view)
+    def wrapper(overview: content.PageOverview):
+        if not is_fresh():
+            values = _form_values()
+            try:
+                draft = content.keep_as_draft(
+                    g.staff_user,
+                    slug=overview.page.slug,
+                    title=values["title"],
+                    source_text=values["source"],
+                    change_summary=values["change-summary"],
+                )
+            except ContentError:
+                draft = None
+            if draft is not None:
+                flash(f"Your changes are saved as draft version {draft.version}. Confirm it is you, then publish.")
+        return view(overview)
+
+    return wrapper
+
+
+@bp.get("/content")
+def content_list():
+    return render_template("admin/content/list.html", overviews=content.content_overview(), local_time=local_time)
+
+
+@bp.route("/content/<slug>", methods=["GET", "POST"])
+def content_edit(slug: str):
+    overview = _overview_or_404(slug)
+    if request.method == "GET":
+        version = overview.editing
+        values = {
+            "title": version.title if version else overview.page.title,
+            "source": version.source_text if version else "",
+            "change-summary": "",
+        }
+        return _editor(overview, values)
+    action = request.form.get("action")
+    if action == "draft":
+        return _save_draft(overview)
+    if action == "publish":
+        return _publish(overview)
+    return _preview(overview)
+
+
+def _preview(overview: content.PageOverview):
+    """Render the page as it would look, saving nothing."""
+    values = _form_values()
+    try:
+        preview = content.preview(slug=overview.page.slug, title=values["title"], source_text=values["source"])
+    except ContentError as exc:
+        return _editor(overview, values, errors=_errors(exc))
+    return _editor(overview, values, preview=preview)
+
+
+def _save_draft(overview: content.PageOverview):
+    values = _form_values()
+    try:
+        version = content.save_draft(
+            g.staff_user,
+            slug=overview.page.slug,
+            title=values["title"],
+            source_text=values["source"],
+            change_summary=values["change-summary"],
+        )
+    except ContentError as exc:
+        return _editor(overview, values, errors=_errors(exc))
+    flash(f"Saved as draft version {version.version}. The public page has not changed.")
+    return redirect(url_for("admin.content_edit", slug=overview.page.slug))
+
+
+@_keep_the_text_while_confirming
+@fresh_second_factor
+def _publish(overview: content.PageOverview):
+    values = _form_values()
+    try:
+        version = content.publish_edit(
+            g.staff_user,
+            slug=overview.page.slug,
+            title=values["title"],
+            source_text=values["source"],
+            change_summary=values["change-summary"],
+        )
+    except ContentError as exc:
+        return _editor(overview, values, errors=_errors(exc))
+    flash(f"Version {version.version} is published: the public page shows it now.")
+    return redirect(url_for("admin.content_versions", slug=overview.page.slug))
+
+
+@bp.get("/content/<slug>/versions")
+def content_versions(slug: str):
+    overview = _overview_or_404(slug)
+    return render_template(
+        "admin/content/versions.html",
+        overview=overview,
+        versions=content.page_versions(slug),
+        errors=FormErrors(),
+        local_time=local_time,
+    )
+
+
+def _version_number(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
+
+
+@bp.get("/content/<slug>/diff")
+def content_diff(slug: str):
+    overview = _overview_or_404(slug)
+    from_number, to_number = _version_number("from"), _version_number("to")
+    if from_number is None or to_number is None:
+        errors = FormErrors()
+        if from_number is None:
+            errors.add("from", "Select the version to compare from")
+        if to_number is None:
+            errors.add("to", "Select the version to compare with")
+        versions = content.page_versions(slug)
+        page = render_template(
+            "admin/content/versions.html", overview=overview, versions=versions, errors=errors, local_time=local_time
+        )
+        return page, 400
+    diff = content.diff_versions(slug, from_number=from_number, to_number=to_number)
+    if diff is None:
+        abort(404)
+    return render_template("admin/content/diff.html", overview=overview, diff=diff, local_time=local_time)
+
+
+def _version_page(overview: content.PageOverview, version, *, errors: FormErrors | None = None):
+    errors = errors or FormErrors()
+    page = render_template(
+        "admin/content/version.html",
+        overview=overview,
+        version=version,
+        page=content.rendered_version(version),
+        errors=errors,
+        local_time=local_time,
+    )
+    return page, 400 if errors else 200
+
+
+@bp.get("/content/<slug>/versions/<int:number>")
+def content_version(slug: str, number: int):
+    """One version as it looks and its source text. Every member of staff may read it (see the module's
+    docstring); the roll-back button is shown to admins only."""
+    overview = _overview_or_404(slug)
+    version = content.get_version(slug, number) or abort(404)
+    return _version_page(overview, version)
+
+
+@bp.post("/content/<slug>/versions/<int:number>/roll-back")
+@fresh_second_factor
+def content_roll_back(slug: str, number: int):
+    overview = _overview_or_404(slug)
+    version = content.get_version(slug, number) or abort(404)
+    try:
+        new_version = content.roll_back(g.staff_user, slug=slug, number=number)
+    except ContentError as exc:
+        errors = FormErrors()
+        errors.add("roll-back", str(exc))
+        return _version_page(overview, version, errors=errors)
+    flash(f"The text of version {number} is published again, as version {new_version.version}.")
+    return redirect(url_for("admin.content_versions", slug=slug))

@@ -47,6 +47,21 @@ ADMIN_ONLY_ENDPOINTS = frozenset(
         "admin.request_approve_release",
         "admin.request_decline_release",
         "admin.request_reissue_link",
+        # The notice editor (admin.content); one version's page is for all staff (see that module).
+        "admin.content_list",
+        "admin.content_edit",
+        "admin.content_versions",
+        "admin.content_diff",
+        "admin.content_roll_back",
+        # The audit log viewer and the access report (admin.audit).
+        "admin.audit_log",
+        "admin.audit_log_csv",
+        "admin.audit_check_chain",
+        "admin.audit_access_report",
+        "admin.audit_access_report_csv",
+        # Practice settings (admin.settings).
+        "admin.settings_page",
+        "admin.settings_save",
     }
 )
 

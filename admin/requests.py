@@ -36,6 +36,7 @@ from core.services import accounts, recordings, releases
 from core.services import requests as requests_service
 from core.services.register import parse_nhs_number
 from core.services.requests import LONDON, QueueFilter, RequestError
+from core.services.settings import practice_settings
 
 PER_PAGE = 25
 SEARCH_RESULTS = 50
@@ -422,7 +423,7 @@ def _render_detail(req: RecordingRequest, errors: FormErrors | None = None, valu
         pending=pending,
         review_needed=review_needed,
         own_release=pending is not None
-        and current_app.config["RELEASE_FOUR_EYES"]
+        and practice_settings().release_four_eyes
         and pending.prepared_by_id == g.staff_user.id,
         clinicians=requests_service.active_staff(clinicians_only=True) if review_needed else [],
         staff=requests_service.active_staff(),

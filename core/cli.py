@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 
 from core.legal_clock import due_date
 from core.services.accounts import AccountError, create_first_admin
-from core.services.audit import record_event, verify_chain
+from core.services.audit import AuditError, record_chain_check, record_event, verify_chain
 from core.services.content import load_default_content
 from core.services.db import transactional
 from core.services.email import deliver_pending
@@ -93,15 +93,25 @@ def load_defaults_command() -> None:
 
 @audit_cli.command("verify")
 def verify_command() -> None:
-    """Recompute the audit trail's HMAC chain; print OK, or the first broken event and exit with status 1."""
+    """Recompute the audit trail's HMAC chain; print OK, or the first broken event and exit with status 1.
+
+    The result is stored (checked by "system") for the admin audit page, and the check itself is audited.
+    Run it daily.
+    """
     result = verify_chain()
     if result.ok:
         click.echo(f"OK: {result.checked} audit events checked; the chain is intact.")
-        return
-    click.echo(
-        f"BROKEN at audit event {result.broken_seq}: {result.reason}. {result.checked} events before it are intact."
-    )
-    raise SystemExit(1)
+    else:
+        click.echo(
+            f"BROKEN at audit event {result.broken_seq}: {result.reason}. {result.checked} events before it are intact."
+        )
+    try:
+        record_chain_check(result)
+    except AuditError as exc:
+        click.echo(f"The result could not be stored: {exc}", err=True)
+        raise SystemExit(1) from exc
+    if not result.ok:
+        raise SystemExit(1)
 
 
 @outbox_cli.command("deliver")
@@ -202,8 +212,9 @@ def send_reminders_command() -> None:
 @click.command("purge")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, and delete nothing.")
 def purge_command(dry_run: bool) -> None:
-    """Delete release copies of recordings PURGE_AFTER_DAYS days after their link expired or their request
-    closed. The audit keeps each file's name, size and SHA-256. Run it daily."""
+    """Delete release copies of recordings the purge delay (a practice setting; PURGE_AFTER_DAYS unless an
+    admin changed it) after their link expired or their request closed. The audit keeps each file's name,
+    size and SHA-256. Run it daily."""
     report = purge_release_copies(dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"{verb} {report.purged} recording files ({report.bytes_freed:,} bytes).")

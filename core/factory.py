@@ -10,6 +10,7 @@ import hashlib
 import os
 
 from flask import Flask, send_from_directory
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.auth import register_auth
@@ -20,6 +21,7 @@ from core.jinja import configure_jinja
 from core.log import configure_logging
 from core.security import register_security
 from core.services.content import practice_values
+from core.services.settings import last_known_settings, practice_settings
 
 STATIC_FOLDER = PROJECT_ROOT / "static"
 NHSUK_ASSETS = STATIC_FOLDER / "nhsuk" / "assets"
@@ -101,8 +103,16 @@ def register_extensions(app: Flask) -> None:
 def register_template_context(app: Flask) -> None:
     @app.context_processor
     def practice_context() -> dict:
-        values = practice_values(app.config)
+        try:
+            settings = practice_settings()
+        except SQLAlchemyError:
+            # The database cannot answer (an error page is being drawn, say): show the details last read, and
+            # leave the session usable for the rest of the request.
+            db.session.rollback()
+            settings = last_known_settings()
+        values = practice_values(settings)
         return {
+            "practice_settings": settings,
             "practice": {
                 "name": values["practice_name"],
                 "address": values["practice_address"],

@@ -11,6 +11,7 @@ from werkzeug.http import is_resource_modified
 
 from core.services.content import get_published_page
 from core.services.health import database_is_reachable
+from core.services.settings import practice_settings
 from portal import bp
 
 
@@ -23,13 +24,16 @@ def content_page(slug: str) -> Response:
     page = get_published_page(slug)
     if page is None:
         abort(404)
-    etag = page.etag(current_app.config["RELEASE_ID"])
-    if not is_resource_modified(request.environ, etag=etag, last_modified=page.published_at):
+    # The header and footer show the practice's details, which admins may change: they are part of the page.
+    settings = practice_settings()
+    etag = page.etag(f"{current_app.config['RELEASE_ID']}-{settings.details_fingerprint}")
+    last_modified = max(page.published_at, settings.updated_at) if settings.updated_at else page.published_at
+    if not is_resource_modified(request.environ, etag=etag, last_modified=last_modified):
         response = Response(status=304)
     else:
         response = make_response(render_template("portal/public/content-page.html", page=page))
     response.set_etag(etag, weak=True)  # weak: the body differs per response by its CSP nonce
-    response.last_modified = page.published_at
+    response.last_modified = last_modified
     response.cache_control.no_cache = True
     return response
 

@@ -17,7 +17,7 @@ import json
 import secrets
 from datetime import UTC, date, datetime
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from core import legal_clock
 from core.auth import current_session, fresh_second_factor_required
@@ -27,6 +27,7 @@ from core.services import releases
 from core.services import requests as requests_service
 from core.services.accounts import record_refusal
 from core.services.requests import LONDON, CallDetails, RequestError
+from core.services.settings import practice_settings
 from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from portal import bp
 
@@ -266,8 +267,8 @@ def _values_from(details: CallDetails) -> dict:
 
 
 def _oldest_kept(today: date) -> date:
-    """The earliest call the practice should still have a recording of (RECORDINGS_KEPT_MONTHS)."""
-    return legal_clock.add_months(today, -int(current_app.config["RECORDINGS_KEPT_MONTHS"]))
+    """The earliest call the practice should still have a recording of (a practice setting)."""
+    return legal_clock.add_months(today, -practice_settings().recordings_kept_months)
 
 
 @bp.route("/requests/new", methods=["GET", "POST"])
@@ -294,7 +295,7 @@ def _check_page(draft: dict, details: CallDetails, errors: FormErrors | None = N
         submission_key=draft["key"],
         errors=errors or FormErrors(),
         oldest_kept=oldest_kept if details.calls_from < oldest_kept else None,
-        kept_months=current_app.config["RECORDINGS_KEPT_MONTHS"],
+        kept_months=practice_settings().recordings_kept_months,
         patient=g.account,
     )
 

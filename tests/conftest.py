@@ -106,7 +106,17 @@ class HttpsClient(FlaskClient):
     def open(self, *args, **kwargs):
         if not args or isinstance(args[0], str):
             kwargs.setdefault("base_url", "https://localhost")
-        return contextvars.Context().run(super().open, *args, **kwargs)
+        return contextvars.Context().run(self._open_and_read, *args, **kwargs)
+
+    def _open_and_read(self, *args, **kwargs):
+        """A streamed body (`stream_with_context`: the CSV exports) is read here, in the request's own context,
+        as a server reads it; read later, outside it, it could not close the request context it holds.
+        `was_streamed` keeps what `is_streamed` said before the read."""
+        response = super().open(*args, **kwargs)
+        response.was_streamed = response.is_streamed
+        if response.is_streamed:
+            response.get_data()
+        return response
 
 
 class BrowserClient(HttpsClient):

@@ -32,6 +32,7 @@ class AuditEvent(db.Model):
         Index("ix_audit_event_actor", "actor_type", "actor_id"),
         # For the audit viewer's filters, newest first by keyset on seq (no OFFSET over a million rows).
         Index("ix_audit_event_action_seq", "action", "seq"),
+        Index("ix_audit_event_actor_type_seq", "actor_type", "seq"),
         Index("ix_audit_event_actor_seq", "actor_id", "seq"),
         Index("ix_audit_event_object_seq", "object_id", "seq"),
     )

@@ -72,6 +72,9 @@ class RecordingRequest(db.Model):
         Index("ix_recording_request_due", "due_on", "id"),
         Index("ix_recording_request_assigned", "assigned_to_id", "status", "due_on"),
         Index("ix_recording_request_patient", "patient_id", "created_at"),
+        # The dashboard's 12-month figures (received per month; answered per month).
+        Index("ix_recording_request_received", "received_on"),
+        Index("ix_recording_request_closed", "closed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -14,7 +14,6 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import func, select
 
 from core.extensions import db
@@ -27,6 +26,7 @@ from core.services.passwords import hash_password, verify_password
 from core.services.register import find_register_match
 from core.services.releases import revoke_patient_releases
 from core.services.requests import start_clocks_for_verified_patient
+from core.services.settings import practice_settings
 from core.services.tokens import (
     RESET_PASSWORD,
     SET_UP_AGAIN,
@@ -103,13 +103,13 @@ def _greeting(account) -> str:
 
 
 def _email(account, subject: str, *paragraphs: str) -> None:
-    practice = current_app.config["PRACTICE_NAME"]
+    practice = practice_settings().practice_name
     body = "\n\n".join((_greeting(account), *paragraphs, practice)) + "\n"
     queue_email(to=account.email, subject=subject, body=body)
 
 
 def _not_you(account) -> str:
-    phone = current_app.config["PRACTICE_PHONE"]
+    phone = practice_settings().practice_phone
     return f"If this was not you, phone the practice on {phone} straight away."
 
 
@@ -581,7 +581,7 @@ def invite_staff(actor: StaffUser, *, email: str, name: str, role: str, is_clini
     db.session.flush()
     link = _invitation_link(staff)
     record_event(action="staff_invited", **_actor(actor), **_subject(staff), details={"role": role})
-    practice = current_app.config["PRACTICE_NAME"]
+    practice = practice_settings().practice_name
     _email(
         staff,
         "You have been invited to the call recordings admin area",

@@ -19,8 +19,10 @@ from sqlalchemy import select, update
 
 from core.extensions import db
 from core.log import current_request_id
-from core.models.audit import GENESIS_HMAC, AuditChainHead, AuditEvent
+from core.models.audit import GENESIS_HMAC, AuditChainHead, AuditCheck, AuditEvent
+from core.services.db import transactional
 
+SYSTEM_CHECKER = "system"
 ACTOR_TYPES = frozenset({"anonymous", "patient", "staff", "system"})
 OUTCOMES = frozenset({"success", "failure"})
 # Keys that must never appear in audit details: a last line of defence against logging a secret.
@@ -149,3 +151,36 @@ def verify_chain() -> ChainVerification:
     if head.last_seq != checked or head.last_hmac != last_hmac:
         return ChainVerification(False, checked, checked + 1, "events after it were removed from the end")
     return ChainVerification(ok=True, checked=checked)
+
+
+@transactional
+def record_chain_check(result: ChainVerification, *, checked_by=None) -> AuditCheck:
+    """Store the result of `verify_chain` as an AuditCheck, so the audit viewer can show when the chain was last
+    checked, by whom and where it broke, without walking the whole trail on every page view; and audit the
+    check itself (`audit_chain_checked`, outcome "failure" when the chain is broken).
+
+    `checked_by` is the member of staff who asked for it, or None for the scheduled `flask audit verify`.
+    """
+    check = AuditCheck(
+        checked_at=datetime.now(UTC),
+        ok=result.ok,
+        checked=result.checked,
+        broken_seq=result.broken_seq,
+        reason=result.reason[:300] if result.reason else None,
+        checked_by=checked_by.public_id if checked_by is not None else SYSTEM_CHECKER,
+    )
+    db.session.add(check)
+    who = {"actor_type": checked_by.kind, "actor_id": checked_by.public_id} if checked_by is not None else {}
+    record_event(
+        action="audit_chain_checked",
+        **who,
+        object_type="audit_chain",
+        outcome="success" if result.ok else "failure",
+        details={
+            "intact": result.ok,
+            "checked": result.checked,
+            "broken_seq": result.broken_seq,
+            "reason": result.reason,
+        },
+    )
+    return check

@@ -8,6 +8,7 @@ worker on its next request.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import threading
@@ -25,10 +26,12 @@ from core.models import NoticeVersion
 from core.sanitise import render_markdown, sanitise_html
 from core.services.audit import record_event
 from core.services.db import transactional
+from core.services.settings import Settings, practice_settings
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "default_content"
 DEFAULT_AUTHOR = "Default content"
 MAX_SOURCE_LENGTH = 100_000
+MAX_SUMMARY_LENGTH = 500  # the column's length
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,14 @@ PAGE_SLUGS = frozenset(page.slug for page in PAGES)
 
 
 class ContentError(ValueError):
-    """A content change that cannot be made, with a message fit to show the person making it."""
+    """A content change that cannot be made, with a message fit to show the person making it.
+
+    `problems` maps each form field at fault (title, source, change-summary) to its message, in the order of the
+    fields on the page; the exception's own message is the first of them."""
+
+    def __init__(self, message: str = "", *, field: str = "source", problems: dict[str, str] | None = None) -> None:
+        self.problems = problems or {field: message}
+        super().__init__(next(iter(self.problems.values())))
 
 
 @dataclass(frozen=True)
@@ -70,16 +80,18 @@ def source_hash(title: str, source_text: str) -> str:
     return hashlib.sha256(f"{title}\n\n{source_text}".encode()).hexdigest()
 
 
-def practice_values(config) -> dict[str, str]:
-    """The practice details that default content may mention, from configuration."""
-    phone = config["PRACTICE_PHONE"]
+def practice_values(source) -> dict[str, str]:
+    """The practice details that default content may mention: from `source`, the settings in force
+    (core.services.settings.Settings) or a configuration mapping (its defaults alone)."""
+    settings = source if isinstance(source, Settings) else Settings.from_config(source)
+    phone = settings.practice_phone
     return {
-        "practice_name": config["PRACTICE_NAME"],
-        "practice_address": config["PRACTICE_ADDRESS"],
+        "practice_name": settings.practice_name,
+        "practice_address": settings.practice_address,
         "practice_phone": phone,
         "practice_phone_tel": "tel:" + re.sub(r"[^0-9+]", "", phone),
-        "practice_email": config["PRACTICE_EMAIL"] or "",
-        "release_link_days": str(config["RELEASE_LINK_DAYS"]),
+        "practice_email": settings.practice_email,
+        "release_link_days": str(settings.release_link_days),
     }
 
 
@@ -89,18 +101,37 @@ def default_source(slug: str, values: dict[str, str]) -> str:
     return Template(text).safe_substitute(values)
 
 
-def _new_version(*, slug: str, title: str, source_text: str, change_summary: str, author_label: str) -> NoticeVersion:
+def _checked(
+    slug: str, title: str, source_text: str, *, change_summary: str = "", summary_required: bool = False
+) -> tuple[str, str]:
+    """The title and source as they will be stored (trimmed, line endings made "\n"), or ContentError naming
+    every field at fault."""
     if slug not in PAGE_SLUGS:
-        raise ContentError(f"There is no content page called {slug!r}.")
+        raise ContentError(f"There is no content page called {slug!r}.", field="slug")
+    problems: dict[str, str] = {}
     title = title.strip()
     if not title:
-        raise ContentError("Enter a page title.")
-    if len(title) > 200:
-        raise ContentError("Page title must be 200 characters or fewer.")
+        problems["title"] = "Enter a page title."
+    elif len(title) > 200:
+        problems["title"] = "Page title must be 200 characters or fewer."
+    # Browsers send a textarea's lines with "\r\n": store "\n" only, so versions compare line by line; blank
+    # lines and spaces around the whole text mean nothing in Markdown, so they do not make a version differ.
+    source_text = source_text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not source_text.strip():
-        raise ContentError("Enter the page text.")
-    if len(source_text) > MAX_SOURCE_LENGTH:
-        raise ContentError(f"Page text must be {MAX_SOURCE_LENGTH:,} characters or fewer.")
+        problems["source"] = "Enter the page text."
+    elif len(source_text) > MAX_SOURCE_LENGTH:
+        problems["source"] = f"Page text must be {MAX_SOURCE_LENGTH:,} characters or fewer."
+    if summary_required and not change_summary.strip():
+        problems["change-summary"] = "Enter a summary of the change."
+    elif len(change_summary.strip()) > MAX_SUMMARY_LENGTH:
+        problems["change-summary"] = f"Summary of the change must be {MAX_SUMMARY_LENGTH} characters or fewer."
+    if problems:
+        raise ContentError(problems=problems)
+    return title, source_text
+
+
+def _new_version(*, slug: str, title: str, source_text: str, change_summary: str, author_label: str) -> NoticeVersion:
+    title, source_text = _checked(slug, title, source_text)
     latest = db.session.execute(select(func.max(NoticeVersion.version)).where(NoticeVersion.slug == slug)).scalar()
     version = NoticeVersion(
         slug=slug,
@@ -109,7 +140,7 @@ def _new_version(*, slug: str, title: str, source_text: str, change_summary: str
         source_text=source_text,
         html=render_markdown(source_text),
         content_sha256=source_hash(title, source_text),
-        change_summary=change_summary.strip()[:500],
+        change_summary=change_summary.strip()[:MAX_SUMMARY_LENGTH],
         author_label=author_label,
     )
     db.session.add(version)
@@ -131,36 +162,67 @@ def publish_version(
 
     Raises ContentError for invalid input; nothing is written then.
     """
+    return _publish(
+        slug=slug,
+        title=title,
+        source_text=source_text,
+        change_summary=change_summary,
+        author_label=author_label,
+        actor_type=actor_type,
+        actor_id=actor_id,
+    )
+
+
+def _publish(
+    *,
+    slug: str,
+    title: str,
+    source_text: str,
+    change_summary: str,
+    author_label: str,
+    actor_type: str,
+    actor_id: str | None,
+    action: str = "content.published",
+    extra_details: dict | None = None,
+) -> NoticeVersion:
+    """Add a published version and its audit event to the current transaction (the caller commits)."""
     before = current_version(slug)
     version = _new_version(
         slug=slug, title=title, source_text=source_text, change_summary=change_summary, author_label=author_label
     )
     version.published_at = datetime.now(UTC)
     db.session.flush()
+    _record_version_event(action, version, before, actor_type=actor_type, actor_id=actor_id, **(extra_details or {}))
+    return version
+
+
+def _record_version_event(action: str, version: NoticeVersion, before, *, actor_type: str, actor_id, **extra) -> None:
+    """Audit a new version: who, which version, the hash of the published text before and of this version."""
     record_event(
-        action="content.published",
+        action=action,
         actor_type=actor_type,
         actor_id=actor_id,
         object_type="content_page",
-        object_id=slug,
+        object_id=version.slug,
         details={
             "version": version.version,
             "before_sha256": before.content_sha256 if before else None,
             "after_sha256": version.content_sha256,
             "change_summary": version.change_summary,
-            "author": author_label,
+            "author": version.author_label,
+            **extra,
         },
     )
-    return version
 
 
 def load_default_content(*, config) -> list[str]:
     """Publish version 1 of every page that has no version yet; return the slugs it created.
 
     Safe to run any number of times, and by two processes at once: a page that already has a version,
-    edited or not, is never touched.
+    edited or not, is never touched. The practice's details come from the settings in force (an admin's
+    changes over `config`'s defaults; `config` must be the current application's).
     """
-    values = practice_values(config)
+    values = practice_values(practice_settings())  # the admins' details, where they changed them
     created = []
     for page in PAGES:
         exists = db.session.execute(select(NoticeVersion.id).where(NoticeVersion.slug == page.slug).limit(1)).first()
@@ -237,3 +299,223 @@ def get_published_page(slug: str) -> PublishedPage | None:
         )
         cache.put(page)
     return page
+
+
+# --- The notice editor: previews, drafts, history, diffs and roll-back (admin/content.py) ----------------
+
+DIFF_CONTEXT_LINES = 3  # unchanged lines shown around each change
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite returns naive datetimes
+
+
+def page_definition(slug: str) -> PageDefinition | None:
+    return next((page for page in PAGES if page.slug == slug), None)
+
+
+def _newest(slug: str, *, published: bool = False) -> NoticeVersion | None:
+    query = select(NoticeVersion).where(NoticeVersion.slug == slug)
+    if published:
+        query = query.where(NoticeVersion.published_at.is_not(None))
+    return db.session.execute(query.order_by(NoticeVersion.version.desc()).limit(1)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class PageOverview:
+    page: PageDefinition
+    published: NoticeVersion | None
+    draft: NoticeVersion | None  # the newest version when it is a draft newer than the published one
+
+    @property
+    def editing(self) -> NoticeVersion | None:
+        """The version the editor starts from: the newer draft if there is one, else the published one."""
+        return self.draft or self.published
+
+
+def page_overview(slug: str) -> PageOverview:
+    page = page_definition(slug)
+    if page is None:
+        raise ContentError(f"There is no content page called {slug!r}.", field="slug")
+    published = _newest(slug, published=True)
+    newest = _newest(slug)
+    draft = newest if newest is not None and newest.published_at is None else None
+    if draft is not None and published is not None and draft.version < published.version:
+        draft = None
+    return PageOverview(page=page, published=published, draft=draft)
+
+
+def content_overview() -> list[PageOverview]:
+    """Every content page with its published version and any newer draft, in the order of PAGES."""
+    return [page_overview(page.slug) for page in PAGES]
+
+
+def page_versions(slug: str) -> list[NoticeVersion]:
+    """Every version of `slug`, newest first."""
+    return list(
+        db.session.execute(
+            select(NoticeVersion).where(NoticeVersion.slug == slug).order_by(NoticeVersion.version.desc())
+        ).scalars()
+    )
+
+
+def get_version(slug: str, number: int) -> NoticeVersion | None:
+    return db.session.execute(
+        select(NoticeVersion).where(NoticeVersion.slug == slug, NoticeVersion.version == number)
+    ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """A version, or unsaved text, as the public page would show it. `html` is sanitiser output, for the one
+    template that marks it safe; `published_at` is what "Last updated" shows (now, for a preview)."""
+
+    title: str
+    html: str
+    published_at: datetime
+
+
+def preview(*, slug: str, title: str, source_text: str) -> RenderedPage:
+    """Render unsaved text exactly as publishing it would, writing nothing. ContentError for invalid input."""
+    title, source_text = _checked(slug, title, source_text)
+    return RenderedPage(title=title, html=render_markdown(source_text), published_at=datetime.now(UTC))
+
+
+def rendered_version(version: NoticeVersion) -> RenderedPage:
+    """A stored version for display, sanitised again on the way out (as the public page does)."""
+    return RenderedPage(
+        title=version.title,
+        html=sanitise_html(version.html),
+        published_at=_utc(version.published_at or version.created_at),
+    )
+
+
+@transactional
+def save_draft(actor, *, slug: str, title: str, source_text: str, change_summary: str) -> NoticeVersion:
+    """Save the text as a new draft version by `actor` (a member of staff); the public page does not change.
+
+    Audited as `content.draft_saved`: `before_sha256` is the published version's hash, `after_sha256` the
+    draft's. ContentError (naming every field at fault) for invalid input; nothing is written then.
+    """
+    title, source_text = _checked(slug, title, source_text, change_summary=change_summary)
+    before = current_version(slug)
+    version = _new_version(
+        slug=slug, title=title, source_text=source_text, change_summary=change_summary, author_label=actor.name
+    )
+    db.session.flush()
+    _record_version_event("content.draft_saved", version, before, actor_type="staff", actor_id=actor.public_id)
+    return version
+
+
+def keep_as_draft(actor, *, slug: str, title: str, source_text: str, change_summary: str) -> NoticeVersion | None:
+    """save_draft, unless the newest version (draft or published) already has this title and text: None then.
+
+    For text that must not be lost, such as an edit on its way through a second-factor check."""
+    checked_title, checked_source = _checked(slug, title, source_text, change_summary=change_summary)
+    newest = _newest(slug)
+    if newest is not None and newest.content_sha256 == source_hash(checked_title, checked_source):
+        return None
+    return save_draft(actor, slug=slug, title=title, source_text=source_text, change_summary=change_summary)
+
+
+@transactional
+def publish_edit(actor, *, slug: str, title: str, source_text: str, change_summary: str) -> NoticeVersion:
+    """Publish the text as a new version by `actor`: every worker serves it on its next request.
+
+    A change summary is required, and text identical to the published version is refused (there would be
+    nothing to publish). Audited as `content.published` with the before and after hashes.
+    """
+    title, source_text = _checked(slug, title, source_text, change_summary=change_summary, summary_required=True)
+    current = current_version(slug)
+    if current is not None and current.content_sha256 == source_hash(title, source_text):
+        raise ContentError("The public page already shows this title and text: change something to publish it.")
+    return _publish(
+        slug=slug,
+        title=title,
+        source_text=source_text,
+        change_summary=change_summary,
+        author_label=actor.name,
+        actor_type="staff",
+        actor_id=actor.public_id,
+    )
+
+
+@transactional
+def roll_back(actor, *, slug: str, number: int) -> NoticeVersion:
+    """Publish the title and text of version `number` again, as a new version with the summary "Rolled back
+    to version N" (history is never rewritten). Audited as `content.rolled_back` with the before and after
+    hashes. ContentError if the version does not exist or is what the public page already shows."""
+    old = get_version(slug, number)
+    if old is None:
+        raise ContentError(f"There is no version {number} of this page.")
+    current = current_version(slug)
+    if current is not None and current.content_sha256 == old.content_sha256:
+        raise ContentError(f"The public page already shows the text of version {number}.")
+    return _publish(
+        slug=slug,
+        title=old.title,
+        source_text=old.source_text,
+        change_summary=f"Rolled back to version {number}",
+        author_label=actor.name,
+        actor_type="staff",
+        actor_id=actor.public_id,
+        action="content.rolled_back",
+        extra_details={"rolled_back_to": number},
+    )
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    """One row of a diff. `kind` is "same", "removed", "added" or "skipped" (unchanged lines left out, `count`
+    of them). `before`/`after` are line numbers in the older and newer text (None where the line is absent)."""
+
+    kind: str
+    text: str = ""
+    before: int | None = None
+    after: int | None = None
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    before: NoticeVersion
+    after: NoticeVersion
+    lines: list[DiffLine]
+
+    @property
+    def added(self) -> int:
+        return sum(1 for line in self.lines if line.kind == "added")
+
+    @property
+    def removed(self) -> int:
+        return sum(1 for line in self.lines if line.kind == "removed")
+
+    @property
+    def title_changed(self) -> bool:
+        return self.before.title != self.after.title
+
+
+def diff_versions(slug: str, *, from_number: int, to_number: int) -> VersionDiff | None:
+    """The line-by-line difference between the source text of two versions of `slug` (None if either is
+    missing), with DIFF_CONTEXT_LINES unchanged lines around each change and the rest summarised."""
+    before, after = get_version(slug, from_number), get_version(slug, to_number)
+    if before is None or after is None:
+        return None
+    old, new = before.source_text.split("\n"), after.source_text.split("\n")
+    lines: list[DiffLine] = []
+    position = 0  # lines of the older text accounted for so far
+    if old != new:
+        for group in difflib.SequenceMatcher(None, old, new).get_grouped_opcodes(DIFF_CONTEXT_LINES):
+            start = group[0][1]
+            if start > position:
+                lines.append(DiffLine("skipped", count=start - position))
+            for tag, i1, i2, j1, j2 in group:
+                if tag == "equal":
+                    lines.extend(DiffLine("same", old[i], i + 1, j1 + i - i1 + 1) for i in range(i1, i2))
+                    continue
+                lines.extend(DiffLine("removed", old[i], before=i + 1) for i in range(i1, i2))
+                lines.extend(DiffLine("added", new[j], after=j + 1) for j in range(j1, j2))
+            position = group[-1][2]
+        if position < len(old):
+            lines.append(DiffLine("skipped", count=len(old) - position))
+    return VersionDiff(before=before, after=after, lines=lines)

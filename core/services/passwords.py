@@ -22,6 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from core.services.settings import practice_settings
+
 NORMAL_FORM = "NFKC"
 
 # Counted in characters after normalisation. 12 because the portal holds health data (B1); 128 bounds the
@@ -84,7 +86,7 @@ def password_problems(
       "abcabcabcabc"), or a run such as "abcdefghijkl" or "123456789012";
     - it contains the user's email address, its local part (3 characters or more) or a word of 3 letters or
       more from the local part or from one of `names`; a word of 4 letters or more from the practice's name
-      (`practice_name`, by default the PRACTICE_NAME setting, so this needs an application context); or
+      (`practice_name`, by default the one in the practice settings, so this needs an application context); or
       "surgery", "nhs" or "practice" (B7).
 
     There are no composition rules: digits, symbols and capitals are never demanded (B3).
@@ -104,7 +106,7 @@ def password_problems(
     elif any(_is_trivial(core) for core in cores):
         problems.append(TOO_SIMPLE)
     if practice_name is None:
-        practice_name = current_app.config["PRACTICE_NAME"]
+        practice_name = practice_settings().practice_name
     if any(term in folded for term in _personal_terms(email=email, names=names, practice_name=practice_name)):
         problems.append(TOO_PERSONAL)
     return problems

@@ -27,6 +27,7 @@ from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.recordings import attached_recordings, stored_path
 from core.services.requests import RequestError, _audit, _lock, _move, _timeline, now_utc
+from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
 
 DOWNLOAD_SALT = "portal-recording-download.v1"
@@ -153,7 +154,7 @@ def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
         patient_id=req.patient_id,
         prepared_by_id=actor.id,
         prepared_at=now_utc(),
-        max_downloads=current_app.config["RELEASE_MAX_DOWNLOADS"],
+        max_downloads=practice_settings().release_max_downloads,
     )
     db.session.add(release)
     db.session.flush()
@@ -191,7 +192,7 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
         raise RequestError("Only an admin can approve a release.")
     if not req.patient.is_active:
         raise RequestError("The patient's account is deactivated, so a download link cannot be sent.")
-    if current_app.config["RELEASE_FOUR_EYES"] and release.prepared_by_id == actor.id:
+    if practice_settings().release_four_eyes and release.prepared_by_id == actor.id:
         raise RequestError("Another admin must approve this release: you prepared it.")
     if clinical_review_needed(release):
         reviewer = review.reviewer if review is not None else None
@@ -205,7 +206,7 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
     now = now_utc()
     release.approved_by_id = actor.id
     release.approved_at = now
-    release.expires_at = now + timedelta(days=current_app.config["RELEASE_LINK_DAYS"])
+    release.expires_at = now + timedelta(days=practice_settings().release_link_days)
     _move(req, "released", actor, summary="Recordings released: a download link was emailed")
     record_event(
         action="release_approved",
@@ -226,7 +227,7 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
 
 def _send_link(req: RecordingRequest, release: Release) -> str:
     link = absolute_url_for("portal.download_link", token=make_token(release))
-    practice = current_app.config["PRACTICE_NAME"]
+    practice = practice_settings().practice_name
     expires = requests_service.long_date(_aware(release.expires_at).astimezone(requests_service.LONDON).date())
     body = (
         f"Dear {req.patient.given_name},\n\n"
@@ -234,7 +235,7 @@ def _send_link(req: RecordingRequest, release: Release) -> str:
         f"Open this link, then sign in with your password and your authenticator app:\n{link}\n\n"
         f"The link works until {expires}. Each recording can be downloaded {release.max_downloads} times.\n\n"
         f"If the link has stopped working, sign in and ask for a new one from your request's page, or phone "
-        f"the practice on {current_app.config['PRACTICE_PHONE']}.\n\n{practice}\n"
+        f"the practice on {practice_settings().practice_phone}.\n\n{practice}\n"
     )
     queue_email(to=req.patient.email, subject=f"Your call recordings are ready ({req.reference})", body=body)
     return link
@@ -294,7 +295,8 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
     if req.patient is None or not req.patient.is_active:
         raise RequestError("The patient's account is not active, so a new link cannot be sent.")
     previous = current[-1]
-    if current_app.config["RELEASE_FOUR_EYES"] and previous.prepared_by_id == actor.id:
+    settings = practice_settings()
+    if settings.release_four_eyes and previous.prepared_by_id == actor.id:
         raise RequestError("Another admin must send the new link: you prepared these recordings for release.")
     release = Release(
         request_id=req.id,
@@ -306,8 +308,8 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
         clinical_review_outcome=previous.clinical_review_outcome,
         approved_by_id=actor.id,
         approved_at=now,
-        expires_at=now + timedelta(days=current_app.config["RELEASE_LINK_DAYS"]),
-        max_downloads=current_app.config["RELEASE_MAX_DOWNLOADS"],
+        expires_at=now + timedelta(days=settings.release_link_days),
+        max_downloads=settings.release_max_downloads,
     )
     db.session.add(release)
     db.session.flush()
@@ -446,9 +448,10 @@ class PurgeReport:
 @transactional
 def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) -> PurgeReport:
     """Delete the files of recordings whose request closed, or whose last link expired or was revoked, more
-    than PURGE_AFTER_DAYS ago. The rows stay (name, size, hash) and the audit records each deletion."""
+    than the purge delay ago (a practice setting: PURGE_AFTER_DAYS unless an admin changed it). The rows stay
+    (name, size, hash) and the audit records each deletion."""
     now = now or now_utc()
-    cutoff = now - timedelta(days=current_app.config["PURGE_AFTER_DAYS"])
+    cutoff = now - timedelta(days=practice_settings().purge_after_days)
     candidates = db.session.execute(
         select(Recording, RecordingRequest)
         .join(RecordingRequest, Recording.request_id == RecordingRequest.id)

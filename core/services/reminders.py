@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from flask import current_app
 from sqlalchemy import select
 
 from core import legal_clock
@@ -25,6 +24,7 @@ from core.services.requests import (
     long_date,
     practice_today,
 )
+from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
 
 DUE_SOON_WORKING_DAYS = 7
@@ -104,7 +104,7 @@ def send_reminders(today: date | None = None) -> tuple[Digest, int]:
     staff = db.session.execute(
         select(StaffUser).where(StaffUser.is_active.is_(True), StaffUser.password_hash.is_not(None))
     ).scalars()
-    practice = current_app.config["PRACTICE_NAME"]
+    practice = practice_settings().practice_name
     subject = (
         f"Call recording requests: {len(digest.overdue)} overdue, {len(digest.due_soon)} due soon, "
         f"{len(digest.complaints)} complaints to acknowledge"

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import current_app
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -38,6 +37,7 @@ from core.services.content import current_version
 from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.register import parse_nhs_number
+from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
 
 LONDON = ZoneInfo("Europe/London")
@@ -155,7 +155,7 @@ def _email_patient(req: RecordingRequest, subject: str, first_line: str) -> None
     """Tell the patient there is an update; what it is waits behind sign-in."""
     if req.patient is None:
         return  # Logged for someone without an account: staff reply by the route the request came in.
-    practice = current_app.config["PRACTICE_NAME"]
+    practice = practice_settings().practice_name
     link = absolute_url_for("portal.request_detail", reference=req.reference)
     body = (
         f"Dear {req.patient.given_name},\n\n{first_line}\n\n"

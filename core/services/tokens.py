@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from core.extensions import db
 from core.models.accounts import AccountToken
+from core.services.settings import practice_settings
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,10 @@ def _aware(moment: datetime) -> datetime:
 
 
 def absolute_url_for(endpoint: str, **values) -> str:
-    """An address for an email: the configured PUBLIC_BASE_URL, never the Host header of a request.
+    """An address for an email: the portal's address from the practice settings (PUBLIC_BASE_URL unless an
+    admin changed it), never the Host header of a request.
 
     Works in a request, a CLI command or a job alike (the URL map is bound to no host).
     """
     path = current_app.url_map.bind("").build(endpoint, values)
-    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
+    return practice_settings().public_base_url.rstrip("/") + path

@@ -39,6 +39,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core.extensions import db
 from core.models.accounts import CredentialsMixin, Patient, RecoveryCode, StaffUser
 from core.services.passwords import hash_secret, verify_secret
+from core.services.settings import practice_settings
 
 # An unconfirmed secret is discarded after this long (SECURITY D12: at most 30 minutes).
 ENROLMENT_LIFETIME = timedelta(minutes=30)
@@ -199,8 +200,7 @@ def provisioning_uri(secret: str, account_label: str) -> str:
     """
     if "@" not in account_label:
         raise ValueError("The authenticator label must be the account's email address.")
-    config = current_app.config
-    issuer = config.get("TOTP_ISSUER") or config["PRACTICE_NAME"]
+    issuer = current_app.config.get("TOTP_ISSUER") or practice_settings().practice_name
     return pyotp.TOTP(secret).provisioning_uri(name=account_label, issuer_name=issuer)
 
 

@@ -1,4 +1,4 @@
-"""settings and audit viewer
+"""settings, audit viewer and dashboard indexes
 
 Revision ID: 0d0adaca9aa3
 Revises: 3e2dc6efad13
@@ -50,8 +50,12 @@ def upgrade():
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_practice_settings")),
     )
+    with op.batch_alter_table("recording_request", schema=None) as batch_op:
+        batch_op.create_index("ix_recording_request_received", ["received_on"], unique=False)
+        batch_op.create_index("ix_recording_request_closed", ["closed_at"], unique=False)
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.create_index("ix_audit_event_action_seq", ["action", "seq"], unique=False)
+        batch_op.create_index("ix_audit_event_actor_type_seq", ["actor_type", "seq"], unique=False)
         batch_op.create_index("ix_audit_event_actor_seq", ["actor_id", "seq"], unique=False)
         batch_op.create_index("ix_audit_event_object_seq", ["object_id", "seq"], unique=False)
 
@@ -63,7 +67,12 @@ def downgrade():
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_event_object_seq")
         batch_op.drop_index("ix_audit_event_actor_seq")
+        batch_op.drop_index("ix_audit_event_actor_type_seq")
         batch_op.drop_index("ix_audit_event_action_seq")
+
+    with op.batch_alter_table("recording_request", schema=None) as batch_op:
+        batch_op.drop_index("ix_recording_request_closed")
+        batch_op.drop_index("ix_recording_request_received")
 
     op.drop_table("practice_settings")
     op.drop_table("audit_check")

@@ -95,6 +95,7 @@ POLICY: dict[str, str] = {
     "admin.sign_in_recovery": SIGN_IN_STEP,
     "admin.set_up_authenticator": SIGN_IN_STEP,
     "admin.dashboard": STAFF,
+    "admin.dashboard_csv": STAFF,
     "admin.reauthenticate": STAFF,
     "admin.regenerate_recovery_codes": STAFF,
     "admin.change_password": STAFF,
@@ -140,6 +141,22 @@ POLICY: dict[str, str] = {
     "admin.recording_remove": STAFF,
     "admin.complaint_list": STAFF,
     "admin.complaint_acknowledge": STAFF,
+    # The notice editor: editing is for admins; any member of staff may read one version (a request's notice).
+    "admin.content_list": ADMIN,
+    "admin.content_edit": ADMIN,
+    "admin.content_versions": ADMIN,
+    "admin.content_diff": ADMIN,
+    "admin.content_version": STAFF,
+    "admin.content_roll_back": ADMIN,
+    # The audit log viewer, its CSV, the chain check and the access report: admins only.
+    "admin.audit_log": ADMIN,
+    "admin.audit_log_csv": ADMIN,
+    "admin.audit_check_chain": ADMIN,
+    "admin.audit_access_report": ADMIN,
+    "admin.audit_access_report_csv": ADMIN,
+    # Practice settings: admins only.
+    "admin.settings_page": ADMIN,
+    "admin.settings_save": ADMIN,
 }
 
 # A harmless value for each URL parameter: no account, link or file has these.
@@ -149,6 +166,8 @@ PARAMETER_VALUES = {
     "token": "not-a-real-token",
     "filename": "no-such-file.txt",
     "reference": "CR-2000-99999",
+    "slug": "no-such-page",
+    "number": 999999,
 }
 
 

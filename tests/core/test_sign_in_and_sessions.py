@@ -812,6 +812,9 @@ def test_every_signed_in_page_has_a_sign_out_form_and_is_not_cached_e10_k5(
         response = browser.get(rule.rule)
         assert response.status_code == 200, rule.rule
         assert "no-store" in response.headers["Cache-Control"], rule.rule
+        if response.mimetype == "text/csv":  # a download (dashboard, audit export): not a page, still no-store
+            checked.append(rule.rule)
+            continue
         form = sign_out_form(Pages.parse(response), sign_out)
         assert form["method"].lower() == "post"
         token = form.find("input", attrs={"name": "csrf_token"})
