@@ -33,19 +33,7 @@ import tracemalloc
 from collections.abc import Callable
 from datetime import date
 
-from bench_support import (  # first: importing it puts the project's packages on the path
-    add_timing_arguments,
-    argument_parser,
-    figures,
-    fresh_database,
-    header,
-    one_line,
-    print_plans,
-    query_plans,
-    seconds,
-    statements_run_by,
-    timed,
-)
+import bench_support  # first: importing it puts the project's packages on the path
 from sqlalchemy import text
 
 from core.extensions import db
@@ -154,12 +142,12 @@ def export(filters: AuditFilter) -> tuple[int, int]:
 
 def plans(case: Callable) -> list[tuple[str, list[str]]]:
     """Each statement the case runs, with its query plan."""
-    seen = statements_run_by(case)
+    seen = bench_support.statements_run_by(case)
     db.session.rollback()
     found = []
     statements = [(s, p) for s, p in seen if not s.lstrip().upper().startswith(("ROLLBACK", "COMMIT"))]
-    for statement, lines in query_plans(statements):
-        statement = one_line(statement)
+    for statement, lines in bench_support.query_plans(statements):
+        statement = bench_support.one_line(statement)
         if statement.startswith("SELECT audit_event.seq, audit_event.occurred_at"):
             statement = "SELECT <the columns> " + statement[statement.index("FROM audit_event") :]
         found.append((statement[:160], lines))
@@ -167,18 +155,22 @@ def plans(case: Callable) -> list[tuple[str, list[str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argument_parser(__doc__, rows=1_000_000, things="audit events")
-    add_timing_arguments(parser, no_plans=True)
+    parser = bench_support.argument_parser(__doc__, rows=1_000_000, things="audit events")
+    bench_support.add_timing_arguments(parser, no_plans=True)
     args = parser.parse_args(argv)
 
-    with fresh_database(args.database_url, "bench-audit-"):
-        _, made_in = seconds(lambda: fill(args.rows))
+    with bench_support.fresh_database(args.database_url, "bench-audit-"):
+        _, made_in = bench_support.seconds(lambda: fill(args.rows))
         print(f"database: {db.engine.dialect.name}; {args.rows:,} audit events made in {made_in:.1f} s")
-        print(f"{header(36)} {'rows':>5}")
         all_cases = cases(args.rows)
-        for name, case in all_cases.items():
-            times, result = timed(case, args.repeats, before=db.session.rollback)
-            print(f"{figures(name, 36, times)} {len(result):>5}")
+        bench_support.print_figures(
+            all_cases,
+            args.repeats,
+            36,
+            before=db.session.rollback,
+            heading=f"{'rows':>5}",
+            columns=lambda rows: f"{len(rows):>5}",
+        )
 
         rare = AuditFilter(action=RARE_ACTION)
         export_times = []
@@ -198,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.no_plans:
             all_cases["CSV export (first batches)"] = lambda: next(iter(audit_log.event_batches(rare)))
-            print_plans(all_cases, plans)
+            bench_support.print_plans(all_cases, plans)
     return 0
 
 

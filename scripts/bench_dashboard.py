@@ -28,23 +28,11 @@ from __future__ import annotations
 import sys
 from datetime import UTC, date, datetime, timedelta
 
-from bench_support import (  # first: importing it puts the project's packages on the path
-    add_timing_arguments,
-    argument_parser,
-    figures,
-    fresh_database,
-    header,
-    one_line,
-    query_plans,
-    seconds,
-    statements_run_by,
-    timed,
-)
+import bench_support  # first: importing it puts the project's packages on the path
 from sqlalchemy import insert, select, text
 
 from core import legal_clock
 from core.extensions import db
-from core.models.accounts import Patient, StaffUser
 from core.models.requests import REQUEST_STATUSES, RecordingRequest, Release, RequestEvent
 from core.services import dashboard
 
@@ -58,27 +46,7 @@ def at_ten(day: date) -> datetime:
 
 
 def fill(rows: int, years: int) -> None:
-    staff = StaffUser(email="bench@practice.example", name="Bench Clerk", role="admin")
-    db.session.add(staff)
-    now = datetime.now(UTC)
-    db.session.execute(
-        insert(Patient),
-        [
-            {
-                "email": f"patient{n}@example.org",
-                "given_name": "Pat",
-                "family_name": f"Family{n}",
-                "date_of_birth": date(1960, 1, 1),
-                "nhs_number": f"{n:010d}",
-                "postcode": "SE28 8BE",
-                "password_hash": "not-a-hash",
-                "password_changed_at": now,
-                "identity_status": "verified",
-            }
-            for n in range(1, PATIENTS + 1)
-        ],
-    )
-    db.session.flush()
+    staff = bench_support.add_people("admin", PATIENTS)
     span = years * 365
     values, answers = [], {}
     for n in range(rows):
@@ -146,33 +114,32 @@ def fill(rows: int, years: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argument_parser(__doc__, rows=100_000, things="requests")
+    parser = bench_support.argument_parser(__doc__, rows=100_000, things="requests")
     parser.add_argument("--years", type=int, default=5, help="spread them over this many years (default 5)")
-    add_timing_arguments(parser)
+    bench_support.add_timing_arguments(parser)
     parser.add_argument("--plans", action="store_true", help="print the query plans of the 12-month figures")
     args = parser.parse_args(argv)
 
-    with fresh_database(args.database_url, "bench-dashboard-"):
-        _, made_in = seconds(lambda: fill(args.rows, args.years))
+    with bench_support.fresh_database(args.database_url, "bench-dashboard-"):
+        _, made_in = bench_support.seconds(lambda: fill(args.rows, args.years))
         months = dashboard.monthly_figures(TODAY)
         print(
             f"database: {db.engine.dialect.name}; {args.rows:,} requests over {args.years} years made in "
             f"{made_in:.1f} s; {sum(m.received for m in months):,} received and "
             f"{sum(m.completed for m in months):,} completed in the 12 months"
         )
-        print(header(24))
         cases = {
             "12-month figures": lambda: dashboard.monthly_figures(TODAY),
             "attention counts": lambda: dashboard.attention(TODAY),
             "whole dashboard": lambda: dashboard.dashboard(TODAY),
         }
-        for name, case in cases.items():
-            times, _ = timed(case, args.repeats, before=db.session.expire_all, after=db.session.rollback)
-            print(figures(name, 24, times, digits=1))
+        bench_support.print_figures(
+            cases, args.repeats, 24, before=db.session.expire_all, after=db.session.rollback, digits=1
+        )
         if args.plans:
             print("\nQuery plans of the 12-month figures:")
-            for statement, lines in query_plans(statements_run_by(cases["12-month figures"])):
-                print(f"\n  {one_line(statement)[:140]}")
+            for statement, lines in bench_support.plans_of(cases["12-month figures"], 140):
+                print(f"\n  {statement}")
                 for line in lines:
                     print(f"    {line}")
     return 0

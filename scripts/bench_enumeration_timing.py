@@ -31,30 +31,22 @@ the benchmark makes are left in it.
 
 from __future__ import annotations
 
-import argparse
 import contextvars
 import math
 import re
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 
-# Run as `python scripts/...`, only scripts/ is on the path; the project's packages sit one level up.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+import bench_support  # first: importing it puts the project's packages on the path
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 
-from core.config import PROJECT_ROOT, normalise_database_url
 from core.extensions import db, limiter
-from core.factory import create_app
 from core.models.accounts import Patient, StaffUser
 from core.services.content import load_default_content
 from core.services.passwords import hash_password
@@ -92,18 +84,11 @@ class Flow:
 
 
 def build_app(database_url: str) -> Flask:
-    app = create_app(
-        "test",
-        {
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            **PRODUCTION_ARGON2,
-            "RATELIMIT_ENABLED": False,
-            # A log line per request would bury the table; it costs the same for either address.
-            "LOG_LEVEL": "WARNING",
-        },
-    )
+    """The test app at the production argon2id cost, rate limits off, migrated and with the default content.
+    Nothing is dropped: the accounts of earlier runs stay, beside this run's new ones."""
+    config = {**PRODUCTION_ARGON2, "RATELIMIT_ENABLED": False}
+    app = bench_support.build_app(database_url, config, drop_tables=False)
     with app.app_context():
-        upgrade(directory=str(PROJECT_ROOT / "migrations"))
         load_default_content(config=app.config)
     return app
 
@@ -269,15 +254,14 @@ def report(app: Flask, all_flows: list[Flow], tries: int, hash_ms: float) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_support.argument_parser(__doc__)
     parser.add_argument("--tries", type=int, default=30, help="timed POSTs per address and form (default 30)")
     parser.add_argument("--database-url", help="a scratch database (default: SQLite in a temporary folder)")
     args = parser.parse_args(argv)
     if args.tries < 1:
         parser.error("--tries must be 1 or more")
 
-    with tempfile.TemporaryDirectory(prefix="bench-enumeration-") as folder:
-        url = normalise_database_url(args.database_url) if args.database_url else f"sqlite:///{folder}/bench.db"
+    with bench_support.database_url(args.database_url, "bench-enumeration-", environment=False) as url:
         app = build_app(url)
         # Digits only: letters in an address would count as words the registration password must not contain.
         tag = f"{secrets.randbelow(10**8):08d}"  # new addresses each run, so a database can be benchmarked again

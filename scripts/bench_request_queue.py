@@ -26,27 +26,14 @@ PostgreSQL database must be a scratch one: every table in it is dropped first, a
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 
-# Run as `python scripts/...`, only scripts/ is on the path; the project's packages sit one level up.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench_support  # first: importing it puts the project's packages on the path
+from sqlalchemy import insert, text
 
-from flask import Flask
-from flask_migrate import upgrade
-from sqlalchemy import MetaData, event, insert, text
-
-from core.config import PROJECT_ROOT, normalise_database_url
 from core.extensions import db
-from core.factory import create_app
-from core.models.accounts import Patient, StaffUser
 from core.models.requests import RecordingRequest
 from core.services import requests as requests_service
 from core.services.requests import OPEN_STATUSES, QueueFilter
@@ -57,39 +44,9 @@ PATIENTS = 1000
 NHS_NUMBER = "9434765919"  # a valid test number; patient 1 has it
 
 
-def build_app(database_url: str) -> Flask:
-    app = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url, "LOG_LEVEL": "WARNING"})
-    with app.app_context():
-        existing = MetaData()
-        existing.reflect(bind=db.engine)
-        existing.drop_all(bind=db.engine)
-        upgrade(directory=str(PROJECT_ROOT / "migrations"))
-    return app
-
-
 def fill(rows: int) -> int:
     """Staff, patients and `rows` requests. Returns the member of staff's id."""
-    staff = StaffUser(email="bench@practice.example", name="Bench Clerk", role="staff")
-    db.session.add(staff)
-    now = datetime.now(UTC)
-    db.session.execute(
-        insert(Patient),
-        [
-            {
-                "email": f"patient{n}@example.org",
-                "given_name": "Pat",
-                "family_name": f"Family{n}",
-                "date_of_birth": date(1960, 1, 1),
-                "nhs_number": NHS_NUMBER if n == 1 else f"{n:010d}",
-                "postcode": "SE28 8BE",
-                "password_hash": "not-a-hash",
-                "password_changed_at": now,
-                "identity_status": "verified",
-            }
-            for n in range(1, PATIENTS + 1)
-        ],
-    )
-    db.session.flush()
+    staff = bench_support.add_people("staff", PATIENTS, first_nhs_number=NHS_NUMBER)
     values = []
     for n in range(rows):
         status = STATUSES[n % len(STATUSES)]
@@ -132,73 +89,25 @@ def cases(staff_id: int) -> dict[str, Callable[[], requests_service.QueuePage]]:
     }
 
 
-def timed(case: Callable, repeats: int) -> tuple[list[float], requests_service.QueuePage]:
-    times, result = [], None
-    case()  # warm the caches once
-    for _ in range(repeats):
-        db.session.expire_all()
-        started = time.perf_counter()
-        result = case()
-        times.append((time.perf_counter() - started) * 1000)
-    return times, result
-
-
-def plans(case: Callable) -> list[tuple[str, list[str]]]:
-    """Each statement the case runs, with its query plan."""
-    seen: list[tuple[str, object]] = []
-
-    def capture(_conn, _cursor, statement, parameters, _context, _many):
-        seen.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", capture)
-    try:
-        case()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", capture)
-    explain = "EXPLAIN QUERY PLAN " if db.engine.dialect.name == "sqlite" else "EXPLAIN "
-    found = []
-    with db.engine.connect() as connection:
-        for statement, parameters in seen:
-            rows = connection.exec_driver_sql(explain + statement, parameters).all()
-            lines = [str(row[-1]) for row in rows]
-            found.append((" ".join(statement.split())[:110], lines))
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="requests to create (default 100,000)")
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs per case (default 15)")
-    parser.add_argument("--database-url", help="a scratch database (default: TEST_DATABASE_URL, else SQLite)")
-    parser.add_argument("--no-plans", action="store_true", help="do not print the query plans")
+    parser = bench_support.argument_parser(__doc__, rows=100_000, things="requests")
+    bench_support.add_timing_arguments(parser, no_plans=True)
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="bench-queue-") as folder:
-        url = args.database_url or os.environ.get("TEST_DATABASE_URL")
-        url = normalise_database_url(url) if url else f"sqlite:///{folder}/bench.db"
-        app = build_app(url)
-        with app.app_context():
-            started = time.perf_counter()
-            staff_id = fill(args.rows)
-            made_in = time.perf_counter() - started
-            print(f"database: {db.engine.dialect.name}; {args.rows:,} requests made in {made_in:.1f} s")
-            print(f"{'case':<30} {'median ms':>10} {'max ms':>8} {'rows':>5} {'total':>7}")
-            all_cases = cases(staff_id)
-            for name, case in all_cases.items():
-                times, result = timed(case, args.repeats)
-                print(
-                    f"{name:<30} {statistics.median(times):>10.2f} {max(times):>8.2f} "
-                    f"{len(result.requests):>5} {result.total:>7,}"
-                )
-            if not args.no_plans:
-                for name, case in all_cases.items():
-                    print(f"\n{name}:")
-                    for statement, lines in plans(case):
-                        print(f"  {statement}")
-                        for line in lines:
-                            print(f"    {line}")
-            db.session.remove()
-            db.engine.dispose()
+    with bench_support.fresh_database(args.database_url, "bench-queue-"):
+        staff_id, made_in = bench_support.seconds(lambda: fill(args.rows))
+        print(f"database: {db.engine.dialect.name}; {args.rows:,} requests made in {made_in:.1f} s")
+        all_cases = cases(staff_id)
+        bench_support.print_figures(
+            all_cases,
+            args.repeats,
+            30,
+            before=db.session.expire_all,
+            heading=f"{'rows':>5} {'total':>7}",
+            columns=lambda page: f"{len(page.requests):>5} {page.total:>7,}",
+        )
+        if not args.no_plans:
+            bench_support.print_plans(all_cases, lambda case: bench_support.plans_of(case, 110))
     return 0
 
 

@@ -1,0 +1,205 @@
+"""What the benchmarks in scripts/ share: the project on the import path, the database they run on (from
+--database-url or TEST_DATABASE_URL, else a SQLite file in a temporary folder), the app made on it with
+the migrations, the common arguments, the people the request benchmarks need, the timing of cases and the
+query plans of the statements they run.
+
+Import it before anything from the project: importing it is what puts the project's packages on the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TypeVar
+
+# Run as `python scripts/...`, only scripts/ is on the path; the project's packages sit one level up.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import MetaData, event, insert
+
+from core.config import PROJECT_ROOT, normalise_database_url
+from core.extensions import db
+from core.factory import create_app
+from core.models.accounts import Patient, StaffUser
+
+T = TypeVar("T")
+Plans = list[tuple[str, list[str]]]  # each statement with the lines of its query plan
+
+
+def argument_parser(doc: str, *, rows: int | None = None, things: str = "") -> argparse.ArgumentParser:
+    """A parser described by the first paragraph of the script's docstring; with `rows`, a --rows option
+    for how many `things` to create."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if rows is not None:
+        parser.add_argument("--rows", type=int, default=rows, help=f"{things} to create (default {rows:,})")
+    return parser
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, *, no_plans: bool = False) -> None:
+    """--repeats and --database-url (whose default is TEST_DATABASE_URL, else SQLite); --no-plans if asked."""
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per case (default 15)")
+    parser.add_argument("--database-url", help="a scratch database (default: TEST_DATABASE_URL, else SQLite)")
+    if no_plans:
+        parser.add_argument("--no-plans", action="store_true", help="do not print the query plans")
+
+
+@contextmanager
+def database_url(given: str | None, prefix: str, *, environment: bool = True) -> Iterator[str]:
+    """The URL of the database to benchmark: `given`, else (with `environment`) TEST_DATABASE_URL, else a
+    SQLite file in a temporary folder named with `prefix`, which is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        url = given or (os.environ.get("TEST_DATABASE_URL") if environment else None)
+        yield normalise_database_url(url) if url else f"sqlite:///{folder}/bench.db"
+
+
+def build_app(url: str, config: dict | None = None, *, drop_tables: bool = True) -> Flask:
+    """The test app on the database at `url`, logging warnings only (a line per request would bury the figures),
+    migrated to the latest revision; with `drop_tables`, every table in the database is dropped first."""
+    app = create_app("test", {"SQLALCHEMY_DATABASE_URI": url, "LOG_LEVEL": "WARNING", **(config or {})})
+    with app.app_context():
+        if drop_tables:
+            existing = MetaData()
+            existing.reflect(bind=db.engine)
+            existing.drop_all(bind=db.engine)
+        upgrade(directory=str(PROJECT_ROOT / "migrations"))
+    return app
+
+
+@contextmanager
+def fresh_database(given: str | None, prefix: str) -> Iterator[Flask]:
+    """Inside the app context of a freshly migrated database (see `database_url` and `build_app`); the
+    session is removed and the engine disposed of afterwards."""
+    with database_url(given, prefix) as url:
+        app = build_app(url)
+        with app.app_context():
+            yield app
+            db.session.remove()
+            db.engine.dispose()
+
+
+def seconds(work: Callable[[], T]) -> tuple[T, float]:
+    """What `work` returns, and how many seconds it took."""
+    started = time.perf_counter()
+    result = work()
+    return result, time.perf_counter() - started
+
+
+def timed(
+    case: Callable[[], T], repeats: int, *, before: Callable[[], object], after: Callable[[], object] | None = None
+) -> tuple[list[float], T]:
+    """Runs `case` once to warm the caches, then `repeats` times timed, with `before` (and `after`) run
+    outside the timing each time. Returns the times in milliseconds and the last result."""
+    result = case()  # warm the caches once
+    times = []
+    for _ in range(repeats):
+        before()
+        started = time.perf_counter()
+        result = case()
+        times.append((time.perf_counter() - started) * 1000)
+        if after is not None:
+            after()
+    return times, result
+
+
+def print_figures(
+    cases: dict[str, Callable[[], T]],
+    repeats: int,
+    width: int,
+    *,
+    before: Callable[[], object],
+    after: Callable[[], object] | None = None,
+    digits: int = 2,
+    heading: str = "",
+    columns: Callable[[T], str] | None = None,
+) -> None:
+    """Times each case (see `timed`) and prints a table of them: the case's name, `width` wide, then the median
+    and the slowest in milliseconds to `digits` places; with `columns`, more columns (headed `heading`) made
+    from the case's result."""
+    print(f"{'case':<{width}} {'median ms':>10} {'max ms':>8}" + (f" {heading}" if columns else ""))
+    for name, case in cases.items():
+        times, result = timed(case, repeats, before=before, after=after)
+        line = f"{name:<{width}} {statistics.median(times):>10.{digits}f} {max(times):>8.{digits}f}"
+        print(f"{line} {columns(result)}" if columns else line)
+
+
+def statements_run_by(case: Callable[[], object]) -> list[tuple[str, object]]:
+    """Runs `case` and returns each statement it sent to the database, with its parameters."""
+    seen: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        case()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    return seen
+
+
+def query_plans(statements: list[tuple[str, object]]) -> Plans:
+    """Each statement with its query plan (EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL)."""
+    explain = "EXPLAIN QUERY PLAN " if db.engine.dialect.name == "sqlite" else "EXPLAIN "
+    found = []
+    with db.engine.connect() as connection:
+        for statement, parameters in statements:
+            rows = connection.exec_driver_sql(explain + statement, parameters).all()
+            found.append((statement, [str(row[-1]) for row in rows]))
+    return found
+
+
+def one_line(statement: str) -> str:
+    return " ".join(statement.split())
+
+
+def plans_of(case: Callable[[], object], width: int) -> Plans:
+    """Each statement `case` runs, on one line and cut to `width` characters, with its query plan."""
+    return [(one_line(statement)[:width], lines) for statement, lines in query_plans(statements_run_by(case))]
+
+
+def add_people(role: str, patients: int, *, first_nhs_number: str | None = None) -> StaffUser:
+    """A member of staff (Bench Clerk, with `role`) and `patients` verified patients, patient{n}@example.org,
+    with n in ten digits as NHS number (patient 1 has `first_nhs_number` if given); flushed, not committed.
+    Returns the member of staff."""
+    staff = StaffUser(email="bench@practice.example", name="Bench Clerk", role=role)
+    db.session.add(staff)
+    now = datetime.now(UTC)
+    db.session.execute(
+        insert(Patient),
+        [
+            {
+                "email": f"patient{n}@example.org",
+                "given_name": "Pat",
+                "family_name": f"Family{n}",
+                "date_of_birth": date(1960, 1, 1),
+                "nhs_number": first_nhs_number if n == 1 and first_nhs_number else f"{n:010d}",
+                "postcode": "SE28 8BE",
+                "password_hash": "not-a-hash",
+                "password_changed_at": now,
+                "identity_status": "verified",
+            }
+            for n in range(1, patients + 1)
+        ],
+    )
+    db.session.flush()
+    return staff
+
+
+def print_plans(cases: dict[str, Callable], plans: Callable[[Callable], Plans]) -> None:
+    """Under each case's name, the statements it runs, each followed by its query plan."""
+    for name, case in cases.items():
+        print(f"\n{name}:")
+        for statement, lines in plans(case):
+            print(f"  {statement}")
+            for line in lines:
+                print(f"    {line}")
