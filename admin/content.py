@@ -207,16 +207,18 @@ def _version_page(overview: content.PageOverview, version, *, errors: FormErrors
     return page, 400 if errors else 200
 
 
-@bp.get("/content/<slug>/versions/<int:number>")
+@bp.get("/content/<slug>/versions/<int(max=999999999):number>")
 def content_version(slug: str, number: int):
     """One version as it looks and its source text. Every member of staff may read it (see the module's
     docstring); the roll-back button is shown to admins only."""
     overview = _overview_or_404(slug)
     version = content.get_version(slug, number) or abort(404)
+    if version.published_at is None and not g.staff_user.is_admin:
+        abort(404)  # drafts are for admins; staff open the published versions requests recorded
     return _version_page(overview, version)
 
 
-@bp.post("/content/<slug>/versions/<int:number>/roll-back")
+@bp.post("/content/<slug>/versions/<int(max=999999999):number>/roll-back")
 @fresh_second_factor
 def content_roll_back(slug: str, number: int):
     overview = _overview_or_404(slug)

@@ -13,7 +13,7 @@ import secrets
 from functools import cache
 from importlib.resources import files
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request
 
 PERMISSIONS_POLICY = ", ".join(
     f"{feature}=()"
@@ -99,7 +99,21 @@ def set_security_headers(response: Response) -> Response:
     return response
 
 
+def refuse_nul_characters() -> None:
+    """A NUL character has no place in an address, a query or a form field, and PostgreSQL cannot store one:
+    refuse it before any view sees it (404 in the path, 400 in a query or form). Multipart bodies (recording
+    uploads) are left to their view, which must raise its size limit before the body is read."""
+    if "\x00" in request.path:
+        abort(404)  # no address holds one (SECURITY H11: a path trick finds nothing)
+    values = list(request.args.values())
+    if request.mimetype == "application/x-www-form-urlencoded":
+        values += list(request.form.values())
+    if any("\x00" in value for value in values):
+        abort(400, description="The request contains a character that is not allowed.")
+
+
 def register_security(app: Flask) -> None:
-    """Install the header hook and expose `csp_nonce()` to templates."""
+    """Install the header hook and the NUL check, and expose `csp_nonce()` to templates."""
+    app.before_request(refuse_nul_characters)
     app.after_request(set_security_headers)
     app.jinja_env.globals["csp_nonce"] = csp_nonce

@@ -448,6 +448,9 @@ def roll_back(actor, *, slug: str, number: int) -> NoticeVersion:
     old = get_version(slug, number)
     if old is None:
         raise ContentError(f"There is no version {number} of this page.")
+    if old.published_at is None:
+        # A draft was never reviewed as published text: it goes live only through Publish, with a summary.
+        raise ContentError(f"Version {number} is a draft that was never published. Open it and publish it instead.")
     current = current_version(slug)
     if current is not None and current.content_sha256 == old.content_sha256:
         raise ContentError(f"The public page already shows the text of version {number}.")

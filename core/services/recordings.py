@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass
@@ -97,6 +98,16 @@ def safe_display_name(name: str) -> str:
     name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable() and ch not in '<>:"|?*')
     return name.strip(" .")[:200] or "recording"
+
+
+LONG_NUMBER = re.compile(r"\d[\d ]{5,}\d")
+
+
+def name_for_audit(name: str) -> str:
+    """A recording's file name as the audit keeps it: telephone systems put the caller's number (and
+    sometimes an NHS number) in file names, and the audit trail holds no such identifiers (SECURITY L3), so
+    every run of seven or more digits keeps only its last three."""
+    return LONG_NUMBER.sub(lambda match: "…" + match.group(0).replace(" ", "")[-3:], name)
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,7 @@ def _record_attachment(actor: StaffUser, req: RecordingRequest, upload: StoredUp
         object_id=recording.public_id,
         details={
             "request": req.reference,
-            "name": recording.original_name,
+            "name": name_for_audit(recording.original_name),
             "size": recording.size_bytes,
             "sha256": recording.sha256,
             "type": recording.media_type,

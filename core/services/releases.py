@@ -25,7 +25,7 @@ from core.services import requests as requests_service
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
-from core.services.recordings import attached_recordings, stored_path
+from core.services.recordings import attached_recordings, name_for_audit, stored_path
 from core.services.requests import RequestError, _audit, _lock, _move, _timeline, now_utc
 from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
@@ -475,7 +475,7 @@ def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) 
             object_id=recording.public_id,
             details={
                 "request": req.reference,
-                "name": recording.original_name,
+                "name": name_for_audit(recording.original_name),
                 "size": recording.size_bytes,
                 "sha256": recording.sha256,
             },
