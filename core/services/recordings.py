@@ -35,7 +35,7 @@ from core.models.accounts import StaffUser
 from core.models.requests import DIRECTIONS, Recording, RecordingRequest
 from core.services.audit import record_event
 from core.services.db import transactional
-from core.services.requests import RequestError, _lock, _move, _timeline
+from core.services.requests import RequestError, _audit_object, _lock, _move, _timeline
 
 CHUNK = 1024 * 1024
 
@@ -200,12 +200,10 @@ def _record_attachment(actor: StaffUser, req: RecordingRequest, upload: StoredUp
     _timeline(
         req, kind="recording", actor=actor, summary=f"Recording attached: {recording.original_name}", visible=False
     )
-    record_event(
-        action="recording_attached",
-        actor_type="staff",
-        actor_id=actor.public_id,
-        object_type="recording",
-        object_id=recording.public_id,
+    _audit_object(
+        actor,
+        "recording_attached",
+        recording,
         details={
             "request": req.reference,
             "name": name_for_audit(recording.original_name),
@@ -237,12 +235,10 @@ def remove_recording(actor: StaffUser, req: RecordingRequest, recording: Recordi
         body=reason,
         visible=False,
     )
-    record_event(
-        action="recording_removed",
-        actor_type="staff",
-        actor_id=actor.public_id,
-        object_type="recording",
-        object_id=recording.public_id,
+    _audit_object(
+        actor,
+        "recording_removed",
+        recording,
         details={"request": req.reference, "sha256": recording.sha256},
     )
     path = stored_path(recording)
@@ -272,12 +268,10 @@ def recording_on_request(req: RecordingRequest, public_id: str) -> Recording | N
 def record_staff_listen(actor: StaffUser, req: RecordingRequest, recording: Recording, *, byte_range: str = "") -> None:
     """Audit every part of a recording sent to a member of staff's player, with the byte range asked for (a
     player seeking asks for several), so the access review sees every read."""
-    record_event(
-        action="recording_listened",
-        actor_type="staff",
-        actor_id=actor.public_id,
-        object_type="recording",
-        object_id=recording.public_id,
+    _audit_object(
+        actor,
+        "recording_listened",
+        recording,
         details={"request": req.reference, **({"range": byte_range[:100]} if byte_range else {})},
     )
 

@@ -26,7 +26,7 @@ from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.recordings import attached_recordings, name_for_audit, stored_path
-from core.services.requests import RequestError, _audit, _lock, _move, _timeline, now_utc
+from core.services.requests import RequestError, _audit, _audit_object, _lock, _move, _timeline, now_utc
 from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
 
@@ -160,12 +160,10 @@ def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
     db.session.flush()
     for recording in recordings:
         db.session.add(ReleaseItem(release_id=release.id, recording_id=recording.id))
-    record_event(
-        action="release_prepared",
-        actor_type="staff",
-        actor_id=actor.public_id,
-        object_type="release",
-        object_id=release.public_id,
+    _audit_object(
+        actor,
+        "release_prepared",
+        release,
         details={"request": req.reference, "recordings": [r.public_id for r in recordings]},
     )
     return release
@@ -208,12 +206,10 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
     release.approved_at = now
     release.expires_at = now + timedelta(days=practice_settings().release_link_days)
     _move(req, "released", actor, summary="Recordings released: a download link was emailed")
-    record_event(
-        action="release_approved",
-        actor_type="staff",
-        actor_id=actor.public_id,
-        object_type="release",
-        object_id=release.public_id,
+    _audit_object(
+        actor,
+        "release_approved",
+        release,
         details={
             "request": req.reference,
             "prepared_by": release.prepared_by.public_id,
@@ -273,12 +269,10 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
         release.revoked_at = now
         release.revoked_by_id = actor.id
         release.revoke_reason = reason[:2000]
-        record_event(
-            action="release_revoked",
-            actor_type="staff",
-            actor_id=actor.public_id,
-            object_type="release",
-            object_id=release.public_id,
+        _audit_object(
+            actor,
+            "release_revoked",
+            release,
             details={"request": req.reference, "reissue": reissue},
         )
     _timeline(req, kind="release", actor=actor, summary="Download link revoked", body=reason[:2000], visible=False)
@@ -318,12 +312,10 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
     db.session.flush()
     db.session.refresh(release)
     _timeline(req, kind="release", actor=actor, summary="A new download link was emailed")
-    record_event(
-        action="release_reissued",
-        actor_type="staff",
-        actor_id=actor.public_id,
-        object_type="release",
-        object_id=release.public_id,
+    _audit_object(
+        actor,
+        "release_reissued",
+        release,
         details={"request": req.reference, "replaces": previous.public_id, "expires_at": release.expires_at},
     )
     return _send_link(req, release)
@@ -352,11 +344,10 @@ def revoke_patient_releases(patient: Patient, actor, reason: str) -> None:
         release.revoke_reason = reason
         req = request_of_release(release)
         _timeline(req, kind="release", actor=actor, summary="Download link revoked", body=reason, visible=False)
-        record_event(
-            action="release_revoked",
-            **({"actor_type": actor.kind, "actor_id": actor.public_id} if actor is not None else {}),
-            object_type="release",
-            object_id=release.public_id,
+        _audit_object(
+            actor,
+            "release_revoked",
+            release,
             details={"request": req.reference, "reissue": False, "reason": "account_deactivated"},
         )
 
@@ -399,12 +390,10 @@ def take_download(release: Release, item: ReleaseItem, patient: Patient, *, now:
         )
         .values(download_count=ReleaseItem.download_count + 1)
     ).rowcount
-    record_event(
-        action="recording_downloaded",
-        actor_type="patient",
-        actor_id=patient.public_id,
-        object_type="recording",
-        object_id=item.recording.public_id,
+    _audit_object(
+        patient,
+        "recording_downloaded",
+        item.recording,
         outcome="success" if taken == 1 else "failure",
         details={
             "release": release.public_id,
@@ -423,12 +412,10 @@ def record_patient_access(
 ) -> None:
     """Audit a view of the download page or a play of a recording (the link itself is not changed). A play is
     audited for every part of the file sent, with the byte range asked for, so no read goes unrecorded."""
-    record_event(
-        action=action,
-        actor_type="patient",
-        actor_id=patient.public_id,
-        object_type="recording" if recording else "release",
-        object_id=recording.public_id if recording else release.public_id,
+    _audit_object(
+        patient,
+        action,
+        recording or release,
         details={"release": release.public_id, **({"range": byte_range[:100]} if byte_range else {})},
     )
     db.session.commit()
@@ -469,10 +456,10 @@ def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) 
         if path is not None:
             path.unlink(missing_ok=True)
         recording.purged_at = now
-        record_event(
-            action="recording_purged",
-            object_type="recording",
-            object_id=recording.public_id,
+        _audit_object(
+            None,
+            "recording_purged",
+            recording,
             details={
                 "request": req.reference,
                 "name": name_for_audit(recording.original_name),

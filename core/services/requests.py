@@ -125,9 +125,27 @@ def _timeline(
     return event
 
 
+def _who(actor) -> dict:
+    return _actor(actor) if actor is not None else {"actor_type": "system"}
+
+
 def _audit(req: RecordingRequest, action: str, actor, *, outcome: str = "success", **details) -> None:
-    who = _actor(actor) if actor is not None else {"actor_type": "system"}
-    record_event(action=action, **who, object_type="request", object_id=req.reference, outcome=outcome, details=details)
+    record_event(
+        action=action, **_who(actor), object_type="request", object_id=req.reference, outcome=outcome, details=details
+    )
+
+
+def _audit_object(actor, action: str, obj, *, details: dict, outcome: str = "success") -> None:
+    """Audit `action` on a recording, release or complaint, named by its table and random public id. `actor`
+    is the patient or member of staff who acted, or None for the portal itself (a scheduled job)."""
+    record_event(
+        action=action,
+        **_who(actor),
+        object_type=obj.__tablename__,
+        object_id=obj.public_id,
+        outcome=outcome,
+        details=details,
+    )
 
 
 def _move(req: RecordingRequest, to_status: str, actor, *, summary: str, body: str | None = None) -> None:
@@ -586,11 +604,10 @@ def complain(patient: Patient, req: RecordingRequest, body: str) -> Complaint:
         summary="The patient complained about how the request was handled",
         body=body[:10000],
     )
-    record_event(
-        action="complaint_received",
-        **_actor(patient),
-        object_type="complaint",
-        object_id=complaint.public_id,
+    _audit_object(
+        patient,
+        "complaint_received",
+        complaint,
         details={"request": req.reference},
     )
     _email_patient(
@@ -612,11 +629,10 @@ def acknowledge_complaint(actor: StaffUser, complaint: Complaint, message: str) 
     _timeline(
         req, kind="complaint", actor=actor, summary="The practice acknowledged the complaint", body=message[:5000]
     )
-    record_event(
-        action="complaint_acknowledged",
-        **_actor(actor),
-        object_type="complaint",
-        object_id=complaint.public_id,
+    _audit_object(
+        actor,
+        "complaint_acknowledged",
+        complaint,
         details={"request": req.reference, "late": practice_today() > complaint.acknowledge_by},
     )
     _email_patient(req, "We have acknowledged your complaint", "The practice has acknowledged your complaint.")
