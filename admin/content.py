@@ -122,10 +122,12 @@ def _preview(overview: content.PageOverview):
     return _editor(overview, values, preview=preview)
 
 
-def _save_draft(overview: content.PageOverview):
+def _save(overview: content.PageOverview, save, done: str, next_endpoint: str):
+    """Save the editor's text with `save` (a draft, or a published version); on a problem show the editor
+    again with every message, otherwise flash `done` (given the new version's number) and move on."""
     values = _form_values()
     try:
-        version = content.save_draft(
+        version = save(
             g.staff_user,
             slug=overview.page.slug,
             title=values["title"],
@@ -134,26 +136,28 @@ def _save_draft(overview: content.PageOverview):
         )
     except ContentError as exc:
         return _editor(overview, values, errors=_errors(exc))
-    flash(f"Saved as draft version {version.version}. The public page has not changed.")
-    return redirect(url_for("admin.content_edit", slug=overview.page.slug))
+    flash(done.format(number=version.version))
+    return redirect(url_for(next_endpoint, slug=overview.page.slug))
+
+
+def _save_draft(overview: content.PageOverview):
+    return _save(
+        overview,
+        content.save_draft,
+        "Saved as draft version {number}. The public page has not changed.",
+        "admin.content_edit",
+    )
 
 
 @_keep_the_text_while_confirming
 @fresh_second_factor
 def _publish(overview: content.PageOverview):
-    values = _form_values()
-    try:
-        version = content.publish_edit(
-            g.staff_user,
-            slug=overview.page.slug,
-            title=values["title"],
-            source_text=values["source"],
-            change_summary=values["change-summary"],
-        )
-    except ContentError as exc:
-        return _editor(overview, values, errors=_errors(exc))
-    flash(f"Version {version.version} is published: the public page shows it now.")
-    return redirect(url_for("admin.content_versions", slug=overview.page.slug))
+    return _save(
+        overview,
+        content.publish_edit,
+        "Version {number} is published: the public page shows it now.",
+        "admin.content_versions",
+    )
 
 
 @bp.get("/content/<slug>/versions")
