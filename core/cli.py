@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import UTC, date, datetime, timedelta
+import signal
+import threading
+from datetime import date
 from pathlib import Path
 
 import click
@@ -12,8 +14,9 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from core.legal_clock import due_date
+from core.log import logger
 from core.services.accounts import AccountError, create_first_admin
-from core.services.audit import AuditError, record_chain_check, record_event, verify_chain
+from core.services.audit import AuditError, record_anchor, record_chain_check, record_event, verify_chain
 from core.services.content import load_default_content
 from core.services.db import transactional
 from core.services.email import deliver_pending
@@ -22,7 +25,7 @@ from core.services.releases import purge_release_copies
 from core.services.reminders import send_reminders
 from core.services.requests import long_date
 from core.services.totp import rotate_encrypted_secrets
-from core.sessions import purge_expired_sessions
+from core.services.worker import JOBS_BY_NAME, job_status, purge_sessions, run_due_jobs, run_worker, worker_name
 
 content_cli = AppGroup("content", help="Manage the published content pages.")
 audit_cli = AppGroup("audit", help="Check the audit trail.")
@@ -32,6 +35,7 @@ staff_cli = AppGroup("staff", help="Manage staff accounts.")
 accounts_cli = AppGroup("accounts", help="Look after account data: keys and old sessions.")
 requests_cli = AppGroup("requests", help="Subject access requests: deadlines.")
 reminders_cli = AppGroup("reminders", help="Remind staff of deadlines.")
+jobs_cli = AppGroup("jobs", help="The worker's scheduled jobs.")
 
 
 @staff_cli.command("create-admin")
@@ -67,17 +71,10 @@ def rotate_totp_key_command() -> None:
 
 @accounts_cli.command("purge-sessions")
 def purge_sessions_command() -> None:
-    """Delete sessions that have timed out (run daily; a timed-out session is refused anyway)."""
-    removed = _purge_sessions(current_app.config)
+    """Delete sessions that have timed out (the worker does this every hour; a timed-out session is refused
+    anyway)."""
+    removed = purge_sessions(current_app.config)
     click.echo(f"Removed {removed} expired sessions.")
-
-
-@transactional
-def _purge_sessions(config) -> int:
-    idle = max(config["SESSION_IDLE_MINUTES_PATIENT"], config["SESSION_IDLE_MINUTES_STAFF"])
-    return purge_expired_sessions(
-        now=datetime.now(UTC), idle=timedelta(minutes=idle), absolute=timedelta(hours=config["SESSION_ABSOLUTE_HOURS"])
-    )
 
 
 @content_cli.command("load-defaults")
@@ -107,6 +104,7 @@ def verify_command() -> None:
         )
     try:
         record_chain_check(result)
+        record_anchor(result)
     except AuditError as exc:
         click.echo(f"The result could not be stored: {exc}", err=True)
         raise SystemExit(1) from exc
@@ -209,6 +207,54 @@ def send_reminders_command() -> None:
     )
 
 
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Go round once (send what is due, run due jobs), then stop.")
+def worker_command(once: bool) -> None:
+    """Deliver the outbox continuously and run the scheduled jobs at their times (UK time): deadline
+    reminders, purge, the audit chain check and session clean-up. Several workers on several hosts are safe:
+    each job runs once per due time. Stops cleanly on SIGTERM or Ctrl+C, finishing the message it is sending."""
+    stop = threading.Event()
+
+    def request_stop(signum, _frame) -> None:
+        logger.info("worker: %s received, stopping after the current step", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    run_worker(should_stop=stop.is_set, wait=stop.wait, once=once)
+
+
+@jobs_cli.command("status")
+def jobs_status_command() -> None:
+    """Say when each scheduled job last ran, how it went, when it is next due, and whether any is late."""
+    status = job_status()
+    seen = status.worker_last_seen
+    click.echo(f"Worker: {'last seen ' + seen.isoformat(timespec='seconds') if seen else 'NOT RUNNING'}")
+    for job in status.jobs:
+        last = job.last_run_at.isoformat(timespec="seconds") if job.last_run_at else "never"
+        flag = " LATE" if job.late else (" FAILED" if job.failed else "")
+        click.echo(
+            f"{job.name}: {job.schedule}; last run {last} ({job.last_status or '-'}: {job.last_summary or '-'})"
+            f"; next {job.next_due.isoformat(timespec='minutes')}{flag}"
+        )
+    if status.problems:
+        raise SystemExit(1)
+
+
+@jobs_cli.command("run")
+@click.argument("name", type=click.Choice(sorted(JOBS_BY_NAME)))
+def jobs_run_command(name: str) -> None:
+    """Run NAME's latest due run now, if no worker has run it yet (as the worker would)."""
+    done = run_due_jobs(worker=worker_name(), only=name)
+    if not done:
+        click.echo(f"{name}: its latest due run has already been run (or is running); nothing to do.")
+        return
+    for job, status in done:
+        click.echo(f"{job}: {status}")
+    if any(status != "ok" for _, status in done):
+        raise SystemExit(1)
+
+
 @click.command("purge")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, and delete nothing.")
 def purge_command(dry_run: bool) -> None:
@@ -230,3 +276,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(requests_cli)
     app.cli.add_command(reminders_cli)
     app.cli.add_command(purge_command)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(jobs_cli)

@@ -18,7 +18,12 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-INSTANCE_PATH = PROJECT_ROOT / "instance"
+# State that outlives a process in development (the SQLite database, development keys, recordings, the
+# address the development server runs on). PORTAL_INSTANCE_PATH moves it; tests use a folder of their own.
+INSTANCE_PATH = Path(os.environ.get("PORTAL_INSTANCE_PATH") or PROJECT_ROOT / "instance").resolve()
+# Written by `make run` (and `python wsgi.py`): the address the development server is serving on, so that a
+# command in another terminal (and the worker) prints and emails links that work.
+DEV_SERVER_URL_FILE = "dev-server-url"
 
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -37,6 +42,18 @@ def normalise_database_url(url: str) -> str:
 
 def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _worker_settings() -> dict:
+    values: dict = {}
+    if os.environ.get("WORKER_POLL_SECONDS"):
+        try:
+            values["WORKER_POLL_SECONDS"] = float(os.environ["WORKER_POLL_SECONDS"])
+        except ValueError as exc:
+            raise ConfigurationError("WORKER_POLL_SECONDS must be a number of seconds, such as 5.") from exc
+    if os.environ.get("OUTBOX_CLAIM_SECONDS"):
+        values["OUTBOX_CLAIM_SECONDS"] = _env_int("OUTBOX_CLAIM_SECONDS", BaseConfig.OUTBOX_CLAIM_SECONDS)
+    return values
 
 
 def _env_int(name: str, default: int) -> int:
@@ -163,6 +180,12 @@ class BaseConfig:
     # core.factory derives it from the templates, static files and practice details.
     RELEASE_ID: str | None = None
 
+    # The worker (`flask worker`): how often it looks for email to send and jobs that are due, and how long a
+    # message it has started sending is its own. A worker killed mid-send leaves the message to be sent again
+    # once the claim runs out: at most once more, never lost.
+    WORKER_POLL_SECONDS = 5.0
+    OUTBOX_CLAIM_SECONDS = 300
+
     LOG_LEVEL = "INFO"
     LOG_JSON = True
 
@@ -205,6 +228,7 @@ class BaseConfig:
             values["RECORDINGS_DIR"] = os.environ["RECORDINGS_DIR"].strip()
         if os.environ.get("LOG_LEVEL"):
             values["LOG_LEVEL"] = os.environ["LOG_LEVEL"].upper()
+        values.update(_worker_settings())
         return values
 
     @classmethod
@@ -242,8 +266,10 @@ class DevelopmentConfig(BaseConfig):
     @classmethod
     def from_env(cls) -> dict:
         values = super().from_env()
-        # A random session key per process: sessions simply reset when the server restarts.
-        values.setdefault("SECRET_KEY", secrets.token_hex(32))
+        # Every development key lives in instance/, made on first use, so the server, the worker and a command
+        # typed in another terminal sign and check with the same keys, and a restart breaks no emailed link.
+        if "SECRET_KEY" not in values:
+            values["SECRET_KEY"] = _development_key_file("dev-secret.key")
         # The audit key must outlive the process, or yesterday's chain could not be verified today.
         if "AUDIT_HMAC_KEY" not in values:
             values["AUDIT_HMAC_KEY"] = _development_key_file("dev-audit-hmac.key")
@@ -252,18 +278,48 @@ class DevelopmentConfig(BaseConfig):
             values["TOTP_ENCRYPTION_KEYS"] = _development_key_file("dev-totp.key", fernet=True)
         if "DOWNLOAD_SIGNING_KEYS" not in values:
             values["DOWNLOAD_SIGNING_KEYS"] = _development_key_file("dev-download-signing.key")
-        values.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '5000')}")
+        values.setdefault("PUBLIC_BASE_URL", development_server_url())
         return values
 
 
+def development_server_url() -> str:
+    """The address the development server runs on, as `make run` recorded it; http://127.0.0.1:5000 before
+    it has ever run. Not PORT: a process manager gives each of its processes a PORT of its own."""
+    recorded = INSTANCE_PATH / DEV_SERVER_URL_FILE
+    if recorded.exists():
+        url = recorded.read_text().strip()
+        if url.startswith("http://127.0.0.1:") or url.startswith("http://localhost:"):
+            return url
+    return "http://127.0.0.1:5000"
+
+
+def record_development_server_url(port: int) -> str:
+    """Write the address the development server is about to serve on (see `development_server_url`)."""
+    url = f"http://127.0.0.1:{port}"
+    INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+    (INSTANCE_PATH / DEV_SERVER_URL_FILE).write_text(url + "\n")
+    return url
+
+
 def _development_key_file(name: str, *, fernet: bool = False) -> str:
-    """Read a development-only key from instance/, creating it (owner-only) on first use."""
+    """Read a development-only key from instance/, creating it (owner-only) on first use.
+
+    The key is written to a file of its own and then linked into place, so two processes starting together
+    (the web server and the worker) never read a half-written key, and both end with the same one.
+    """
     path = INSTANCE_PATH / name
     if not path.exists():
         INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        draft = INSTANCE_PATH / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(Fernet.generate_key().decode() if fernet else secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
@@ -287,7 +343,12 @@ class TestConfig(BaseConfig):
 
     @classmethod
     def from_env(cls) -> dict:
-        values: dict = {}
+        # Only what a test running the portal's own processes (the worker, the CLI) must point elsewhere.
+        values: dict = _worker_settings()
+        if os.environ.get("MAIL_PORT"):
+            values["MAIL_PORT"] = _env_int("MAIL_PORT", cls.MAIL_PORT)
+        if os.environ.get("RECORDINGS_DIR"):
+            values["RECORDINGS_DIR"] = os.environ["RECORDINGS_DIR"].strip()
         if os.environ.get("TEST_DATABASE_URL"):
             values["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["TEST_DATABASE_URL"])
         return values

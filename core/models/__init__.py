@@ -8,7 +8,7 @@ from core.models.accounts import (
     StaffUser,
     WebSession,
 )
-from core.models.audit import AuditChainHead, AuditCheck, AuditEvent
+from core.models.audit import AuditAnchor, AuditChainHead, AuditCheck, AuditEvent
 from core.models.content import NoticeVersion
 from core.models.email import OutboundEmail
 from core.models.requests import (
@@ -21,13 +21,16 @@ from core.models.requests import (
     RequestEvent,
 )
 from core.models.settings import PracticeSettings
+from core.models.worker import JobRun, WorkerHeartbeat
 
 __all__ = [
     "AccountToken",
+    "AuditAnchor",
     "AuditChainHead",
     "AuditCheck",
     "AuditEvent",
     "Complaint",
+    "JobRun",
     "NoticeVersion",
     "OutboundEmail",
     "Patient",
@@ -42,4 +45,5 @@ __all__ = [
     "RequestEvent",
     "StaffUser",
     "WebSession",
+    "WorkerHeartbeat",
 ]

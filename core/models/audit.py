@@ -79,3 +79,20 @@ class AuditCheck(db.Model):
     reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # Who asked: "system" for the scheduled command, or a staff member's public id.
     checked_by: Mapped[str] = mapped_column(String(64), nullable=False, default="system")
+
+
+class AuditAnchor(db.Model):
+    """The chain's head as the daily check found it: the newest event's number and HMAC, written once a day.
+
+    The portal's database role may only add rows here (deploy/postgres/roles.sql), so an anchor is never
+    rewritten: if events after an anchor were later cut from the end of the trail, and the head row moved
+    back, `verify_chain` still finds that an anchored event is missing. The same line goes to the log, which
+    the portal cannot change.
+    """
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    row_hmac: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -30,3 +30,6 @@ class OutboundEmail(db.Model):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # Set when a worker takes the message to send it; another worker leaves it alone until then (see
+    # core.services.email.deliver_pending).
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

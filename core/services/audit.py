@@ -18,8 +18,8 @@ from flask import current_app, has_request_context, request
 from sqlalchemy import select, update
 
 from core.extensions import db
-from core.log import current_request_id
-from core.models.audit import GENESIS_HMAC, AuditChainHead, AuditCheck, AuditEvent
+from core.log import current_request_id, logger
+from core.models.audit import GENESIS_HMAC, AuditAnchor, AuditChainHead, AuditCheck, AuditEvent
 from core.services.db import transactional
 
 SYSTEM_CHECKER = "system"
@@ -39,6 +39,8 @@ class ChainVerification:
     checked: int
     broken_seq: int | None = None
     reason: str | None = None
+    # The HMAC of the last event checked: the chain's head as this check found it.
+    head_hmac: str | None = None
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -150,7 +152,45 @@ def verify_chain() -> ChainVerification:
         checked += 1
     if head.last_seq != checked or head.last_hmac != last_hmac:
         return ChainVerification(False, checked, checked + 1, "events after it were removed from the end")
-    return ChainVerification(ok=True, checked=checked)
+    anchored = _first_broken_anchor(checked)
+    if anchored is not None:
+        return anchored
+    return ChainVerification(ok=True, checked=checked, head_hmac=last_hmac)
+
+
+def _first_broken_anchor(checked: int) -> ChainVerification | None:
+    """Every daily anchor must still be in the chain, with the HMAC it had: a trail cut back past an anchor
+    (with its head row moved back to match) is caught here, even though what remains chains perfectly."""
+    anchors = db.session.execute(select(AuditAnchor).order_by(AuditAnchor.seq)).scalars()
+    for anchor in anchors:
+        if anchor.seq > checked:
+            return ChainVerification(
+                False,
+                checked,
+                checked + 1,
+                f"events up to {anchor.seq}, anchored on {anchor.recorded_at:%Y-%m-%d}, are missing",
+            )
+        row_hmac = db.session.execute(select(AuditEvent.row_hmac).where(AuditEvent.seq == anchor.seq)).scalar_one()
+        if not hmac.compare_digest(row_hmac, anchor.row_hmac):
+            return ChainVerification(False, checked, anchor.seq, "it is not the event anchored at this number")
+    return None
+
+
+@transactional
+def record_anchor(result: ChainVerification) -> AuditAnchor | None:
+    """Keep the head an intact check found (its event number and HMAC) as an anchor, and say it in the log,
+    which the portal cannot rewrite. Nothing is anchored for a broken or empty chain."""
+    if not result.ok or not result.checked or result.head_hmac is None:
+        return None
+    anchor = AuditAnchor(recorded_at=datetime.now(UTC), seq=result.checked, row_hmac=result.head_hmac)
+    db.session.add(anchor)
+    logger.info(
+        "audit chain anchored at event %s, HMAC %s",
+        result.checked,
+        result.head_hmac,
+        extra={"audit_anchor_seq": result.checked, "audit_anchor_hmac": result.head_hmac},
+    )
+    return anchor
 
 
 @transactional

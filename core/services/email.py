@@ -1,21 +1,22 @@
 """Email through an outbox, so that no message is lost when the mail server is down.
 
 `queue_email` adds a message in the caller's transaction: it exists exactly when the change that caused it
-does. `deliver_pending` (run by `flask outbox deliver`, e.g. every minute from cron or a systemd timer) sends
-what is due, one commit per message, retrying with growing delays and giving up after MAX_ATTEMPTS.
+does. `deliver_pending` (run continuously by the worker, `flask worker`, or once by `flask outbox deliver`)
+sends what is due, one commit per message, retrying with growing delays and giving up after MAX_ATTEMPTS.
 Patients never see a mail server failure: their action has already succeeded.
 """
 
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from core.extensions import db
 from core.log import logger
@@ -72,19 +73,45 @@ def _send(row: OutboundEmail) -> None:
         smtp.send_message(message)
 
 
-def deliver_pending(*, now: datetime | None = None, limit: int = 100) -> DeliveryReport:
-    """Send every pending message that is due; return how many were sent, will be retried, or given up."""
+def deliver_pending(
+    *, now: datetime | None = None, limit: int = 100, should_stop: Callable[[], bool] = lambda: False
+) -> DeliveryReport:
+    """Send every pending message that is due; return how many were sent, will be retried, or given up.
+
+    Safe with several workers: each message is first claimed by one conditional UPDATE (committed before it
+    is sent), so two workers never send it at the same time. A worker killed after sending but before
+    recording it leaves the claim to run out (`OUTBOX_CLAIM_SECONDS`), and the message is sent once more:
+    at most twice, never lost. `should_stop` is asked between messages (the worker's SIGTERM).
+    """
     now = now or datetime.now(UTC)
+    claim_for = timedelta(seconds=current_app.config["OUTBOX_CLAIM_SECONDS"])
     due = db.session.execute(
         select(OutboundEmail.id)
-        .where(OutboundEmail.status == "pending", OutboundEmail.next_attempt_at <= now)
+        .where(
+            OutboundEmail.status == "pending",
+            OutboundEmail.next_attempt_at <= now,
+            or_(OutboundEmail.claimed_until.is_(None), OutboundEmail.claimed_until < now),
+        )
         .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
         .limit(limit)
     ).scalars()
     sent = retrying = given_up = 0
     for message_id in list(due):
-        row = db.session.get(OutboundEmail, message_id)
-        row.attempts += 1
+        if should_stop():
+            break
+        claimed = db.session.execute(
+            update(OutboundEmail)
+            .where(
+                OutboundEmail.id == message_id,
+                OutboundEmail.status == "pending",
+                or_(OutboundEmail.claimed_until.is_(None), OutboundEmail.claimed_until < now),
+            )
+            .values(claimed_until=now + claim_for, attempts=OutboundEmail.attempts + 1)
+        ).rowcount
+        db.session.commit()
+        if not claimed:
+            continue  # another worker took it
+        row = db.session.get(OutboundEmail, message_id, populate_existing=True)
         try:
             _send(row)
         except (OSError, smtplib.SMTPException) as exc:
@@ -99,8 +126,9 @@ def deliver_pending(*, now: datetime | None = None, limit: int = 100) -> Deliver
                 logger.warning("email delivery failed; will retry", extra={"email_id": row.id})
         else:
             row.status = "sent"
-            row.sent_at = now
+            row.sent_at = datetime.now(UTC)
             row.last_error = None
             sent += 1
+        row.claimed_until = None
         db.session.commit()
     return DeliveryReport(sent=sent, retrying=retrying, given_up=given_up)
