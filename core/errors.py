@@ -46,7 +46,7 @@ MESSAGES: dict[int, tuple[str, str]] = {
 
 def wants_json() -> bool:
     """True for API-style clients: the health check, or a request that prefers JSON over HTML."""
-    if request.path == "/healthz":
+    if request.path in ("/healthz", "/healthz/worker"):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]

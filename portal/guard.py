@@ -20,6 +20,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "portal.how_to_request",
         "portal.accessibility_statement",
         "portal.healthz",
+        "portal.healthz_worker",
         "portal.register",
         "portal.check_email",
         "portal.confirm_email",

@@ -12,6 +12,7 @@ from werkzeug.http import is_resource_modified
 from core.services.content import get_published_page
 from core.services.health import database_is_reachable
 from core.services.settings import practice_settings
+from core.services.worker import job_status
 from portal import bp
 
 
@@ -44,10 +45,45 @@ for _slug in ("call-recording-notice", "how-to-request", "accessibility-statemen
 
 @bp.get("/healthz")
 def healthz():
-    """Liveness and readiness for load balancers and monitoring: 200 when the database answers, else 503."""
+    """Liveness and readiness for load balancers: 200 when the database answers, else 503.
+
+    The `worker` field is for monitoring: "ok", or "attention" with what is wrong (no worker seen, a job late or
+    failed). It never turns the answer into a 503, because the web side still works without the worker.
+    """
     reachable = database_is_reachable()
     body = {"status": "ok" if reachable else "unavailable", "database": "ok" if reachable else "unreachable"}
+    if reachable:
+        body["worker"] = _worker_summary(job_status())
     response = jsonify(body)
     response.status_code = 200 if reachable else 503
     response.cache_control.no_store = True
     return response
+
+
+@bp.get("/healthz/worker")
+def healthz_worker():
+    """For monitoring: 200 when a worker is running and every scheduled job ran when it should, else 503."""
+    if not database_is_reachable():
+        summary = {"status": "unknown", "problems": ["the database cannot be reached"]}
+    else:
+        summary = _worker_summary(job_status())
+    response = jsonify(summary)
+    response.status_code = 200 if summary["status"] == "ok" else 503
+    response.cache_control.no_store = True
+    return response
+
+
+def _worker_summary(status) -> dict:
+    return {
+        "status": "attention" if status.problems else "ok",
+        "problems": status.problems,
+        "last_seen": _iso(status.worker_last_seen),
+        "jobs": {
+            job.name: {"last_run": _iso(job.last_run_at), "outcome": job.last_status, "late": job.late}
+            for job in status.jobs
+        },
+    }
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None

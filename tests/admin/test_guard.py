@@ -48,6 +48,7 @@ POLICY: dict[str, str] = {
     "portal.how_to_request": PUBLIC,
     "portal.accessibility_statement": PUBLIC,
     "portal.healthz": PUBLIC,
+    "portal.healthz_worker": PUBLIC,
     "portal.register": PUBLIC,
     "portal.check_email": PUBLIC,
     "portal.confirm_email": PUBLIC,
