@@ -277,6 +277,9 @@ def test_public_pages_never_ask_anyone_to_sign_in(guard_app):
         response = client.get(url)
         if endpoint == "portal.download_link":
             assert (response.status_code, response.headers["Location"]) == (303, "/downloads/"), f"GET {url}"
+        elif endpoint == "portal.healthz_worker":
+            # No worker runs in this test: monitoring's endpoint says so, and asks no one to sign in.
+            assert response.status_code == 503 and response.json["status"] == "attention", f"GET {url}"
         else:
             assert response.status_code in (200, 404), f"GET {url}: {response.status_code}"
         checked.append(url)
