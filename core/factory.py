@@ -125,7 +125,16 @@ def register_template_context(app: Flask) -> None:
 
 
 def register_assets(app: Flask) -> None:
-    """Serve the NHS.UK design system's images and manifest at /assets, where its CSS expects them."""
+    """Serve the NHS.UK design system's images and manifest at /assets, where its CSS expects them.
+
+    Every `url_for('static', ...)` carries `?v=<release>`, so a proxy may cache those addresses for a year as
+    immutable (deploy/nginx does): a new release has new addresses.
+    """
+
+    @app.url_defaults
+    def version_static_urls(endpoint: str, values: dict) -> None:
+        if endpoint == "static":
+            values.setdefault("v", app.config["RELEASE_ID"])
 
     @app.route("/assets/<path:filename>", endpoint="nhsuk_assets")
     def nhsuk_assets(filename: str):

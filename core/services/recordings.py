@@ -291,3 +291,30 @@ def record_recording_refused(
         outcome="failure",
         details={"request": req.reference, "endpoint": endpoint, "method": method, "reason": "not on this request"},
     )
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    checked: int
+    problems: list[str]
+
+
+def check_stored_files() -> StoreCheck:
+    """Every recording not yet purged has its file, and the file's SHA-256 is the one recorded at upload
+    (`flask recordings verify`: after a restore, or to prove the store has not been changed)."""
+    problems: list[str] = []
+    checked = 0
+    rows = db.session.execute(select(Recording).where(Recording.purged_at.is_(None)).order_by(Recording.id)).scalars()
+    for recording in rows:
+        checked += 1
+        path = stored_path(recording)
+        if path is None:
+            problems.append(f"recording {recording.public_id}: its file is missing")
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(block)
+        if digest.hexdigest() != recording.sha256:
+            problems.append(f"recording {recording.public_id}: the file is not the one uploaded (SHA-256 differs)")
+    return StoreCheck(checked=checked, problems=problems)

@@ -24,13 +24,15 @@ TIMEOUT_MS = 15_000
 class Journey:
     """One person's browser tab: checks each page it reaches and records every request the page makes."""
 
-    def __init__(self, browser, base_url: str, screenshots_dir, name: str, axe_summary: dict) -> None:
+    def __init__(
+        self, browser, base_url: str, screenshots_dir, name: str, axe_summary: dict, **context_options
+    ) -> None:
         self.axe_summary = axe_summary
         self.base_url = base_url
         self.origin = urlsplit(base_url).netloc
         self.screenshots_dir = screenshots_dir
         self.name = name
-        self.context = browser.new_context(viewport=DESKTOP)
+        self.context = browser.new_context(viewport=DESKTOP, **context_options)
         self.context.set_default_timeout(TIMEOUT_MS)
         self.context.add_init_script(CSP_LISTENER)
         self.page: Page = self.context.new_page()
