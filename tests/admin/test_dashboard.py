@@ -23,6 +23,7 @@ from core.extensions import db
 from core.models.requests import Complaint, RecordingRequest, Release, RequestEvent
 from core.services import dashboard as dashboard_service
 from core.services.dashboard import MonthFigures
+from core.services.worker import beat, run_due_jobs
 from tests.accounts_support import SignInAccount, make_patient, make_staff, signed_in_browser
 from tests.conftest import check_page
 
@@ -457,3 +458,20 @@ def test_the_dashboard_never_shows_a_patients_name_or_what_a_request_is_about(ap
     for secret in ("Zenobia", "Quillfeather", "cardiology", "Marchbanks", "07700900123", "Thistlewood", "CR-2026"):
         assert secret not in page
         assert secret not in download
+
+
+def test_staff_home_warns_when_no_worker_runs_and_shows_when_each_job_last_ran(clerk_browser):
+    page = BeautifulSoup(clerk_browser.get("/admin/").get_data(as_text=True), "html.parser")
+    warning = page.select_one("#worker-warning")
+    assert warning is not None
+    assert "No worker has been seen in the last two minutes." in warning.get_text()
+    assert "Deadline reminders to staff: late." in warning.get_text()
+
+    beat("host-a:1")
+    run_due_jobs(worker="host-a:1")
+    page = BeautifulSoup(clerk_browser.get("/admin/").get_data(as_text=True), "html.parser")
+    assert page.select_one("#worker-warning") is None
+    assert "every job ran on time" in page.select_one("#worker-ok").get_text()
+    rows = [" ".join(row.get_text().split()) for row in page.select("#job-status tbody tr")]
+    assert len(rows) == 4
+    assert any("Check the audit trail's chain" in row and "OK:" in row for row in rows)

@@ -157,3 +157,22 @@ def test_production_refuses_the_test_suites_download_key_or_a_short_one(producti
     production_env.setenv("DOWNLOAD_SIGNING_KEYS", "short-key")
     with pytest.raises(ConfigurationError, match="at least 32 characters"):
         create_app("production")
+
+
+def test_development_keys_and_the_server_address_outlive_the_process(tmp_path, monkeypatch):
+    """A command in another terminal and the running server sign with the same key, and a restart keeps it:
+    the invitation link the CLI prints works in the server, and emailed links work after a restart."""
+    from core import config as config_module
+
+    monkeypatch.setattr(config_module, "INSTANCE_PATH", tmp_path)
+    for name in ("SECRET_KEY", "PUBLIC_BASE_URL", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    first = config_module.DevelopmentConfig.from_env()
+    second = config_module.DevelopmentConfig.from_env()
+    assert first["SECRET_KEY"] == second["SECRET_KEY"] and len(first["SECRET_KEY"]) == 64
+    assert (tmp_path / "dev-secret.key").stat().st_mode & 0o777 == 0o600
+    assert first["PUBLIC_BASE_URL"] == "http://127.0.0.1:5000"
+    config_module.record_development_server_url(8123)
+    # A process manager gives each process its own PORT: the recorded address wins over it.
+    monkeypatch.setenv("PORT", "8223")
+    assert config_module.DevelopmentConfig.from_env()["PUBLIC_BASE_URL"] == "http://127.0.0.1:8123"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from bs4 import BeautifulSoup
 from flask import url_for
 
 PUBLIC_ENDPOINTS = [
@@ -119,3 +120,20 @@ def test_practice_details_come_from_configuration(database_url):
     assert "1 High Street, Leeds, LS1 1AA" in body
     assert 'href="tel:01134960000"' in body
     assert "Thamesmead" not in body
+
+
+@pytest.mark.parametrize("path", ["/", "/call-recording-notice", "/how-to-request", "/accessibility-statement"])
+def test_signed_out_visitors_can_sign_in_or_create_an_account_from_the_header(https_client, path):
+    """A patient on any public page finds the way in at the top of the page, and the page stays one
+    cacheable, cookie-free page for everyone (it does not depend on who is signed in)."""
+    response = https_client.get(path)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    soup = BeautifulSoup(response.get_data(as_text=True), "html.parser")
+    links = {link.get_text(strip=True): link["href"] for link in soup.select("header .nhsuk-header__account a")}
+    assert links == {"Sign in": "/account/sign-in", "Create an account": "/account/register"}
+
+
+def test_the_staff_sign_in_page_does_not_offer_patient_accounts(https_client):
+    soup = BeautifulSoup(https_client.get("/admin/sign-in").get_data(as_text=True), "html.parser")
+    assert soup.select("header .nhsuk-header__account a") == []
