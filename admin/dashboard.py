@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Response, render_template
+from flask import Response, g, render_template
 
 from admin import bp
 from core.services import dashboard as dashboard_service
+from core.services import totp
 from core.services.dashboard import MonthFigures
 
 # The chart's box in SVG units. It scales to the width of its column, about 360 CSS pixels on a phone and 620
@@ -143,6 +144,7 @@ def dashboard():
         months=figures.months,
         rows=[{"month": month, "cells": figure_cells(month)} for month in figures.months],
         chart=chart(figures.months),
+        old_recovery_codes=totp.has_legacy_recovery_codes(g.staff_user),
     )
 
 

@@ -5,6 +5,7 @@ from core.models.accounts import (
     Patient,
     RecoveryCode,
     RegisterEntry,
+    RegistrationKey,
     StaffUser,
     WebSession,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "RecoveryCode",
     "ReferenceCounter",
     "RegisterEntry",
+    "RegistrationKey",
     "Release",
     "ReleaseItem",
     "RequestEvent",
