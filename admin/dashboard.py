@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Response, render_template
+from flask import Response, g, render_template
 
 from admin import bp
 from core.services import dashboard as dashboard_service
+from core.services import totp
 from core.services.dashboard import MonthFigures
 from core.services.worker import LONDON, job_status
 
@@ -146,6 +147,7 @@ def dashboard():
         chart=chart(figures.months),
         worker=job_status(),
         london_tz=LONDON,
+        old_recovery_codes=totp.has_legacy_recovery_codes(g.staff_user),
     )
 
 

@@ -12,7 +12,7 @@ from admin.guard import fresh_second_factor
 from core.extensions import db
 from core.forms import FormErrors, text
 from core.models.accounts import Patient
-from core.services import accounts
+from core.services import accounts, registration_keys
 from core.services.register import parse_nhs_number
 
 SEARCH_LIMIT = 50
@@ -24,7 +24,10 @@ def _patient_or_404(public_id: str) -> Patient:
 
 @bp.get("/patients/awaiting-verification")
 def patients_awaiting_verification():
-    return render_template("admin/patients/awaiting.html", patients=accounts.patients_awaiting_verification())
+    patients = accounts.patients_awaiting_verification()
+    return render_template(
+        "admin/patients/awaiting.html", patients=patients, claims=accounts.duplicate_claim_counts(patients)
+    )
 
 
 @bp.route("/patients", methods=["GET", "POST"])
@@ -49,17 +52,42 @@ def patient_search():
     return render_template("admin/patients/search.html", query=query, results=results)
 
 
+def _detail_page(patient: Patient, errors: FormErrors, values: dict):
+    return render_template(
+        "admin/patients/detail.html",
+        patient=patient,
+        errors=errors,
+        values=values,
+        other_claims=accounts.other_claims(patient),
+    )
+
+
 @bp.get("/patients/<public_id>")
 def patient_detail(public_id: str):
-    return render_template(
-        "admin/patients/detail.html", patient=_patient_or_404(public_id), errors=FormErrors(), values={}
-    )
+    return _detail_page(_patient_or_404(public_id), FormErrors(), {})
 
 
 def _render_with_error(patient: Patient, field: str, message: str, values: dict):
     errors = FormErrors()
     errors.add(field, message)
-    return render_template("admin/patients/detail.html", patient=patient, errors=errors, values=values), 400
+    return _detail_page(patient, errors, values), 400
+
+
+@bp.post("/patients/<public_id>/registration-key")
+@fresh_second_factor
+def patient_issue_registration_key(public_id: str):
+    """Issue a one-time registration key for the patient, shown on this page once (SECURITY A7)."""
+    patient = _patient_or_404(public_id)
+    try:
+        issued = registration_keys.issue_key_for_patient(g.staff_user, patient)
+    except registration_keys.RegistrationKeyError as exc:
+        return _render_with_error(patient, "registration-key", exc.problems[0], {})
+    return render_template(
+        "admin/patients/registration-key.html",
+        patient=patient,
+        issued=issued,
+        expires=registration_keys.expiry_text(issued.expires_at),
+    )
 
 
 @bp.post("/patients/<public_id>/verify")

@@ -40,6 +40,7 @@ def _page(values: dict[str, str], errors: FormErrors, status: int = 200):
         current=current,
         defaults=settings_service.defaults(),
         link_days_range=settings_service.link_days_range(),
+        registration_key_days_range=settings_service.REGISTRATION_KEY_DAYS_RANGE,
     ), status
 
 

@@ -95,6 +95,26 @@ def _guessable(scope: str):
     )
 
 
+# The one per-IP count shared by every form that takes a password or a code (SECURITY C2): patient and staff
+# sign-in, the code and recovery-code pages, confirm-it-is-you, changing the password, signing out other
+# devices, confirming the email address and entering a registration key. Counted per page, an address would
+# get the limit again on each page it moved to.
+GUESS_IP_SCOPE = "password-or-code-by-ip"
+
+
+def guess_ip_limit():
+    """The shared per-IP limit (RATELIMIT_SIGN_IN_IP) on a password or code form's POSTs."""
+    return limiter.shared_limit(
+        configured_limit("SIGN_IN_IP"), scope=GUESS_IP_SCOPE, methods=["POST"], on_breach=on_breach("ip")
+    )
+
+
+def guessable(scope: str):
+    """The per-account limit on a form that takes a code, a key or a password from a signed-in (or part
+    signed-in) account (see `_guessable`), for views outside the sign-in journey."""
+    return _guessable(scope)
+
+
 def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
     return render_template(template, errors=errors, **context), 400 if errors else 200
 
@@ -341,8 +361,9 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 return redirect(journey.url("sign_in"))
         return _page("shared/auth/reset-password.html", errors, journey=journey)
 
+    ip_limit = guess_ip_limit()
     sign_in_limits = (
-        limiter.limit(configured_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip")),
+        ip_limit,
         limiter.limit(
             configured_limit("SIGN_IN_ACCOUNT"),
             key_func=_account_key(journey.kind),
@@ -359,14 +380,14 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     both = ["GET", "POST"]
     routes = [
         ("/sign-in", sign_in, both, sign_in_limits),
-        ("/sign-in/code", sign_in_code, both, (second_factor_limit,)),
-        ("/sign-in/recovery-code", sign_in_recovery, both, (second_factor_limit,)),
-        ("/authenticator/set-up", set_up_authenticator, both, (second_factor_limit,)),
+        ("/sign-in/code", sign_in_code, both, (ip_limit, second_factor_limit)),
+        ("/sign-in/recovery-code", sign_in_recovery, both, (ip_limit, second_factor_limit)),
+        ("/authenticator/set-up", set_up_authenticator, both, (ip_limit, second_factor_limit)),
         ("/sign-out", sign_out, ["POST"], ()),
-        ("/confirm-it-is-you", reauthenticate, both, (second_factor_limit, password_limit)),
+        ("/confirm-it-is-you", reauthenticate, both, (ip_limit, second_factor_limit, password_limit)),
         ("/recovery-codes/new", regenerate_recovery_codes, both, (fresh,)),
-        ("/change-password", change_password, both, (change_password_limit,)),
-        ("/sign-out-other-devices", sign_out_other_devices, both, (password_limit,)),
+        ("/change-password", change_password, both, (ip_limit, change_password_limit)),
+        ("/sign-out-other-devices", sign_out_other_devices, both, (ip_limit, password_limit)),
         ("/forgot-password", forgot_password, both, (reset_limit, email_address_limit(journey.kind, "reset-email"))),
         ("/forgot-password/check-your-email", forgot_password_sent, ["GET"], ()),
         ("/reset-password/<token>", reset_password, ["GET"], ()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import os
 import re
 import signal
 import threading
@@ -13,6 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from core.csv_cells import csv_rows
 from core.legal_clock import due_date
 from core.log import logger
 from core.services.accounts import AccountError, create_first_admin
@@ -22,6 +24,7 @@ from core.services.db import transactional
 from core.services.email import deliver_pending
 from core.services.recordings import check_stored_files
 from core.services.register import RegisterImportError, import_register
+from core.services.registration_keys import RegistrationKeyError, expiry_text, issue_keys_for_numbers
 from core.services.releases import purge_release_copies
 from core.services.reminders import send_reminders
 from core.services.requests import long_date
@@ -152,6 +155,70 @@ def import_register_command(csv_file: Path) -> None:
     click.echo(
         f"Imported {csv_file.name}: {report.created} added, {report.updated} updated, {report.unchanged} unchanged."
     )
+
+
+KEY_LETTER_COLUMNS = ("nhs_number", "given_name", "family_name", "postcode", "registration_key", "expires")
+
+
+@practice_register_cli.command("issue-keys")
+@click.argument("numbers_file", metavar="NUMBERS.txt", type=click.File("r", encoding="utf-8-sig"))
+@click.option(
+    "--output",
+    "output",
+    metavar="LETTERS.csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the keys to this new file (readable by you only) instead of the screen. It must not exist yet.",
+)
+def issue_keys_command(numbers_file, output: Path | None) -> None:
+    """Issue a one-time registration key for each NHS number in NUMBERS.txt (one a line), for letters.
+
+    Every number must be on the practice register; if any is not valid, not on the register or repeated, every
+    problem is listed and no key is issued. Each new key cancels the patient's older unused ones, works once,
+    and expires after the practice setting's number of days. The keys are printed once, as CSV with the
+    patient's name and postcode for a mail merge (NUMBERS.txt may be `-` to read standard input); the portal
+    keeps only a keyed hash of each. Post each letter to the address on the patient's GP record.
+    """
+    # The output file is made first (owner-only, never over an existing one), so keys are never issued
+    # that could not be written down.
+    try:
+        handle = (
+            os.fdopen(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8", newline="")
+            if output
+            else None
+        )
+    except FileExistsError:
+        click.echo(f"{output} already exists. Choose a new file name: keys are never written over.", err=True)
+        raise SystemExit(1) from None
+    try:
+        issued = issue_keys_for_numbers(list(numbers_file))
+    except (UnicodeDecodeError, RegistrationKeyError) as error:
+        if handle is not None:
+            handle.close()
+            output.unlink()
+        problems = error.problems if isinstance(error, RegistrationKeyError) else ["The file is not UTF-8 text."]
+        for problem in problems[:MAX_REPORTED_REGISTER_ERRORS]:
+            click.echo(problem, err=True)
+        if len(problems) > MAX_REPORTED_REGISTER_ERRORS:
+            click.echo(f"... and {len(problems) - MAX_REPORTED_REGISTER_ERRORS:,} more problems.", err=True)
+        click.echo("No keys were issued.", err=True)
+        raise SystemExit(1) from None
+    rows = [KEY_LETTER_COLUMNS] + [
+        (
+            key.entry.nhs_number,
+            key.entry.given_name or "",
+            key.entry.family_name,
+            key.entry.postcode,
+            key.key,
+            expiry_text(key.expires_at),
+        )
+        for key in issued
+    ]
+    if handle is None:
+        click.echo(csv_rows(rows), nl=False)
+    else:
+        with handle:
+            handle.write(csv_rows(rows))
+    click.echo(f"Issued {len(issued)} registration keys.", err=True)
 
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

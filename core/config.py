@@ -4,8 +4,8 @@
 forgets to say what it is gets the strict settings). A `.env` file in the project root is read in
 development; real environment variables always win over it.
 
-Production refuses to start without `SECRET_KEY`, `AUDIT_HMAC_KEY` and `DATABASE_URL` (see
-`ProductionConfig.validate`).
+Production refuses to start without `SECRET_KEY`, `AUDIT_HMAC_KEY`, `RECOVERY_CODE_HMAC_KEY`, `DATABASE_URL`
+and the other keys (see `ProductionConfig.validate`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,17 @@ def _worker_settings() -> dict:
     if os.environ.get("OUTBOX_CLAIM_SECONDS"):
         values["OUTBOX_CLAIM_SECONDS"] = _env_int("OUTBOX_CLAIM_SECONDS", BaseConfig.OUTBOX_CLAIM_SECONDS)
     return values
+
+
+def _env_bool(name: str) -> bool:
+    """A yes/no variable: 1, true or yes (any case) is yes; 0, false, no or empty is no; anything else is an error,
+    so a typo never quietly turns a security setting the wrong way."""
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("", "0", "false", "no"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -113,6 +124,9 @@ class BaseConfig:
     TRUSTED_HOSTS: list[str] | None = None
     # Number of reverse proxies in front of the app whose X-Forwarded-* headers we trust (SECURITY C5).
     PROXY_FIX_HOPS = 0
+    # Take the request id from the proxy's X-Request-ID header (only when it has the strict shape in
+    # core.log). Off by default: a client could otherwise choose the id its request is logged under.
+    TRUST_PROXY_REQUEST_ID = False
 
     # Email. "log" writes each message to the log (development); "smtp" sends through MAIL_SERVER.
     MAIL_TRANSPORT = "smtp"
@@ -142,6 +156,9 @@ class BaseConfig:
     # new key can be put first and the old one dropped once `flask accounts rotate-totp-key` has run.
     TOTP_ENCRYPTION_KEYS: str | None = None
     TOTP_ISSUER = "Call recordings"
+    # Keys the HMAC-SHA256 that stores recovery codes and practice-issued registration keys (both random and
+    # high-entropy, so a keyed hash is as strong as argon2 and costs microseconds, not seconds, to check).
+    RECOVERY_CODE_HMAC_KEY: str | None = None
 
     # The breached-password check (core.services.breached). Empty: off. Production: the Pwned Passwords API,
     # https://api.pwnedpasswords.com/range/ (only 5 characters of a SHA-1 leave the server).
@@ -172,6 +189,8 @@ class BaseConfig:
     PURGE_AFTER_DAYS = 30
     # How far back the telephone system keeps recordings: older dates get a warning on the request form.
     RECORDINGS_KEPT_MONTHS = 36
+    # How many days a registration key issued by the practice works (admins can change it).
+    REGISTRATION_KEY_DAYS = 30
     # Comma-separated keys that sign download links, oldest first: the last signs, all verify (SECURITY H7).
     # Separate from SECRET_KEY, so rotating one does not void the other.
     DOWNLOAD_SIGNING_KEYS: str | None = None
@@ -196,7 +215,7 @@ class BaseConfig:
         for name in ("PRACTICE_NAME", "PRACTICE_ADDRESS", "PRACTICE_PHONE", "PRACTICE_EMAIL", "RELEASE_ID"):
             if name in os.environ:
                 values[name] = os.environ[name].strip()
-        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY", "RECOVERY_CODE_HMAC_KEY"):
             if name in os.environ:
                 values[name] = os.environ[name]
         if os.environ.get("DATABASE_URL"):
@@ -214,10 +233,18 @@ class BaseConfig:
             values["TRUSTED_HOSTS"] = _env_list("TRUSTED_HOSTS", "")
         if "PROXY_FIX_HOPS" in os.environ:
             values["PROXY_FIX_HOPS"] = _env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
+        if "TRUST_PROXY_REQUEST_ID" in os.environ:
+            values["TRUST_PROXY_REQUEST_ID"] = _env_bool("TRUST_PROXY_REQUEST_ID")
         for name in ("PUBLIC_BASE_URL", "TOTP_ENCRYPTION_KEYS", "PWNED_PASSWORDS_URL", "DOWNLOAD_SIGNING_KEYS"):
             if os.environ.get(name):
                 values[name] = os.environ[name].strip()
-        for name in ("RELEASE_LINK_DAYS", "RELEASE_MAX_DOWNLOADS", "PURGE_AFTER_DAYS", "RECORDINGS_KEPT_MONTHS"):
+        for name in (
+            "RELEASE_LINK_DAYS",
+            "RELEASE_MAX_DOWNLOADS",
+            "PURGE_AFTER_DAYS",
+            "RECORDINGS_KEPT_MONTHS",
+            "REGISTRATION_KEY_DAYS",
+        ):
             if name in os.environ:
                 values[name] = _env_int(name, getattr(cls, name))
         if "RECORDING_MAX_BYTES" in os.environ:
@@ -239,6 +266,7 @@ class BaseConfig:
         for name in (
             "SECRET_KEY",
             "AUDIT_HMAC_KEY",
+            "RECOVERY_CODE_HMAC_KEY",
             "TOTP_ENCRYPTION_KEYS",
             "DOWNLOAD_SIGNING_KEYS",
             "PUBLIC_BASE_URL",
@@ -278,6 +306,9 @@ class DevelopmentConfig(BaseConfig):
             values["TOTP_ENCRYPTION_KEYS"] = _development_key_file("dev-totp.key", fernet=True)
         if "DOWNLOAD_SIGNING_KEYS" not in values:
             values["DOWNLOAD_SIGNING_KEYS"] = _development_key_file("dev-download-signing.key")
+        # Recovery codes and registration keys must outlive the process, or they would stop working on restart.
+        if "RECOVERY_CODE_HMAC_KEY" not in values:
+            values["RECOVERY_CODE_HMAC_KEY"] = _development_key_file("dev-recovery-code.key")
         values.setdefault("PUBLIC_BASE_URL", development_server_url())
         return values
 
@@ -330,6 +361,7 @@ class TestConfig(BaseConfig):
     TESTING = True
     SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"  # noqa: S105 (the test suite's own)
     AUDIT_HMAC_KEY = "test-audit-key-not-for-production-0123456789abcdef"
+    RECOVERY_CODE_HMAC_KEY = "test-recovery-code-key-not-for-production-0123456789"
     SQLALCHEMY_DATABASE_URI = "sqlite:///:memory:"
     TRUSTED_HOSTS = ["localhost", "127.0.0.1"]
     LOG_JSON = True
@@ -363,7 +395,7 @@ class ProductionConfig(BaseConfig):
     @classmethod
     def validate(cls, config: dict) -> None:
         super().validate(config)
-        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+        for name in ("SECRET_KEY", "AUDIT_HMAC_KEY", "RECOVERY_CODE_HMAC_KEY"):
             value = config[name]
             if len(value) < MIN_SECRET_KEY_LENGTH:
                 raise ConfigurationError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
@@ -392,6 +424,7 @@ KNOWN_NON_PRODUCTION_KEYS = frozenset(
     {
         TestConfig.SECRET_KEY,
         TestConfig.AUDIT_HMAC_KEY,
+        TestConfig.RECOVERY_CODE_HMAC_KEY,
         TestConfig.TOTP_ENCRYPTION_KEYS,
         TestConfig.DOWNLOAD_SIGNING_KEYS,
     }

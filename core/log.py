@@ -1,7 +1,8 @@
 """Structured logging with a request id.
 
-Each request gets an id (from the trusted proxy's `X-Request-ID` when there is a proxy and the id is
-well-formed, otherwise a new one),
+Each request gets an id: the proxy's `X-Request-ID` only when TRUST_PROXY_REQUEST_ID is on (the deployment
+says its proxy sets that header on every request, replacing any a client sent) and the value has a strict
+shape (`REQUEST_ID_PATTERN`: nginx's `$request_id` is 32 hex characters); otherwise a new one,
 returned in the `X-Request-ID` header and printed on error pages so staff can find the log line. Request
 lines log the URL *rule* (`/downloads/<token>`), never the concrete path or query string, so tokens and
 health details in URLs never reach the log.
@@ -19,7 +20,9 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, has_request_context, request
 
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# A letter or digit first, then 7 to 63 letters, digits, dots, underscores or hyphens: nothing a log reader or
+# a spreadsheet could mistake for something else (checked with fullmatch, so no trailing newline either).
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{7,63}")
 logger = logging.getLogger("portal")
 
 
@@ -69,11 +72,13 @@ def configure_logging(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> None:
-        # Only a trusted reverse proxy may name the request; a client could otherwise choose an id that
-        # collides with another request's in the logs.
-        incoming = request.headers.get("X-Request-ID", "") if app.config["PROXY_FIX_HOPS"] else ""
+        # Only a proxy the deployment trusts to set the header may name the request (TRUST_PROXY_REQUEST_ID);
+        # a client could otherwise choose an id that collides with another request's in the logs. Having a
+        # proxy (PROXY_FIX_HOPS) is not enough: a standard proxy passes a client's X-Request-ID on unchanged.
+        incoming = request.headers.get("X-Request-ID", "") if app.config.get("TRUST_PROXY_REQUEST_ID") else ""
         # Kept in the environ, which belongs to this one request (see core.security.csp_nonce).
-        request.environ["portal.request_id"] = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        trusted = REQUEST_ID_PATTERN.fullmatch(incoming) is not None
+        request.environ["portal.request_id"] = incoming if trusted else uuid.uuid4().hex
         request.environ["portal.request_started"] = time.perf_counter()
 
     @app.after_request

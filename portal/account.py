@@ -15,7 +15,15 @@ from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
 
 from core.auth import begin_sign_in, forget_link_token, link_token
-from core.auth_views import Journey, add_auth_views, email_address_limit, link_invalid, open_emailed_link
+from core.auth_views import (
+    Journey,
+    add_auth_views,
+    email_address_limit,
+    guess_ip_limit,
+    guessable,
+    link_invalid,
+    open_emailed_link,
+)
 from core.extensions import db, limiter
 from core.forms import FormErrors, check_new_password, date_from_parts, password_field, text
 from core.limits import configured_limit, on_breach
@@ -153,7 +161,7 @@ def _link_key() -> str:
 
 
 @bp.route("/account/confirm-email", methods=["GET", "POST"])
-@limiter.limit(configured_limit("SIGN_IN_IP"), methods=["POST"], on_breach=on_breach("ip"))
+@guess_ip_limit()
 @limiter.limit(configured_limit("CODE"), key_func=_link_key, methods=["POST"], on_breach=on_breach("account"))
 def confirm_email_form():
     """Confirm the address with the account's password, then go straight on to setting up the authenticator."""
@@ -184,7 +192,48 @@ def account():
         "portal/account/index.html",
         patient=patient,
         recovery_codes_left=totp.remaining_recovery_codes(patient),
+        old_recovery_codes=totp.has_legacy_recovery_codes(patient),
+        duplicate_claim=patient.identity_status == "unverified" and bool(accounts.other_claims(patient)),
     )
+
+
+# What the patient is told for each outcome of entering a registration key (SECURITY A7): plainly, and what to do.
+KEY_MESSAGES = {
+    accounts.KEY_WRONG: "Enter the registration key exactly as it is on your letter, like ABCD-EFGH-JKLM-NPQR",
+    accounts.KEY_USED: "This registration key has already been used. Ask the practice for a new one",
+    accounts.KEY_REPLACED: "This registration key has been replaced by a newer one. Use the key in the practice's "
+    "most recent letter, or ask for a new one",
+    accounts.KEY_EXPIRED: "This registration key has expired. Ask the practice for a new one",
+    accounts.KEY_NOT_FOR_THIS_ACCOUNT: "This registration key is not for the details on your account. Check your "
+    "name, date of birth, NHS number and postcode with the practice",
+    accounts.KEY_DUPLICATE_CLAIM: "Your NHS number is on more than one account, so a member of staff must check who "
+    "you are. We have told them. You do not need to do anything else",
+    accounts.KEY_DECIDED_BY_STAFF: "The practice could not confirm who you are. Contact the practice to find out why",
+}
+
+
+@bp.route("/account/registration-key", methods=["GET", "POST"])
+@guess_ip_limit()
+@guessable("registration-key")
+def registration_key():
+    """A patient waiting for an identity check enters the one-time key the practice gave them."""
+    patient = g.account
+    if patient.identity_status == "verified":
+        flash("Your identity is already confirmed.")
+        return redirect(url_for("portal.account"))
+    errors = FormErrors()
+    value = ""
+    if request.method == "POST":
+        value = text(request.form, "registration-key", limit=64)
+        if not value:
+            errors.add("registration-key", "Enter your registration key")
+        else:
+            outcome = accounts.redeem_registration_key(patient, value)
+            if outcome in (accounts.KEY_VERIFIED, accounts.KEY_NOT_NEEDED):
+                flash("Your identity is confirmed. The practice can now send you copies of your call recordings.")
+                return redirect(url_for("portal.account"))
+            errors.add("registration-key", KEY_MESSAGES[outcome])
+    return render_template("portal/account/registration-key.html", errors=errors, value=value), 400 if errors else 200
 
 
 add_auth_views(bp, JOURNEY)

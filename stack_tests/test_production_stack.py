@@ -510,4 +510,13 @@ def _the_access_log_holds_no_token(stack: Stack, printed_links: list[str]) -> No
     tokens |= set(re.findall(r"/(?:downloads|invitation|confirm-email)/([A-Za-z0-9._-]{20,})", log))
     leaked = [token for token in tokens if token in log]
     assert leaked == [], leaked
+    # nginx's request id (the last field of each line) is the one the portal put in its audit trail.
+    nginx_ids = {line.rsplit(" ", 1)[-1] for line in log.splitlines()}
+    audited = psql(
+        stack.settings["DATABASE_URL"],
+        "-tA",
+        "-c",
+        "SELECT DISTINCT request_id FROM audit_event WHERE request_id IS NOT NULL",
+    ).stdout.split()
+    assert audited and set(audited) <= nginx_ids, (audited[:5], sorted(nginx_ids)[:5])
     stage(f"nginx's access log ({len(log.splitlines())} lines) names every emailed link without its token")

@@ -5,6 +5,7 @@ from core.models.accounts import (
     Patient,
     RecoveryCode,
     RegisterEntry,
+    RegistrationKey,
     StaffUser,
     WebSession,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "RecoveryCode",
     "ReferenceCounter",
     "RegisterEntry",
+    "RegistrationKey",
     "Release",
     "ReleaseItem",
     "RequestEvent",

@@ -20,8 +20,10 @@ from core.models.content import utc_now
 ACCOUNT_KINDS = ("patient", "staff")
 STAFF_ROLES = ("staff", "admin")
 IDENTITY_STATUSES = ("unverified", "verified", "rejected")
-# How a patient's identity was checked. "register_match" is automatic; the others are recorded by staff.
-IDENTITY_METHODS = ("register_match", "photo_id", "call_back", "other")
+# How a patient's identity was checked. "register_match" (the register's email address, proved by the emailed
+# link) and "registration_key" (a one-time key the practice issued) are automatic; the others are recorded by staff.
+AUTOMATIC_IDENTITY_METHODS = ("register_match", "registration_key")
+IDENTITY_METHODS = (*AUTOMATIC_IDENTITY_METHODS, "photo_id", "call_back", "other")
 
 
 def format_nhs_number(digits: str) -> str:
@@ -118,7 +120,8 @@ class StaffUser(CredentialsMixin, db.Model):
 
 
 class RecoveryCode(db.Model):
-    """One single-use recovery code, stored only as an argon2id hash. Shown to its owner once."""
+    """One single-use recovery code, shown to its owner once and stored only as a keyed hash: "hmac-sha256$"
+    and the hex HMAC-SHA256 under RECOVERY_CODE_HMAC_KEY, or (codes made before that) an argon2id hash."""
 
     __tablename__ = "recovery_code"
     __table_args__ = (Index("ix_recovery_code_account", "account_kind", "account_id"),)
@@ -190,3 +193,29 @@ class RegisterEntry(db.Model):
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+
+
+class RegistrationKey(db.Model):
+    """A one-time registration key the practice gives a patient (at the desk after checking ID, or in a letter
+    to the address on its records), tied to that patient's entry on the practice register.
+
+    Entering it verifies the patient's account automatically (`core.services.registration_keys`). The key itself
+    is shown or printed once; this row keeps only its HMAC-SHA256 under RECOVERY_CODE_HMAC_KEY (`key_digest`,
+    unique, so a key is found by one indexed lookup). It works once (`used_at`, set by a conditional UPDATE),
+    until `expires_at`, and not after a newer key for the same entry replaced it (`voided_at`).
+    """
+
+    __tablename__ = "registration_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Names the key in the audit trail and on staff pages (never the key or the NHS number).
+    public_id: Mapped[str] = mapped_column(String(32), nullable=False, unique=True, default=new_public_id)
+    key_digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    register_entry_id: Mapped[int] = mapped_column(ForeignKey("register_entry.id"), nullable=False, index=True)
+    # The member of staff who issued it; empty when it was issued by `flask register issue-keys`.
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    used_by_patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -32,5 +32,6 @@ class PracticeSettings(db.Model):
     release_four_eyes: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     purge_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     recordings_kept_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    registration_key_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)

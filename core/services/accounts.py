@@ -14,16 +14,25 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.extensions import db
-from core.models.accounts import IDENTITY_METHODS, STAFF_ROLES, Patient, StaffUser
+from core.models.accounts import (
+    AUTOMATIC_IDENTITY_METHODS,
+    IDENTITY_METHODS,
+    STAFF_ROLES,
+    Patient,
+    RegisterEntry,
+    RegistrationKey,
+    StaffUser,
+)
 from core.services import totp
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.passwords import hash_password, verify_password
 from core.services.register import find_register_match
+from core.services.registration_keys import find_key
 from core.services.releases import revoke_patient_releases
 from core.services.requests import start_clocks_for_verified_patient
 from core.services.settings import practice_settings
@@ -179,36 +188,202 @@ def register_patient(details: Registration) -> None:
     _send_email_proof(patient)
 
 
-def _match_register(patient: Patient) -> None:
-    """Verify the patient at once when the practice register holds the same NHS number, date of birth,
-    family name and postcode. Run once the email address is proved, and not when the register has a
-    different email address on record for that patient, or when another account is already verified with
-    that NHS number: those cases go to staff."""
+def other_claims(patient: Patient) -> list[Patient]:
+    """Other accounts that claim this patient's NHS number: active, with a proved email address, and not
+    turned down by staff. While there is one, neither account is verified automatically (SECURITY A6): both
+    wait for staff, whose pages flag them. Registering is never refused because of another claim, so a
+    stranger's earlier claim cannot lock the real patient out."""
+    return list(
+        db.session.execute(
+            select(Patient)
+            .where(
+                Patient.nhs_number == patient.nhs_number,
+                Patient.id != patient.id,
+                Patient.is_active.is_(True),
+                Patient.email_verified_at.is_not(None),
+                Patient.identity_status != "rejected",
+            )
+            .order_by(Patient.created_at)
+        ).scalars()
+    )
+
+
+def duplicate_claim_counts(patients: list[Patient]) -> dict[int, int]:
+    """For a page listing patients: how many other accounts claim each one's NHS number (see `other_claims`),
+    by patient id, for the patients that have any. One query for the whole list."""
+    numbers = {patient.nhs_number for patient in patients}
+    if not numbers:
+        return {}
+    claimants = db.session.execute(
+        select(Patient.id, Patient.nhs_number).where(
+            Patient.nhs_number.in_(numbers),
+            Patient.is_active.is_(True),
+            Patient.email_verified_at.is_not(None),
+            Patient.identity_status != "rejected",
+        )
+    ).all()
+    by_number: dict[str, set[int]] = {}
+    for patient_id, number in claimants:
+        by_number.setdefault(number, set()).add(patient_id)
+    counts = {patient.id: len(by_number.get(patient.nhs_number, set()) - {patient.id}) for patient in patients}
+    return {patient_id: count for patient_id, count in counts.items() if count}
+
+
+def _register_entry_for(patient: Patient, *, lock: bool = False):
+    """The register entry matching the patient's four details, held (PostgreSQL) until commit with `lock`, so
+    two accounts claiming one entry are decided one after the other and each sees the other's claim."""
     entry = find_register_match(
         nhs_number=patient.nhs_number,
         date_of_birth=patient.date_of_birth,
         family_name=patient.family_name,
         postcode=patient.postcode,
     )
+    if entry is not None and lock:
+        db.session.execute(select(RegisterEntry.id).where(RegisterEntry.id == entry.id).with_for_update()).one()
+    return entry
+
+
+def _flag_duplicate_claim(patient: Patient, claims: list[Patient], *, actor: Patient | None = None) -> None:
+    record_event(
+        action="identity_duplicate_claim",
+        **(_actor(actor) if actor else {"actor_type": "system"}),
+        **_subject(patient),
+        outcome="failure",
+        details={"other_accounts": [other.public_id for other in claims]},
+    )
+
+
+def _verify_automatically(patient: Patient, *, method: str, actor: Patient | None = None) -> None:
+    """Mark the patient verified by an automatic method (the register's email address or a registration key),
+    start the legal clock of any request waiting for it, and audit it, in the caller's transaction."""
+    patient.identity_status = "verified"
+    patient.identity_method = method
+    patient.identity_note = None
+    patient.identity_decided_by_id = None
+    patient.identity_decided_at = _now()
+    record_event(
+        action="identity_verified",
+        **(_actor(actor) if actor else {"actor_type": "system"}),
+        **_subject(patient),
+        details={"method": method},
+    )
+    start_clocks_for_verified_patient(patient, actor)
+
+
+def _match_register(patient: Patient) -> None:
+    """Run once the email address is proved by the emailed link (with the password). The patient is verified
+    at once only when the practice register holds their NHS number, date of birth, family name and postcode
+    *and the email address they just proved*: the four facts are not secret (SECURITY A6), the address on the
+    practice's own record is something only the patient holds. Without it, or when another account claims the
+    same NHS number, the account waits for staff (or a registration key from the practice)."""
+    entry = _register_entry_for(patient, lock=True)
     if entry is None:
         return
-    if entry.email and normalise_email(entry.email) != patient.email:
-        record_event(action="identity_register_match_refused", **_subject(patient), details={"reason": "email differs"})
-        return
-    already = db.session.execute(
-        select(func.count())
-        .select_from(Patient)
-        .where(
-            Patient.nhs_number == patient.nhs_number, Patient.identity_status == "verified", Patient.id != patient.id
+    if not entry.email:
+        reason = "no email on the register"
+    elif normalise_email(entry.email) != patient.email:
+        reason = "email differs"
+    else:
+        claims = other_claims(patient)
+        if not claims:
+            _verify_automatically(patient, method="register_match")
+            return
+        _flag_duplicate_claim(patient, claims)
+        reason = "number claimed by another account"
+    record_event(action="identity_register_match_refused", **_subject(patient), details={"reason": reason})
+
+
+# What `redeem_registration_key` can answer (the portal words each for the patient).
+KEY_VERIFIED = "verified"
+KEY_WRONG = "wrong"
+KEY_USED = "used"
+KEY_REPLACED = "replaced"
+KEY_EXPIRED = "expired"
+KEY_NOT_FOR_THIS_ACCOUNT = "not_for_this_account"
+KEY_DUPLICATE_CLAIM = "duplicate_claim"
+KEY_NOT_NEEDED = "not_needed"
+KEY_DECIDED_BY_STAFF = "decided_by_staff"
+
+
+@transactional
+def redeem_registration_key(patient: Patient, raw_key: object) -> str:
+    """A signed-in patient enters a registration key the practice gave them (SECURITY A7).
+
+    Verified at once (`KEY_VERIFIED`) when the key exists, is unused, not replaced and not expired, was issued
+    for the register entry that matches this account's NHS number, date of birth, family name and postcode, and
+    no other account claims that NHS number. The key is then spent by one conditional UPDATE, so it works once
+    however many requests race with it. Anything else changes nothing (the key stays usable, except that a
+    duplicate claim sends both accounts to staff) and is audited with its reason; the caller words the outcome.
+    """
+    patient = db.session.execute(select(Patient).where(Patient.id == patient.id).with_for_update()).scalar_one()
+    if patient.identity_status == "verified":
+        return KEY_NOT_NEEDED
+    key = find_key(raw_key, lock=True)
+    now = _now()
+    if patient.identity_status == "rejected":
+        outcome = KEY_DECIDED_BY_STAFF
+    elif key is None:
+        outcome = KEY_WRONG
+    elif key.used_at is not None:
+        outcome = KEY_USED
+    elif key.voided_at is not None:
+        outcome = KEY_REPLACED
+    elif _aware(key.expires_at) <= now:
+        outcome = KEY_EXPIRED
+    else:
+        entry = _register_entry_for(patient, lock=True)
+        outcome = KEY_NOT_FOR_THIS_ACCOUNT if entry is None or entry.id != key.register_entry_id else ""
+    if not outcome:
+        claims = other_claims(patient)
+        if claims:
+            _flag_duplicate_claim(patient, claims, actor=patient)
+            outcome = KEY_DUPLICATE_CLAIM
+    if outcome:
+        record_event(
+            action="registration_key_failed",
+            **_actor(patient),
+            object_type="registration_key",
+            object_id=key.public_id if key is not None and outcome != KEY_WRONG else None,
+            outcome="failure",
+            details={"reason": outcome, "patient": patient.public_id},
         )
-    ).scalar_one()
-    if already:
-        record_event(action="identity_register_match_refused", **_subject(patient), details={"reason": "number taken"})
-        return
-    patient.identity_status = "verified"
-    patient.identity_method = "register_match"
-    patient.identity_decided_at = _now()
-    record_event(action="identity_verified", **_subject(patient), details={"method": "register_match"})
+        return outcome
+    spent = db.session.execute(
+        update(RegistrationKey)
+        .where(RegistrationKey.id == key.id, RegistrationKey.used_at.is_(None), RegistrationKey.voided_at.is_(None))
+        .values(used_at=now, used_by_patient_id=patient.id)
+    )
+    if spent.rowcount != 1:  # only possible without row locks (SQLite): another request spent it just now
+        record_event(
+            action="registration_key_failed",
+            **_actor(patient),
+            object_type="registration_key",
+            object_id=key.public_id,
+            outcome="failure",
+            details={"reason": KEY_USED, "patient": patient.public_id},
+        )
+        return KEY_USED
+    record_event(
+        action="registration_key_used",
+        **_actor(patient),
+        object_type="registration_key",
+        object_id=key.public_id,
+        details={"patient": patient.public_id},
+    )
+    _verify_automatically(patient, method="registration_key", actor=patient)
+    _email(
+        patient,
+        "We have confirmed your identity",
+        "You confirmed your identity with the registration key the practice gave you. You can now receive copies "
+        "of your call recordings. Sign in to see any requests you have made.",
+        _not_you(patient),
+    )
+    return KEY_VERIFIED
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; we only ever store UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 PROOF_RESEND_AFTER = timedelta(minutes=15)
@@ -722,7 +897,7 @@ def reset_authenticator(actor: StaffUser, account, *, identity_check: str = "pho
 # Identity decisions (staff)
 # ---------------------------------------------------------------------------------------------------------
 
-STAFF_IDENTITY_METHODS = tuple(method for method in IDENTITY_METHODS if method != "register_match")
+STAFF_IDENTITY_METHODS = tuple(method for method in IDENTITY_METHODS if method not in AUTOMATIC_IDENTITY_METHODS)
 
 
 @transactional

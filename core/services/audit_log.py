@@ -19,8 +19,6 @@ public id only, and an object filter that looks like an NHS number is refused (a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -29,6 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, func, or_, select, text
 
+from core.csv_cells import csv_rows
 from core.extensions import db
 from core.models.accounts import StaffUser
 from core.models.audit import AuditCheck, AuditEvent
@@ -48,8 +47,6 @@ PUBLIC_ID = re.compile(r"[0-9a-f]{32}")
 REQUEST_REFERENCE = re.compile(r"CR-\d{4}-\d{5,}")
 # Ten digits, perhaps spaced 3 3 4: what an NHS number looks like as typed.
 NHS_NUMBER_SHAPE = re.compile(r"\d{3}[ -]?\d{3}[ -]?\d{4}")
-# A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # What the access report counts: staff reading or releasing recordings, and patients receiving them.
 STAFF_ACCESS_ACTIONS = {
@@ -431,13 +428,6 @@ CSV_HEADER = [
 ]
 
 
-def csv_safe(value) -> str:
-    """A cell a spreadsheet will show as text: one starting with = + - @ TAB or CR gets a single quote first,
-    so `=HYPERLINK(...)` in a user agent or an object id is never run as a formula (OWASP CSV injection)."""
-    cell = "" if value is None else str(value)
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
-
-
 def utc_text(moment: datetime) -> str:
     return _utc(moment).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -447,11 +437,7 @@ def london_text(moment: datetime) -> str:
 
 
 def _csv_chunk(rows: Iterable[list]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows:
-        writer.writerow([csv_safe(value) for value in row])
-    return buffer.getvalue()
+    return csv_rows(rows)
 
 
 def event_batches(filters: AuditFilter, *, batch: int | None = None) -> Iterator[list[AuditRow]]:

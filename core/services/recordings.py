@@ -79,6 +79,51 @@ def _parse(path: Path, kind: AudioType):
     return None
 
 
+WAV_NO_AUDIO = "The selected file has no audio in it: it is only the start of a WAV file. Upload the whole recording."
+WAV_TRUNCATED = (
+    "The selected file is incomplete: it ends before the audio it describes does. It may not have finished "
+    "downloading or copying. Upload the whole recording."
+)
+# A declared data size of 0 or 0xFFFFFFFF is what a recorder writes while streaming, before it knows the size.
+_UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)
+
+
+def _wav_duration(path: Path) -> float:
+    """The length in seconds of the audio actually in a WAV file, from its RIFF chunks, not from the size its
+    header claims (which mutagen trusts: a 44-byte header that claims 3 seconds would pass as 3 seconds).
+
+    Raises RequestError when the file holds no complete block of audio, or fewer bytes of audio than its header
+    says (a truncated file). Works for any WAV encoding (PCM, A-law, mu-law, GSM 6.10...): the duration is the
+    bytes present divided by the format's bytes per second.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(12)  # "RIFF", the RIFF size, "WAVE": checked by sniff()
+        byte_rate = block_align = 0
+        while handle.tell() + 8 <= size:
+            header = handle.read(8)
+            chunk_id, chunk_size = header[:4], int.from_bytes(header[4:], "little")
+            start = handle.tell()
+            if chunk_id == b"fmt " and chunk_size >= 16:
+                fields = handle.read(16)
+                byte_rate = int.from_bytes(fields[8:12], "little")
+                block_align = int.from_bytes(fields[12:14], "little")
+            elif chunk_id == b"data":
+                if not byte_rate or not block_align:
+                    break  # no usable format chunk before the audio: not a WAV we can read
+                present = size - start
+                if chunk_size not in _UNKNOWN_WAV_SIZES:
+                    if present < chunk_size:
+                        raise RequestError(WAV_TRUNCATED if present >= block_align else WAV_NO_AUDIO)
+                    present = chunk_size
+                blocks = present // block_align
+                if blocks == 0:
+                    raise RequestError(WAV_NO_AUDIO)
+                return blocks * block_align / byte_rate
+            handle.seek(start + chunk_size + (chunk_size & 1))  # chunks are padded to an even length
+    raise RequestError(WAV_NO_AUDIO)
+
+
 def recordings_dir() -> Path:
     path = Path(current_app.config["RECORDINGS_DIR"])
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -143,12 +188,14 @@ def store_upload(stream: BinaryIO, *, max_bytes: int) -> StoredUpload:
         audio = _parse(Path(temporary), kind) if kind else None
         if audio is None:
             raise RequestError(f"The selected file must be a {ACCEPTED} recording.")
+        duration = getattr(audio.info, "length", None)
+        if kind is WAV:
+            duration = _wav_duration(Path(temporary))
         stored_name = f"{secrets.token_hex(16)}.{kind.extension}"
         os.replace(temporary, directory / stored_name)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    duration = getattr(audio.info, "length", None)
     return StoredUpload(stored_name, size, digest.hexdigest(), kind, round(duration, 2) if duration else None)
 
 

@@ -47,6 +47,7 @@ CONFIG_KEYS: dict[str, str] = {
     "release_four_eyes": "RELEASE_FOUR_EYES",
     "purge_after_days": "PURGE_AFTER_DAYS",
     "recordings_kept_months": "RECORDINGS_KEPT_MONTHS",
+    "registration_key_days": "REGISTRATION_KEY_DAYS",
 }
 FIELD_NAMES: tuple[str, ...] = tuple(CONFIG_KEYS)
 # The form field that confirms turning four-eyes release off.
@@ -60,6 +61,9 @@ BASE_URL_MAX = 300
 DOWNLOADS_RANGE = (1, 20)
 PURGE_RANGE = (0, 3650)
 KEPT_MONTHS_RANGE = (1, 240)
+# A registration key goes out in a letter: long enough for the post and a patient who is away, short enough
+# that a letter lost in a drawer stops working.
+REGISTRATION_KEY_DAYS_RANGE = (1, 90)
 PHONE_SHAPE = re.compile(r"\+?[0-9][0-9 ]*")
 HOST_SHAPE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 
@@ -91,6 +95,7 @@ class Settings:
     release_four_eyes: bool
     purge_after_days: int
     recordings_kept_months: int
+    registration_key_days: int
     version: int = field(default=0, compare=False)
     updated_at: datetime | None = field(default=None, compare=False)
     overridden: frozenset[str] = field(default=frozenset(), compare=False)
@@ -109,6 +114,7 @@ class Settings:
             release_four_eyes=bool(config["RELEASE_FOUR_EYES"]),
             purge_after_days=int(config["PURGE_AFTER_DAYS"]),
             recordings_kept_months=int(config["RECORDINGS_KEPT_MONTHS"]),
+            registration_key_days=int(config["REGISTRATION_KEY_DAYS"]),
         )
 
     @property
@@ -259,6 +265,14 @@ KEPT_MONTHS = NumberWording(
     " of months",
 )
 
+REGISTRATION_KEY_DAYS = NumberWording(
+    "Enter how many days a registration key works",
+    "Registration key lifetime",
+    30,
+    " days",
+    " of days",
+)
+
 
 def _whole_number(errors: dict, name: str, raw: str, wording: NumberWording, bounds: tuple[int, int]) -> int | None:
     low, high = bounds
@@ -386,6 +400,7 @@ def check_settings(form_values: dict[str, str], current: Settings) -> dict[str, 
     for name, wording, bounds in (
         ("purge_after_days", PURGE_DAYS, PURGE_RANGE),
         ("recordings_kept_months", KEPT_MONTHS, KEPT_MONTHS_RANGE),
+        ("registration_key_days", REGISTRATION_KEY_DAYS, REGISTRATION_KEY_DAYS_RANGE),
     ):
         values[name] = _whole_number(errors, name, raw(name), wording, bounds)
 

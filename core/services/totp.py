@@ -14,8 +14,11 @@ Design (SECURITY.md D and E, and pattern 5.2):
 - **No replays.** pyotp is stateless, so each account stores the last accepted time step, and a code is
   accepted only by an atomic compare-and-set that moves it strictly forward. Two requests racing with the
   same code cannot both win, whatever the database's isolation level (D3, D4, D5).
-- **Recovery codes** are 80-bit random strings shown once and stored only as argon2id hashes; using one is
-  an atomic "mark used if unused", so each works exactly once (R1, R2, R3, R5).
+- **Recovery codes** are 80-bit random strings shown once and stored only as a keyed HMAC-SHA256
+  (RECOVERY_CODE_HMAC_KEY, `passwords.keyed_digest`), compared in constant time; using one is an atomic "mark
+  used if unused", so each works exactly once (R1, R2, R3, R5). Codes made before the HMAC were stored as
+  argon2id hashes: they still work, but checking a wrong code against them costs about a second each, so
+  the account page asks their owners to get new codes (`has_legacy_recovery_codes`).
 
 Services here never commit: the caller's unit of work does (`core.services.db.transactional`). Nothing here
 logs or audits a secret or a code; callers record the outcome (accepted, invalid, replay) without the value.
@@ -23,6 +26,7 @@ logs or audits a secret or a code; callers record the outcome (accepted, invalid
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -38,7 +42,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core.extensions import db
 from core.models.accounts import CredentialsMixin, Patient, RecoveryCode, StaffUser
-from core.services.passwords import hash_secret, verify_secret
+from core.services.passwords import keyed_digest, verify_secret
 from core.services.settings import practice_settings
 
 # An unconfirmed secret is discarded after this long (SECURITY D12: at most 30 minutes).
@@ -53,6 +57,11 @@ RECOVERY_CODE_LENGTH = 16  # 16 characters of 5 bits each: 80 bits (R1 recommend
 RECOVERY_CODE_GROUP = 4
 # What a recovery code may look like once spaces and dashes are removed, before upper-casing.
 RECOVERY_CODE_PATTERN = re.compile(rf"[A-Za-z2-7]{{{RECOVERY_CODE_LENGTH}}}")
+
+# How a recovery code is stored: this prefix and the hex HMAC-SHA256 of its canonical form. Anything else in
+# `code_hash` is an argon2id hash from before (it starts "$argon2id$").
+RECOVERY_DIGEST_PREFIX = "hmac-sha256$"
+RECOVERY_DIGEST_PURPOSE = "recovery-code"
 
 QR_TARGET_PIXELS = 200
 QR_QUIET_ZONE = 4  # modules of light border, as the QR specification requires
@@ -335,19 +344,51 @@ def canonical_recovery_code(raw: object) -> str | None:
     return compact.upper() if RECOVERY_CODE_PATTERN.fullmatch(compact) else None
 
 
+def recovery_code_digest(canonical: str) -> str:
+    """What `code_hash` holds for a recovery code (in its canonical form): the prefix and its keyed HMAC."""
+    return RECOVERY_DIGEST_PREFIX + keyed_digest(canonical, purpose=RECOVERY_DIGEST_PURPOSE)
+
+
 def generate_recovery_codes(account: CredentialsMixin) -> list[str]:
     """Replace the account's recovery codes with RECOVERY_CODE_COUNT new ones and return them for display.
 
-    Each is 80 random bits, shown as four groups of four characters (like ABCD-EFGH-JKLM-NPQR). Only argon2id
-    hashes are stored, so the codes can never be shown again (R1, R2, R4); every earlier code stops working (R5).
+    Each is 80 random bits, shown as four groups of four characters (like ABCD-EFGH-JKLM-NPQR). Only a keyed
+    HMAC-SHA256 of each is stored, so the codes can never be shown again (R1, R2, R4); every earlier code,
+    argon2id ones included, stops working (R5).
     """
     _delete_recovery_codes(account)
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
     db.session.add_all(
-        RecoveryCode(account_kind=account.kind, account_id=account.id, code_hash=hash_secret(code)) for code in codes
+        RecoveryCode(account_kind=account.kind, account_id=account.id, code_hash=recovery_code_digest(code))
+        for code in codes
     )
     db.session.flush()
     return [_display_form(code) for code in codes]
+
+
+def _matching_code_id(unused: list, code: str) -> int | None:
+    """The id of the unused code that `code` is, or None.
+
+    Every HMAC-stored code is compared with `hmac.compare_digest`, all of them, whether or not one matched
+    earlier, so the time taken does not depend on which code (if any) matched. Only when none does are older
+    argon2id hashes tried, one by one (about a second each at production cost): a wrong code costs that only
+    on an account that still has codes from before the HMAC.
+    """
+    wanted = recovery_code_digest(code)
+    found = None
+    legacy = []
+    for code_id, code_hash in unused:
+        if code_hash.startswith(RECOVERY_DIGEST_PREFIX):
+            if hmac.compare_digest(code_hash, wanted) and found is None:
+                found = code_id
+        else:
+            legacy.append((code_id, code_hash))
+    if found is not None:
+        return found
+    for code_id, code_hash in legacy:
+        if verify_secret(code_hash, code):
+            return code_id
+    return None
 
 
 def use_recovery_code(account: CredentialsMixin, raw: object, *, now: datetime | None = None) -> bool:
@@ -367,15 +408,31 @@ def use_recovery_code(account: CredentialsMixin, raw: object, *, now: datetime |
             RecoveryCode.used_at.is_(None),
         )
     ).all()
-    for code_id, code_hash in unused:
-        if verify_secret(code_hash, code):
-            result = db.session.execute(
-                update(RecoveryCode)
-                .where(RecoveryCode.id == code_id, RecoveryCode.used_at.is_(None))
-                .values(used_at=now)
+    code_id = _matching_code_id(unused, code)
+    if code_id is None:
+        return False
+    result = db.session.execute(
+        update(RecoveryCode).where(RecoveryCode.id == code_id, RecoveryCode.used_at.is_(None)).values(used_at=now)
+    )
+    return result.rowcount == 1
+
+
+def has_legacy_recovery_codes(account: CredentialsMixin) -> bool:
+    """Whether the account still has unused recovery codes stored the old way (argon2id): its owner is asked
+    to get new ones, which are stored as keyed HMACs and cost nothing to check."""
+    return (
+        db.session.execute(
+            select(RecoveryCode.id)
+            .where(
+                RecoveryCode.account_kind == account.kind,
+                RecoveryCode.account_id == account.id,
+                RecoveryCode.used_at.is_(None),
+                RecoveryCode.code_hash.not_like(RECOVERY_DIGEST_PREFIX + "%"),
             )
-            return result.rowcount == 1
-    return False
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def remaining_recovery_codes(account: CredentialsMixin) -> int:

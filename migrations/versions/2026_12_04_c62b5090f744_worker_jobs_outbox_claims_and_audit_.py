@@ -3,7 +3,7 @@
 The worker's job runs and heartbeats, a claim on each outbox message, and the daily anchors of the audit chain.
 
 Revision ID: c62b5090f744
-Revises: 0d0adaca9aa3
+Revises: 8e9cbd760aa0
 Create Date: 2026-12-04 17:18:03.814277
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "c62b5090f744"
-down_revision = "0d0adaca9aa3"
+down_revision = "8e9cbd760aa0"
 branch_labels = None
 depends_on = None
 

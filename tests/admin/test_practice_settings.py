@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -24,10 +24,11 @@ from sqlalchemy.exc import OperationalError
 
 from core.extensions import db
 from core.factory import create_app
+from core.models.accounts import RegisterEntry
 from core.models.audit import AuditEvent
 from core.models.requests import Recording
 from core.models.settings import PracticeSettings
-from core.services import accounts, recordings, releases
+from core.services import accounts, recordings, registration_keys, releases
 from core.services import requests as requests_service
 from core.services.audit import verify_chain
 from core.services.requests import RequestError
@@ -151,7 +152,7 @@ def test_with_no_saved_settings_every_value_is_the_configured_default(app, admin
         "checked"
     )
     hints = [hint.get_text(strip=True) for hint in soup.select("form .nhsuk-hint")]
-    assert sum(hint.endswith("This is the default.") for hint in hints) == 10
+    assert sum(hint.endswith("This is the default.") for hint in hints) == 11
 
 
 def test_a_value_equal_to_its_default_is_stored_as_the_default_and_the_page_says_which_are_changed(
@@ -249,6 +250,10 @@ INVALID = [
     ("purge_after_days", "3651", "Days before copies are deleted must be between 0 and 3650 days"),
     ("recordings_kept_months", "0", "Months recordings are kept must be between 1 and 240 months"),
     ("recordings_kept_months", "241", "Months recordings are kept must be between 1 and 240 months"),
+    ("registration_key_days", "", "Enter how many days a registration key works"),
+    ("registration_key_days", "0", "Registration key lifetime must be between 1 and 90 days"),
+    ("registration_key_days", "91", "Registration key lifetime must be between 1 and 90 days"),
+    ("registration_key_days", "2.5", "Registration key lifetime must be a whole number of days, like 30"),
 ]
 
 
@@ -397,6 +402,28 @@ def test_a_save_is_audited_once_with_each_changed_value_before_and_after(admin, 
     }
     assert settings_events("four_eyes_release_turned_off") == []
     assert verify_chain().ok
+
+
+def test_the_registration_key_lifetime_is_a_setting_saved_audited_and_used_for_new_keys_a7(admin, admin_browser):
+    """Issue 11: a key lasts 30 days by default; admins change it here like the other settings."""
+    assert practice_settings().registration_key_days == 30
+    assert Pages.parse(admin_browser.get("/admin/settings")).select_one("#registration-key-days")["value"] == "30"
+
+    saved(save(admin_browser, registration_key_days="14"))
+
+    [changed] = settings_events()
+    assert json.loads(changed.details)["changed"] == {
+        "registration_key_days": {"before": 30, "after": 14, "default": False}
+    }
+    db.session.add(
+        RegisterEntry(
+            nhs_number="9434765919", date_of_birth=date(1955, 12, 10), family_name="Lovelace", postcode="SE28 8BE"
+        )
+    )
+    db.session.commit()
+    [issued] = registration_keys.issue_keys_for_numbers(["9434765919"])
+    assert issued.expires_at - datetime.now(UTC) > timedelta(days=13, hours=23)
+    assert issued.expires_at - datetime.now(UTC) <= timedelta(days=14)
 
 
 def test_turning_four_eyes_off_needs_a_confirmation_and_is_audited_on_its_own(admin, admin_browser):

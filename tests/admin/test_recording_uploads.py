@@ -478,3 +478,45 @@ def test_removing_a_recording_needs_a_reason_deletes_its_file_and_is_on_the_time
         db.session.execute(select(func.count(AuditEvent.seq)).where(AuditEvent.action == "authz_fail")).scalar_one()
         == 0
     )
+
+
+# --- Issue 11: a WAV's length and "is audio" come from the frames actually in the file --------------------
+
+
+def wav_header_claiming(seconds: int) -> bytes:
+    """The 44-byte header of an 8 kHz 16-bit mono WAV whose data chunk claims `seconds` of audio."""
+    return silent_wav(seconds)[:44]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (wav_header_claiming(3), "The selected file has no audio in it"),
+        (wav_header_claiming(3) + b"\x00", "The selected file has no audio in it"),  # not one whole frame
+        (silent_wav(3)[: 44 + 16000], "The selected file is incomplete"),  # 1 of the 3 seconds it claims
+    ],
+    ids=["header-only", "half-a-frame", "truncated"],
+)
+def test_a_wav_that_is_only_a_header_or_truncated_is_refused_with_a_clear_message(
+    clerk_browser, req, store, content, message
+):
+    """On main a 44-byte header claiming 3 seconds was accepted as a 3-second recording: mutagen takes the
+    duration from the size the header claims. (No SECURITY.md row covers upload contents; ASVS5 5.2.2.)"""
+    response = upload(clerk_browser, req, content, "call.wav")
+
+    assert response.status_code == 400
+    assert message in error_summary(response)
+    assert stored_recordings() == []
+    assert files_under(store.parent) == []
+
+
+def test_a_wav_still_being_written_is_timed_by_the_frames_present(clerk_browser, req, store):
+    """A recorder streaming a WAV writes 0xFFFFFFFF as the data size until it finishes: the length is what is
+    there (2 seconds), not what a header says."""
+    content = bytearray(silent_wav(2))
+    content[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+
+    assert upload(clerk_browser, req, bytes(content), "streamed.wav").status_code == 302
+
+    [recording] = stored_recordings()
+    assert recording.duration_seconds == 2

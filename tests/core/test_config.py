@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import ConfigurationError, TestConfig, load_config, normalise_database_url
+from core.config import INSTANCE_PATH, ConfigurationError, TestConfig, load_config, normalise_database_url
 from core.factory import create_app
 
 GOOD_KEY = "3f9a7c1e5b8d2046a1c9e7f3b5d80264c1a9e7f35b8d2046"
@@ -17,6 +17,7 @@ PRODUCTION_ENV = {
     "PUBLIC_BASE_URL": "https://recordings.example-practice.nhs.uk",
     "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
     "DOWNLOAD_SIGNING_KEYS": "c7e19a4b2d6f80351e9c7a5b3d1f6e8024a6c8e0b2d4f6a8",
+    "RECOVERY_CODE_HMAC_KEY": "5e2b8d4f6a1c3e7b9d0f2a4c6e8b1d3f5a7c9e0b2d4f6a8c",
 }
 
 
@@ -38,6 +39,7 @@ def production_env(monkeypatch):
         ("TOTP_ENCRYPTION_KEYS", "TOTP_ENCRYPTION_KEYS must be set."),
         ("PUBLIC_BASE_URL", "PUBLIC_BASE_URL must be set."),
         ("DOWNLOAD_SIGNING_KEYS", "DOWNLOAD_SIGNING_KEYS must be set."),
+        ("RECOVERY_CODE_HMAC_KEY", "RECOVERY_CODE_HMAC_KEY must be set."),
     ],
 )
 def test_production_refuses_to_start_without_its_secrets(production_env, missing, message):
@@ -46,7 +48,7 @@ def test_production_refuses_to_start_without_its_secrets(production_env, missing
         create_app("production")
 
 
-@pytest.mark.parametrize("name", ["SECRET_KEY", "AUDIT_HMAC_KEY"])
+@pytest.mark.parametrize("name", ["SECRET_KEY", "AUDIT_HMAC_KEY", "RECOVERY_CODE_HMAC_KEY"])
 def test_production_refuses_a_short_key(production_env, name):
     production_env.setenv(name, "too-short")
     with pytest.raises(ConfigurationError, match=f"{name} must be at least 32 characters"):
@@ -176,3 +178,41 @@ def test_development_keys_and_the_server_address_outlive_the_process(tmp_path, m
     # A process manager gives each process its own PORT: the recorded address wins over it.
     monkeypatch.setenv("PORT", "8223")
     assert config_module.DevelopmentConfig.from_env()["PUBLIC_BASE_URL"] == "http://127.0.0.1:8123"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [TestConfig.RECOVERY_CODE_HMAC_KEY, "abababababababababababababababababababab"],
+    ids=["the suite's", "repetitive"],
+)
+def test_production_refuses_the_suites_recovery_code_key_or_a_repetitive_one(production_env, value):
+    """Issue 11, SECURITY R2 and A7: recovery codes and registration keys are keyed with the practice's own
+    random RECOVERY_CODE_HMAC_KEY, checked like the other keys."""
+    production_env.setenv("RECOVERY_CODE_HMAC_KEY", value)
+    with pytest.raises(ConfigurationError, match="RECOVERY_CODE_HMAC_KEY must be random"):
+        create_app("production")
+
+
+def test_development_keeps_its_recovery_code_key_in_instance(monkeypatch):
+    monkeypatch.delenv("RECOVERY_CODE_HMAC_KEY", raising=False)
+    _, values = load_config("development")
+    assert values["RECOVERY_CODE_HMAC_KEY"] == (INSTANCE_PATH / "dev-recovery-code.key").read_text().strip()
+    assert len(values["RECOVERY_CODE_HMAC_KEY"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, False), ("", False), ("false", False), ("0", False), ("true", True), ("YES", True)]
+)
+def test_trusting_the_proxys_request_id_is_off_unless_configured(production_env, raw, expected):
+    """Issue 11, SECURITY L1: a client's X-Request-ID is believed only when the deployment says so."""
+    if raw is None:
+        production_env.delenv("TRUST_PROXY_REQUEST_ID", raising=False)
+    else:
+        production_env.setenv("TRUST_PROXY_REQUEST_ID", raw)
+    assert create_app("production").config["TRUST_PROXY_REQUEST_ID"] is expected
+
+
+def test_a_request_id_setting_that_is_not_true_or_false_is_refused(production_env):
+    production_env.setenv("TRUST_PROXY_REQUEST_ID", "sometimes")
+    with pytest.raises(ConfigurationError, match="TRUST_PROXY_REQUEST_ID must be true or false"):
+        load_config("production")

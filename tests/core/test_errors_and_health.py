@@ -114,10 +114,45 @@ def test_an_oversized_form_gets_413_m2(database_url):
     assert "too large" in response.get_data(as_text=True)
 
 
-def test_a_well_formed_request_id_from_the_proxy_is_kept_and_a_hostile_one_replaced(database_url):
-    behind_proxy = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url, "PROXY_FIX_HOPS": 1})
-    client = behind_proxy.test_client()
-    assert client.get("/", headers={"X-Request-ID": "abc12345-proxy"}).headers["X-Request-ID"] == "abc12345-proxy"
-    replaced = client.get("/", headers={"X-Request-ID": "<script>alert(1)</script>"}).headers["X-Request-ID"]
+@pytest.mark.parametrize("hops", [0, 1])
+def test_a_clients_request_id_is_replaced_unless_the_proxys_is_trusted_l1_m1(database_url, hops):
+    """Issue 11: behind a proxy (PROXY_FIX_HOPS > 0) a client's X-Request-ID used to be believed; a standard
+    proxy passes it on unchanged, so a client could choose the id its request is logged under."""
+    app = create_app("test", {"SQLALCHEMY_DATABASE_URI": database_url, "PROXY_FIX_HOPS": hops})
+    assert app.config["TRUST_PROXY_REQUEST_ID"] is False
+    replaced = app.test_client().get("/", headers={"X-Request-ID": "abc12345-proxy"}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", replaced)
-    assert len(replaced) == 32
+
+
+NGINX_REQUEST_ID = "5f0c6e0e8a1d4c3b9e7f2a1b0c9d8e7f"  # nginx's $request_id: 32 hex characters
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (NGINX_REQUEST_ID, True),
+        ("abc12345-proxy", True),
+        ("A" + "b" * 63, True),
+        ("A" + "b" * 64, False),  # 65 characters
+        ("abc1234", False),  # 7 characters
+        ("-abc12345", False),  # must start with a letter or digit
+        (".abc12345", False),
+        ("abc12345\n", False),
+        ("abc 12345", False),
+        ("<script>alert(1)</script>", False),
+        ("abc12345/../x", False),
+        ("", False),
+    ],
+)
+def test_a_trusted_proxys_request_id_is_kept_only_in_its_strict_shape_l1_m1(database_url, sent, kept):
+    config = {"SQLALCHEMY_DATABASE_URI": database_url, "PROXY_FIX_HOPS": 1, "TRUST_PROXY_REQUEST_ID": True}
+    client = create_app("test", config).test_client()
+    try:
+        answered = client.get("/", headers={"X-Request-ID": sent}).headers["X-Request-ID"]
+    except ValueError:  # the test client itself refuses a header with a newline; so would any real server
+        assert not kept
+        return
+    if kept:
+        assert answered == sent
+    else:
+        assert answered != sent and re.fullmatch(r"[0-9a-f]{32}", answered)

@@ -672,6 +672,30 @@ def test_one_address_trying_many_accounts_is_throttled_whatever_x_forwarded_for_
     assert {event.ip_address for event in audit_events("authn_login_fail")} == {"127.0.0.1"}
 
 
+def test_one_per_ip_count_is_shared_by_every_password_and_code_form_c2_c7(app, browser, monkeypatch):
+    """Issue 11, C2: on main each page counted its own 20 per 5 minutes, so an address got 20 guesses on the
+    patient sign-in, 20 more on the staff sign-in and more again on the code pages. Now one count per address
+    covers them all (the limit is lowered here to keep the test short)."""
+    monkeypatch.setitem(app.config, "RATELIMIT_SIGN_IN_IP", "5 per 5 minutes")
+    patient = make_patient()
+    unknown = {"email": "nobody@example.org", "password": "not the password"}
+    with time_machine.travel(START, tick=False):
+        counted = [
+            post_form(browser, "/account/sign-in", unknown).status_code,
+            post_form(browser, "/admin/sign-in", unknown).status_code,
+            sign_in_password(browser, patient).status_code,
+            post_form(browser, "/account/sign-in/code", {"code": wrong_code(patient, START)}).status_code,
+            post_form(browser, "/admin/sign-in", unknown).status_code,
+        ]
+        right_code = post_form(browser, "/account/sign-in/code", {"code": patient.code(START)})
+        staff_sign_in = post_form(browser, "/admin/sign-in", unknown)
+        confirm_page = post_form(browser, "/account/confirm-email", {"password": "x"}, form_page="/account/sign-in")
+    assert counted == [400, 400, 302, 400, 400]
+    assert (right_code.status_code, staff_sign_in.status_code, confirm_page.status_code) == (429, 429, 429)
+    breaches = audit_events("excess_rate_limit_exceeded")
+    assert breaches and {json.loads(event.details)["scope"] for event in breaches} == {"ip"}
+
+
 def comparable(response) -> str:
     """The body without the per-response CSP nonce and any CSRF token."""
     body = response.get_data(as_text=True)

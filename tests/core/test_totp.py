@@ -6,7 +6,10 @@ Codes are computed with pyotp for explicit server times, so no test depends on w
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
+import secrets
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -21,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from core.extensions import db
 from core.models.accounts import Patient, RecoveryCode, StaffUser
 from core.services import totp
-from core.services.passwords import verify_secret
+from core.services.passwords import hash_secret
 
 # Fifteen seconds into a 30-second step, so the steps either side are unambiguous.
 NOW = datetime(2026, 3, 9, 10, 0, 15, tzinfo=UTC)
@@ -494,7 +497,8 @@ def test_recovery_codes_are_ten_80_bit_codes_r1(app):
     assert totp.remaining_recovery_codes(staff) == 10
 
 
-def test_only_argon2id_hashes_of_recovery_codes_are_stored_r2(app):
+def test_only_keyed_hmacs_of_recovery_codes_are_stored_r2(app):
+    """Issue 11: HMAC-SHA256 under RECOVERY_CODE_HMAC_KEY (a key outside the database), not argon2id."""
     staff = create_staff()
     codes = totp.generate_recovery_codes(staff)
     db.session.commit()
@@ -505,8 +509,61 @@ def test_only_argon2id_hashes_of_recovery_codes_are_stored_r2(app):
         canonical = code.replace("-", "")
         assert canonical not in dump and code not in dump and canonical.lower() not in dump
     hashes = [row["code_hash"] for row in stored]
-    assert all(value.startswith("$argon2id$") for value in hashes)
-    assert sum(verify_secret(value, codes[0].replace("-", "")) for value in hashes) == 1
+    key = app.config["RECOVERY_CODE_HMAC_KEY"].encode()
+    expected = hmac.new(key, b"recovery-code\0" + codes[0].replace("-", "").encode(), hashlib.sha256).hexdigest()
+    assert hashes.count("hmac-sha256$" + expected) == 1
+    assert all(re.fullmatch(r"hmac-sha256\$[0-9a-f]{64}", value) for value in hashes)
+
+
+def legacy_codes(account, count: int = 3) -> list[str]:
+    """Recovery codes stored the way main stored them before issue 11: argon2id hashes."""
+    codes = ["".join(secrets.choice(totp.RECOVERY_CODE_ALPHABET) for _ in range(16)) for _ in range(count)]
+    db.session.add_all(
+        RecoveryCode(account_kind=account.kind, account_id=account.id, code_hash=hash_secret(code)) for code in codes
+    )
+    db.session.commit()
+    return codes
+
+
+def test_recovery_codes_stored_as_argon2id_before_the_change_still_work_once_r3(app):
+    staff = create_staff()
+    codes = legacy_codes(staff)
+    assert totp.has_legacy_recovery_codes(staff)
+    assert not totp.use_recovery_code(staff, "ABCD-EFGH-JKLM-NPQR", now=NOW)
+    assert totp.use_recovery_code(staff, codes[1].lower(), now=NOW)
+    db.session.commit()
+    assert not totp.use_recovery_code(staff, codes[1], now=NOW)
+    assert totp.remaining_recovery_codes(staff) == 2
+
+
+def test_new_recovery_codes_replace_argon2id_ones_so_a_wrong_code_costs_no_argon2_r5(app, monkeypatch):
+    """Re-issue migrates an account: after it no argon2 verification runs for any code, right or wrong."""
+    staff = create_staff()
+    old = legacy_codes(staff)
+    codes = totp.generate_recovery_codes(staff)
+    db.session.commit()
+    assert not totp.has_legacy_recovery_codes(staff)
+    argon2_checks = []
+    monkeypatch.setattr(totp, "verify_secret", lambda *args: argon2_checks.append(args) or False)
+    assert not totp.use_recovery_code(staff, old[0], now=NOW)
+    assert not totp.use_recovery_code(staff, "ABCD-EFGH-JKLM-NPQR", now=NOW)
+    assert totp.use_recovery_code(staff, codes[9], now=NOW)
+    assert argon2_checks == []
+
+
+def test_recovery_codes_are_compared_with_compare_digest_all_of_them_r2(app, monkeypatch):
+    """Constant time: every stored digest is compared with hmac.compare_digest, whether or not one matched."""
+    staff = create_staff()
+    codes = totp.generate_recovery_codes(staff)
+    db.session.commit()
+    compared = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(totp.hmac, "compare_digest", lambda a, b: compared.append(a) or real(a, b))
+    assert totp.use_recovery_code(staff, codes[0], now=NOW)
+    assert len(compared) == 10
+    compared.clear()
+    assert not totp.use_recovery_code(staff, "ABCD-EFGH-JKLM-NPQR", now=NOW)
+    assert len(compared) == 9
 
 
 def test_a_recovery_code_works_once_r3(app):

@@ -503,8 +503,9 @@ def register_entry(**changes) -> RegisterEntry:
 
 def test_a_patient_on_the_practice_register_is_verified_automatically_once_they_confirm_their_email(browser):
     """A5: the register is matched when the address is proved (with the password), not when the form is sent:
-    registering with someone else's details proves nothing."""
-    register_entry()
+    registering with someone else's details proves nothing. A6 (issue 11): the register holds the address
+    the patient proves, which the four facts alone never do (tests/portal/test_identity_checks.py)."""
+    register_entry(email=EMAIL)
 
     register(browser)
 
@@ -519,7 +520,7 @@ def test_a_patient_on_the_practice_register_is_verified_automatically_once_they_
 
 
 def test_a_wrong_password_on_the_confirmation_page_matches_nobody_on_the_register(browser):
-    register_entry()
+    register_entry(email=EMAIL)
     register(browser)
 
     assert confirm(browser, confirm_link(), "not the password I chose").status_code == 400
@@ -529,7 +530,7 @@ def test_a_wrong_password_on_the_confirmation_page_matches_nobody_on_the_registe
 
 
 def test_second_account_with_an_already_verified_nhs_number_is_not_verified_automatically(browser):
-    register_entry()
+    register_entry(email=EMAIL)
     make_patient(email="first.claimant@example.org", nhs_number="9434765919", verified=True)
 
     register(browser)
@@ -538,7 +539,7 @@ def test_second_account_with_an_already_verified_nhs_number_is_not_verified_auto
     assert patient_by_email(EMAIL).identity_status == "unverified"
     [refused] = audit_events("identity_register_match_refused")
     assert refused.object_id == patient_by_email(EMAIL).public_id
-    assert json.loads(refused.details) == {"reason": "number taken"}
+    assert json.loads(refused.details) == {"reason": "number claimed by another account"}
     assert audit_events("identity_verified") == []
 
 
