@@ -394,6 +394,7 @@ def _journey(stack: Stack, inbox: Inbox, browser, invitation: str) -> list[str]:
     patient.get_by_role("button", name="Confirm my email address").click()
     patient_secret = set_up_authenticator(patient)
     expect(patient.locator("h1")).to_have_text("Your account")
+    expect(patient.locator("main")).to_contain_text("your details and email address match the practice's records")
     patient.get_by_role("link", name="Ask for a copy of your call recordings").first.click()
     call_date = patient.get_by_role("group", name="Date of the call")
     call_date.get_by_label("Day").fill("2")
