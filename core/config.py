@@ -139,6 +139,8 @@ class BaseConfig:
     MAIL_TIMEOUT_SECONDS = 10
 
     RATELIMIT_STORAGE_URI = "memory://"
+    # Keeps this portal's counts apart from anything else in the same Redis (another practice, a test run).
+    RATELIMIT_KEY_PREFIX = "call-recording-portal"
     RATELIMIT_HEADERS_ENABLED = True
     # Failed attempts allowed (core.limits). Each is a ladder, so waits grow and every window expires.
     RATELIMIT_SIGN_IN_ACCOUNT = "5 per minute; 10 per 5 minutes; 30 per hour"
@@ -229,6 +231,8 @@ class BaseConfig:
             values["MAIL_USE_STARTTLS"] = os.environ["MAIL_USE_STARTTLS"].strip().lower() in ("1", "true", "yes")
         if os.environ.get("RATELIMIT_STORAGE_URI"):
             values["RATELIMIT_STORAGE_URI"] = os.environ["RATELIMIT_STORAGE_URI"]
+        if os.environ.get("RATELIMIT_KEY_PREFIX"):
+            values["RATELIMIT_KEY_PREFIX"] = os.environ["RATELIMIT_KEY_PREFIX"].strip()
         if os.environ.get("TRUSTED_HOSTS"):
             values["TRUSTED_HOSTS"] = _env_list("TRUSTED_HOSTS", "")
         if "PROXY_FIX_HOPS" in os.environ:

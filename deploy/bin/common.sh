@@ -7,12 +7,23 @@ MIGRATE_ENV_FILE="${MIGRATE_ENV_FILE:-/etc/call-recording-portal/migrate.env}"
 FLASK="$PORTAL_HOME/.venv/bin/flask --app wsgi"
 PYTHON="$PORTAL_HOME/.venv/bin/python"
 
-load_env() {  # load_env FILE: export every variable it sets
+load_env() {  # load_env FILE: export every KEY=value line, read as systemd's EnvironmentFile= reads it
   [ -r "$1" ] || { echo "Cannot read $1 (see deploy/README.md)." >&2; exit 2; }
-  set -a
-  # shellcheck disable=SC1090
-  . "$1"
-  set +a
+  local line key value number=0
+  while IFS= read -r line || [ -n "$line" ]; do
+    number=$((number + 1))
+    line="${line#"${line%%[![:space:]]*}"}"  # leading blanks
+    case "$line" in '' | '#'* | ';'*) continue ;; esac
+    key="${line%%=*}"
+    value="${line#*=}"
+    if [[ "$line" != *=* || ! "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+      echo "$1 line $number is not KEY=value." >&2
+      exit 2
+    fi
+    # Values are taken as written (spaces included, nothing expanded); one pair of outer quotes is removed.
+    if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then value="${BASH_REMATCH[1]}"; fi
+    export "$key=$value"
+  done <"$1"
 }
 
 url_part() {  # url_part URL user|database: one part of a postgresql:// address
