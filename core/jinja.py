@@ -3,12 +3,16 @@
 `autoescape=True` is set for every template, whatever its extension: the NHS macros are `.jinja` files,
 which Flask's default `select_autoescape` would not escape, so user data passed to a macro would otherwise
 reach the page as raw HTML.
+
+The formatters in `core.formatters` are registered here as filters (`{{ moment | datetime }}`,
+`{{ recording.size_bytes | file_size }}`, `{{ req.status | status_tag }}`), for pages and emails alike.
 """
 
 from flask import Flask
 from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, PackageLoader
 
 from core.config import PROJECT_ROOT
+from core.formatters import FILTERS
 
 TEMPLATE_FOLDER = PROJECT_ROOT / "templates"
 
@@ -21,3 +25,5 @@ def configure_jinja(app: Flask) -> None:
         "undefined": ChainableUndefined,
         "autoescape": True,
     }
+    for name, function in FILTERS.items():
+        app.add_template_filter(function, name)

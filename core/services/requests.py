@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from core import legal_clock
+from core import formatters, legal_clock
 from core.extensions import db
+from core.formatters import format_date
 from core.models.accounts import Patient, StaffUser
 from core.models.requests import (
     FORMATS,
@@ -40,7 +40,7 @@ from core.services.register import parse_nhs_number
 from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
 
-LONDON = ZoneInfo("Europe/London")
+LONDON = formatters.LONDON
 OPEN_STATUSES = (
     "awaiting_identity",
     "submitted",
@@ -661,7 +661,8 @@ def complaints_awaiting_acknowledgement(limit: int = 200) -> list[Complaint]:
 
 
 def long_date(day: date | None) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}" if day else "not yet set"
+    """A due date as letters and emails say it: "Tuesday 3 March 2026" (core.formatters)."""
+    return format_date(day, weekday=True) if day else "not yet set"
 
 
 def patient_request(patient: Patient, reference: str) -> RecordingRequest | None:
