@@ -25,7 +25,8 @@ from core.models.requests import STATUS_LABELS
 LONDON = ZoneInfo("Europe/London")
 
 # One colour per status, for staff and patients: waiting on the patient (yellow, orange), with the practice
-# (blue, aqua-green, purple), released (green), refused (red), or over (grey).
+# (blue, aqua-green, purple), released (green), or closed (grey). Red is kept for what needs acting on now
+# ("Overdue" on the staff pages), so a refusal, which is a closed request, is grey like the other endings.
 STATUS_COLOURS = {
     "awaiting_identity": "yellow",
     "submitted": "blue",
@@ -35,7 +36,7 @@ STATUS_COLOURS = {
     "released": "green",
     "completed": "grey",
     "no_recordings_found": "grey",
-    "refused": "red",
+    "refused": "grey",
     "withdrawn": "grey",
 }
 

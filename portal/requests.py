@@ -63,6 +63,10 @@ def _render(template: str, status: int = 200, **context):
         render_template(
             template,
             formats=FORMATS,
+            # One number for each limit: the form's character count and its error message both show it.
+            description_max=DESCRIPTION_MAX,
+            reply_max=REPLY_MAX,
+            complaint_max=COMPLAINT_MAX,
             **context,
         ),
         status,

@@ -130,6 +130,7 @@ def test_every_status_has_one_colour_the_design_system_knows():
     assert set(STATUS_COLOURS) == set(REQUEST_STATUSES)
     allowed = {"white", "grey", "green", "aqua-green", "blue", "purple", "pink", "red", "orange", "yellow"}
     assert set(STATUS_COLOURS.values()) <= allowed
+    assert "red" not in STATUS_COLOURS.values()  # red is for what needs acting on now, like "Overdue"
 
 
 def test_the_status_tag_is_what_the_nhs_tag_macro_draws(app):
