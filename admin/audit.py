@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from flask import Response, flash, g, redirect, render_template, request, stream_with_context, url_for
 from werkzeug.datastructures import MultiDict
@@ -27,23 +27,9 @@ LAST_YEAR = 2999
 FILE_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
 
 
-def audit_time(moment: datetime | None) -> str:
-    """A stored (UTC) time as the practice reads it, to the second: "3 March 2026, 14:05:07 GMT"."""
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(LONDON)
-    return f"{moment.day} {moment:%B %Y}, {moment:%H:%M:%S %Z}"
-
-
-def day_text(day: date | None) -> str:
-    return f"{day.day} {day:%B %Y}" if day else ""
-
-
 @bp.context_processor
 def audit_helpers() -> dict:
-    return {"audit_time": audit_time, "day_text": day_text, "actor_type_labels": audit_log_service.ACTOR_TYPE_LABELS}
+    return {"actor_type_labels": audit_log_service.ACTOR_TYPE_LABELS}
 
 
 # ---------------------------------------------------------------------------------------------------------

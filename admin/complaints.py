@@ -8,6 +8,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
 from admin.requests import render_with_error
+from core.formatters import in_london
 from core.forms import text
 from core.services import requests as requests_service
 from core.services.requests import RequestError
@@ -15,10 +16,13 @@ from core.services.requests import RequestError
 
 @bp.get("/complaints")
 def complaint_list():
+    acknowledged = requests_service.recently_acknowledged_complaints()
     return render_template(
         "admin/complaints/list.html",
         awaiting=requests_service.complaints_awaiting_acknowledgement(),
-        acknowledged=requests_service.recently_acknowledged_complaints(),
+        acknowledged=acknowledged,
+        # Late when acknowledged after the day it was due, as that day is counted in London.
+        acknowledged_late={c.id for c in acknowledged if in_london(c.acknowledged_at).date() > c.acknowledge_by},
         today=requests_service.practice_today(),
     )
 

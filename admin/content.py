@@ -20,7 +20,6 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
 from admin.guard import fresh_second_factor
-from admin.requests import local_time
 from core.auth import is_fresh
 from core.forms import FormErrors, text
 from core.services import content
@@ -58,7 +57,6 @@ def _editor(overview: content.PageOverview, values: dict, *, errors: FormErrors 
         errors=errors,
         page=preview,
         max_source_length=MAX_SOURCE_LENGTH,
-        local_time=local_time,
     )
     return page, 400 if errors else 200
 
@@ -90,7 +88,7 @@ def _keep_the_text_while_confirming(view):
 
 @bp.get("/content")
 def content_list():
-    return render_template("admin/content/list.html", overviews=content.content_overview(), local_time=local_time)
+    return render_template("admin/content/list.html", overviews=content.content_overview())
 
 
 @bp.route("/content/<slug>", methods=["GET", "POST"])
@@ -168,7 +166,6 @@ def content_versions(slug: str):
         overview=overview,
         versions=content.page_versions(slug),
         errors=FormErrors(),
-        local_time=local_time,
     )
 
 
@@ -188,14 +185,12 @@ def content_diff(slug: str):
         if to_number is None:
             errors.add("to", "Select the version to compare with")
         versions = content.page_versions(slug)
-        page = render_template(
-            "admin/content/versions.html", overview=overview, versions=versions, errors=errors, local_time=local_time
-        )
+        page = render_template("admin/content/versions.html", overview=overview, versions=versions, errors=errors)
         return page, 400
     diff = content.diff_versions(slug, from_number=from_number, to_number=to_number)
     if diff is None:
         abort(404)
-    return render_template("admin/content/diff.html", overview=overview, diff=diff, local_time=local_time)
+    return render_template("admin/content/diff.html", overview=overview, diff=diff)
 
 
 def _version_page(overview: content.PageOverview, version, *, errors: FormErrors | None = None):
@@ -206,7 +201,6 @@ def _version_page(overview: content.PageOverview, version, *, errors: FormErrors
         version=version,
         page=content.rendered_version(version),
         errors=errors,
-        local_time=local_time,
     )
     return page, 400 if errors else 200
 

@@ -17,7 +17,7 @@ from admin import bp
 from core.services import dashboard as dashboard_service
 from core.services import totp
 from core.services.dashboard import MonthFigures
-from core.services.worker import LONDON, job_status
+from core.services.worker import job_status
 
 # The chart's box in SVG units. It scales to the width of its column, about 360 CSS pixels on a phone and 620
 # on a desktop, so the month labels (10 units) show at about 9 to 15 pixels.
@@ -146,7 +146,6 @@ def dashboard():
         rows=[{"month": month, "cells": figure_cells(month)} for month in figures.months],
         chart=chart(figures.months),
         worker=job_status(),
-        london_tz=LONDON,
         old_recovery_codes=totp.has_legacy_recovery_codes(g.staff_user),
     )
 

@@ -86,7 +86,7 @@ def patient_issue_registration_key(public_id: str):
         "admin/patients/registration-key.html",
         patient=patient,
         issued=issued,
-        expires=registration_keys.expiry_text(issued.expires_at),
+        expires=issued.expires_at,
     )
 
 

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from core.csv_cells import csv_rows
+from core.formatters import format_datetime
 from core.legal_clock import due_date
 from core.log import logger
 from core.services.accounts import AccountError, create_first_admin
@@ -24,7 +25,7 @@ from core.services.db import transactional
 from core.services.email import deliver_pending
 from core.services.recordings import check_stored_files
 from core.services.register import RegisterImportError, import_register
-from core.services.registration_keys import RegistrationKeyError, expiry_text, issue_keys_for_numbers
+from core.services.registration_keys import RegistrationKeyError, issue_keys_for_numbers
 from core.services.releases import purge_release_copies
 from core.services.reminders import send_reminders
 from core.services.requests import long_date
@@ -209,7 +210,7 @@ def issue_keys_command(numbers_file, output: Path | None) -> None:
             key.entry.family_name,
             key.entry.postcode,
             key.key,
-            expiry_text(key.expires_at),
+            format_datetime(key.expires_at),  # as a letter says it: "3 January 2027 at 10:00am"
         )
         for key in issued
     ]

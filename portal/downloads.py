@@ -18,15 +18,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Response, abort, g, make_response, render_template, request, send_file
 
 from core.auth import follow_emailed_link, fresh_second_factor_required, is_fresh, link_token
+from core.formatters import format_datetime
 from core.models.requests import Release, ReleaseItem
 from core.services import releases
-from core.services import requests as requests_service
 from core.services.recordings import stored_path
 from portal import bp
 
@@ -73,7 +72,7 @@ def download_page():
         req=req,
         release=release,
         rows=rows,
-        expires=_moment_label(release.expires_at),
+        expires=release.expires_at,
     )
 
 
@@ -197,8 +196,8 @@ class RecordingRow:
     position: int
     public_id: str
     name: str
-    duration: str
-    size: str
+    duration_seconds: float | None
+    size_bytes: int
     media_type: str
     downloads_left: int
     available: bool
@@ -206,14 +205,14 @@ class RecordingRow:
 
 def _row(position: int, item: ReleaseItem, release: Release) -> RecordingRow:
     recording = item.recording
-    started = _london_moment(recording.call_started_at)
-    name = f"Call on {started.day} {started:%B %Y} at {started:%H:%M}" if started else f"Recording {position}"
+    started = recording.call_started_at
+    name = f"Call on {format_datetime(started)}" if started else f"Recording {position}"
     return RecordingRow(
         position=position,
         public_id=recording.public_id,
         name=name,
-        duration=recording.duration_label,
-        size=_size_label(recording.size_bytes),
+        duration_seconds=recording.duration_seconds,
+        size_bytes=recording.size_bytes,
         media_type=recording.media_type,
         downloads_left=max(release.max_downloads - item.download_count, 0),
         available=stored_path(recording) is not None,
@@ -225,23 +224,3 @@ def _file_name(release: Release, item: ReleaseItem) -> str:
     position = next(index for index, each in enumerate(release.items, start=1) if each.id == item.id)
     reference = releases.request_of_release(release).reference
     return f"recording-{reference}-{position}.{item.recording.extension}"
-
-
-def _london_moment(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite hands back naive UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(requests_service.LONDON)
-
-
-def _moment_label(moment: datetime) -> str:
-    """The moment in practice time, like `10:15 on Wednesday 2 December 2026`."""
-    local = _london_moment(moment)
-    return f"{local:%H:%M} on {requests_service.long_date(local.date())}"
-
-
-def _size_label(size: int) -> str:
-    if size < 1000 * 1000:
-        return f"{max(round(size / 1000), 1)} KB"
-    return f"{size / (1000 * 1000):.1f} MB"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import UTC, date, datetime
+from datetime import date
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
@@ -26,7 +26,7 @@ from core.models.requests import FORMATS, RecordingRequest
 from core.services import releases
 from core.services import requests as requests_service
 from core.services.accounts import record_refusal
-from core.services.requests import LONDON, CallDetails, RequestError
+from core.services.requests import CallDetails, RequestError
 from core.services.settings import practice_settings
 from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from portal import bp
@@ -39,19 +39,6 @@ PHONE_MAX = 20
 APPROXIMATE_TIME_MAX = 100
 SPOKE_TO_MAX = 200
 PHONE_CHARACTERS = frozenset("0123456789 +")
-# The colour of each status's tag: waiting on the patient or the practice, done, or stopped.
-STATUS_TAG_CLASSES = {
-    "awaiting_identity": "nhsuk-tag--yellow",
-    "submitted": "nhsuk-tag--blue",
-    "clarification_requested": "nhsuk-tag--orange",
-    "in_progress": "nhsuk-tag--blue",
-    "ready_for_approval": "nhsuk-tag--purple",
-    "released": "nhsuk-tag--green",
-    "completed": "nhsuk-tag--grey",
-    "no_recordings_found": "nhsuk-tag--grey",
-    "refused": "nhsuk-tag--red",
-    "withdrawn": "nhsuk-tag--grey",
-}
 
 fresh_second_factor = fresh_second_factor_required("portal.reauthenticate")
 
@@ -67,39 +54,19 @@ def own_request_or_404(reference: str) -> RecordingRequest:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Showing dates and requests
+# Rendering (dates, sizes and statuses are Jinja filters: core.formatters)
 # ---------------------------------------------------------------------------------------------------------
-
-
-def day_label(day: date | None) -> str:
-    return f"{day.day} {day:%B %Y}" if day else ""
-
-
-def calls_label(calls_from: date, calls_to: date) -> str:
-    if calls_from == calls_to:
-        return day_label(calls_from)
-    return f"{day_label(calls_from)} to {day_label(calls_to)}"
-
-
-def moment_label(moment: datetime) -> str:
-    """A time on the timeline, in the practice's time (SQLite hands back naive UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    local = moment.astimezone(LONDON)
-    hour = local.hour % 12 or 12
-    return f"{day_label(local.date())} at {hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
 
 
 def _render(template: str, status: int = 200, **context):
     return (
         render_template(
             template,
-            long_date=requests_service.long_date,
-            day_label=day_label,
-            calls_label=calls_label,
-            moment_label=moment_label,
             formats=FORMATS,
-            status_tag_classes=STATUS_TAG_CLASSES,
+            # One number for each limit: the form's character count and its error message both show it.
+            description_max=DESCRIPTION_MAX,
+            reply_max=REPLY_MAX,
+            complaint_max=COMPLAINT_MAX,
             **context,
         ),
         status,
@@ -154,7 +121,7 @@ def _call_date(
 def _optional_text(errors: FormErrors, form, field: str, *, label: str, limit: int) -> str:
     value = text(form, field, limit=limit)
     if len(value) > limit:
-        errors.add(field, f"{label} must be {limit} characters or fewer")
+        errors.add(field, f"{label} must be {limit:,} characters or fewer")
     return value
 
 
@@ -190,7 +157,7 @@ def _read_request_form(form, today: date) -> tuple[dict, FormErrors, dict | None
     if not description:
         errors.add("description", "Enter a description of the calls")
     elif len(description) > DESCRIPTION_MAX:
-        errors.add("description", f"Description must be {DESCRIPTION_MAX} characters or fewer")
+        errors.add("description", f"Description must be {DESCRIPTION_MAX:,} characters or fewer")
     preferred_format = text(form, "preferred-format", limit=30)
     values["preferred-format"] = preferred_format
     if preferred_format not in FORMATS:
@@ -378,7 +345,7 @@ def request_reply(reference: str):
     if not answer:
         errors.add("answer", "Enter your answer")
     elif len(answer) > REPLY_MAX:
-        errors.add("answer", f"Your answer must be {REPLY_MAX} characters or fewer")
+        errors.add("answer", f"Your answer must be {REPLY_MAX:,} characters or fewer")
     else:
         try:
             requests_service.answer_clarification(g.account, req, answer)
@@ -416,7 +383,7 @@ def request_complaint(reference: str):
         if not complaint:
             errors.add("complaint", "Enter your complaint")
         elif len(complaint) > COMPLAINT_MAX:
-            errors.add("complaint", f"Your complaint must be {COMPLAINT_MAX} characters or fewer")
+            errors.add("complaint", f"Your complaint must be {COMPLAINT_MAX:,} characters or fewer")
         else:
             made = requests_service.complain(g.account, req, complaint)
             flash(

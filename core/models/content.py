@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
 
+# The author of the versions `flask content load-defaults` publishes (a stored label, not an account).
+DEFAULT_CONTENT_AUTHOR = "Default content"
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -39,6 +42,16 @@ class NoticeVersion(db.Model):
     author_label: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def installed_with_portal(self) -> bool:
+        """Published by the default-content loader rather than written by a member of staff."""
+        return self.author_label == DEFAULT_CONTENT_AUTHOR
+
+    @property
+    def author_text(self) -> str:
+        """Who made the version, as the editor's pages say it: a name, or "Installed with the portal"."""
+        return "Installed with the portal" if self.installed_with_portal else self.author_label
 
     def __repr__(self) -> str:
         return f"<NoticeVersion {self.slug} v{self.version}>"

@@ -197,10 +197,10 @@ class Recording(db.Model):
 
     @property
     def duration_label(self) -> str:
-        if self.duration_seconds is None:
-            return "Unknown length"
-        minutes, seconds = divmod(round(self.duration_seconds), 60)
-        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+        """The `duration` filter's text, for Python callers (a flash message)."""
+        from core.formatters import format_duration  # core.formatters reads this module's STATUS_LABELS
+
+        return format_duration(self.duration_seconds)
 
 
 class Release(db.Model):

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select, update
 
 from core.extensions import db
+from core.jinja import render_email
 from core.models.accounts import (
     AUTOMATIC_IDENTITY_METHODS,
     IDENTITY_METHODS,
@@ -111,15 +112,18 @@ def _greeting(account) -> str:
     return f"Dear {account.given_name}," if account.email_verified_at is not None else "Hello,"
 
 
-def _email(account, subject: str, *paragraphs: str) -> None:
-    practice = practice_settings().practice_name
-    body = "\n\n".join((_greeting(account), *paragraphs, practice)) + "\n"
+def _email(account, template: str, **context) -> None:
+    """Queue the email `template` (under templates/emails/) to `account`. Its text says that something
+    happened and where to sign in, never what is in a request (no health information in email)."""
+    settings = practice_settings()
+    subject, body = render_email(
+        template,
+        greeting=_greeting(account),
+        practice_name=settings.practice_name,
+        practice_phone=settings.practice_phone,
+        **context,
+    )
     queue_email(to=account.email, subject=subject, body=body)
-
-
-def _not_you(account) -> str:
-    phone = practice_settings().practice_phone
-    return f"If this was not you, phone the practice on {phone} straight away."
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -155,12 +159,8 @@ def register_patient(details: Registration) -> None:
     if existing is not None and (existing.email_verified_at is not None or not existing.is_active):
         _email(
             existing,
-            "Someone tried to register with your email address",
-            "Someone tried to create an account for call recordings with this email address. "
-            "You already have an account, so nothing has changed.",
-            "If this was you, sign in instead. If you have forgotten your password, "
-            f"reset it here: {absolute_url_for('portal.forgot_password')}",
-            _not_you(existing),
+            "accounts/registration-attempt.txt",
+            forgot_password_link=absolute_url_for("portal.forgot_password"),
         )
         record_event(action="registration_duplicate_email", **_subject(existing), outcome="failure")
         return
@@ -371,13 +371,7 @@ def redeem_registration_key(patient: Patient, raw_key: object) -> str:
         details={"patient": patient.public_id},
     )
     _verify_automatically(patient, method="registration_key", actor=patient)
-    _email(
-        patient,
-        "We have confirmed your identity",
-        "You confirmed your identity with the registration key the practice gave you. You can now receive copies "
-        "of your call recordings. Sign in to see any requests you have made.",
-        _not_you(patient),
-    )
+    _email(patient, "accounts/identity-confirmed-by-key.txt")
     return KEY_VERIFIED
 
 
@@ -396,13 +390,7 @@ def _send_email_proof(patient: Patient, *, unless_recent: bool = False) -> None:
         return
     void_tokens(VERIFY_EMAIL, patient)
     link = absolute_url_for("portal.confirm_email", token=issue_token(VERIFY_EMAIL, patient))
-    _email(
-        patient,
-        "Confirm your email address",
-        "Use this link to confirm your email address and finish setting up your account for call recordings:",
-        link,
-        "The link works once and expires in 24 hours. If you did not ask for an account, ignore this email.",
-    )
+    _email(patient, "accounts/confirm-email-address.txt", link=link)
 
 
 @transactional
@@ -496,13 +484,7 @@ def check_second_factor(
                 **_subject(account),
                 details={"factor": "recovery_code", "recovery_codes_left": left},
             )
-            _email(
-                account,
-                "A recovery code was used to sign in",
-                f"A recovery code was used to sign in to your account. You have {left} recovery codes left.",
-                "If you have lost your phone, set up your authenticator app again from your account page.",
-                _not_you(account),
-            )
+            _email(account, "accounts/recovery-code-used.txt", codes_left=left)
             return "recovery"
         record_event(action="authn_mfa_fail", **_subject(account), outcome="failure", details={"factor": "recovery"})
         return "invalid"
@@ -514,13 +496,7 @@ def check_second_factor(
         record_event(action=success_action, **_actor(account), **_subject(account), details={"factor": "totp"})
     elif result == "replay":
         record_event(action="authn_token_reuse", **_subject(account), outcome="failure")
-        _email(
-            account,
-            "A sign-in code was used twice",
-            "Someone entered a security code from your authenticator app that had already been used. "
-            "We refused it. If you were signing in at the time, there is nothing to do.",
-            _not_you(account),
-        )
+        _email(account, "accounts/sign-in-code-reused.txt")
     else:
         record_event(action="authn_mfa_fail", **_subject(account), outcome="failure", details={"factor": "totp"})
     return result
@@ -608,13 +584,7 @@ def finish_enrolment(
     if replacing:
         ended = end_account_sessions(account, except_session_id=keep_session_id)
         record_event(action="sessions_ended", **_subject(account), details={"reason": "mfa_replaced", "count": ended})
-        _email(
-            account,
-            "Your authenticator app was changed",
-            "A new authenticator app was set up for your account, and the old one no longer works. "
-            "Every other device signed in to your account has been signed out.",
-            _not_you(account),
-        )
+        _email(account, "accounts/authenticator-changed.txt")
     return codes
 
 
@@ -622,12 +592,7 @@ def finish_enrolment(
 def regenerate_recovery_codes(account) -> list[str]:
     codes = totp.generate_recovery_codes(account)
     record_event(action="recovery_codes_regenerated", **_actor(account), **_subject(account))
-    _email(
-        account,
-        "You have new recovery codes",
-        "You made a new set of recovery codes. The old codes no longer work.",
-        _not_you(account),
-    )
+    _email(account, "accounts/new-recovery-codes.txt")
     return codes
 
 
@@ -651,12 +616,7 @@ def change_password(account, current: str, new: str, *, keep_session_id: str | N
     _set_password(account, new)
     ended = end_account_sessions(account, except_session_id=keep_session_id)
     record_event(action="password_changed", **_actor(account), **_subject(account), details={"sessions_ended": ended})
-    _email(
-        account,
-        "Your password was changed",
-        "The password for your account was changed. Every other device signed in to your account has been signed out.",
-        _not_you(account),
-    )
+    _email(account, "accounts/password-changed.txt")
     return True
 
 
@@ -669,14 +629,7 @@ def request_password_reset(kind: str, email: str) -> None:
         return
     endpoint = "portal.reset_password" if kind == "patient" else "admin.reset_password"
     link = absolute_url_for(endpoint, token=issue_token(RESET_PASSWORD, account))
-    _email(
-        account,
-        "Reset your password",
-        "Use this link to choose a new password. It works once and expires in 1 hour:",
-        link,
-        "You will still need your authenticator app to sign in. "
-        "If you did not ask to reset your password, ignore this email: your password has not changed.",
-    )
+    _email(account, "accounts/reset-password.txt", link=link)
     record_event(action="password_reset_requested", actor_type="anonymous", **_subject(account))
 
 
@@ -691,13 +644,7 @@ def reset_password(kind: str, token: str, new: str):
     _set_password(account, new)
     ended = end_account_sessions(account)
     record_event(action="password_reset", **_actor(account), **_subject(account), details={"sessions_ended": ended})
-    _email(
-        account,
-        "Your password was reset",
-        "The password for your account was reset using a link we emailed you. "
-        "Every device signed in to your account has been signed out.",
-        _not_you(account),
-    )
+    _email(account, "accounts/password-reset.txt")
     return account
 
 
@@ -756,14 +703,7 @@ def invite_staff(actor: StaffUser, *, email: str, name: str, role: str, is_clini
     db.session.flush()
     link = _invitation_link(staff)
     record_event(action="staff_invited", **_actor(actor), **_subject(staff), details={"role": role})
-    practice = practice_settings().practice_name
-    _email(
-        staff,
-        "You have been invited to the call recordings admin area",
-        f"{actor.name} has invited you to process requests for call recordings at {practice}.",
-        f"Use this link to choose a password and set up an authenticator app. It works once and expires in "
-        f"72 hours:\n{link}",
-    )
+    _email(staff, "accounts/staff-invitation.txt", inviter_name=actor.name, link=link)
     return staff
 
 
@@ -774,7 +714,7 @@ def resend_invitation(actor: StaffUser, staff: StaffUser) -> None:
     void_tokens(STAFF_INVITATION, staff)
     link = _invitation_link(staff)
     record_event(action="staff_invitation_resent", **_actor(actor), **_subject(staff))
-    _email(staff, "Your invitation to the call recordings admin area", f"Use this link to set up your account:\n{link}")
+    _email(staff, "accounts/staff-invitation-resent.txt", link=link)
 
 
 @transactional
@@ -882,15 +822,7 @@ def reset_authenticator(actor: StaffUser, account, *, identity_check: str = "pho
     void_tokens(SET_UP_AGAIN, account)
     endpoint = "portal.set_up_link" if account.kind == "patient" else "admin.set_up_link"
     link = absolute_url_for(endpoint, token=issue_token(SET_UP_AGAIN, account))
-    _email(
-        account,
-        "Set up your authenticator app again",
-        "At your request, the practice has removed the authenticator app from your account. "
-        "Your old codes and recovery codes no longer work.",
-        "Use this link, then sign in with your email address and password, to set up a new authenticator app. "
-        f"It works once and expires in 72 hours:\n{link}",
-        _not_you(account),
-    )
+    _email(account, "accounts/authenticator-removed.txt", link=link)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -918,12 +850,7 @@ def verify_identity(actor: StaffUser, patient: Patient, *, method: str, note: st
     patient.identity_decided_at = _now()
     record_event(action="identity_verified", **_actor(actor), **_subject(patient), details={"method": method})
     start_clocks_for_verified_patient(patient, actor)
-    _email(
-        patient,
-        "We have confirmed your identity",
-        "The practice has confirmed your identity. You can now receive copies of your call recordings. "
-        "Sign in to see any requests you have made.",
-    )
+    _email(patient, "accounts/identity-confirmed.txt")
 
 
 @transactional
@@ -941,12 +868,7 @@ def reject_identity(actor: StaffUser, patient: Patient, *, reason: str) -> None:
     patient.identity_decided_by_id = actor.id
     patient.identity_decided_at = _now()
     record_event(action="identity_rejected", **_actor(actor), **_subject(patient))
-    _email(
-        patient,
-        "We could not confirm your identity",
-        "The practice could not confirm your identity from the details you gave. "
-        "Sign in to your account to see why, or contact the practice.",
-    )
+    _email(patient, "accounts/identity-not-confirmed.txt")
 
 
 def patients_awaiting_verification(limit: int = 200) -> list[Patient]:

@@ -23,13 +23,14 @@ from sqlalchemy.exc import IntegrityError
 
 from core.extensions import db
 from core.models import NoticeVersion
+from core.models.content import DEFAULT_CONTENT_AUTHOR
 from core.sanitise import render_markdown, sanitise_html
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.settings import Settings, practice_settings
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "default_content"
-DEFAULT_AUTHOR = "Default content"
+DEFAULT_AUTHOR = DEFAULT_CONTENT_AUTHOR
 MAX_SOURCE_LENGTH = 100_000
 MAX_SUMMARY_LENGTH = 500  # the column's length
 

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from werkzeug.security import safe_join
 
 from core.extensions import db
+from core.formatters import format_file_size
 from core.models.accounts import StaffUser
 from core.models.requests import DIRECTIONS, Recording, RecordingRequest
 from core.services.audit import record_event
@@ -176,7 +177,7 @@ def store_upload(stream: BinaryIO, *, max_bytes: int) -> StoredUpload:
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise RequestError(f"The file is larger than the limit of {max_bytes // (1024 * 1024)} MB.")
+                    raise RequestError(f"The file is larger than the limit of {format_file_size(max_bytes)}.")
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()

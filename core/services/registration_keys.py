@@ -30,7 +30,7 @@ from core.models.accounts import Patient, RegisterEntry, RegistrationKey, StaffU
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.passwords import keyed_digest
-from core.services.register import LOOKUP_BATCH_SIZE, PRACTICE_TIMEZONE, find_register_match, parse_nhs_number
+from core.services.register import LOOKUP_BATCH_SIZE, find_register_match, parse_nhs_number
 from core.services.settings import practice_settings
 
 KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # base32: no 0/O or 1/I/L to confuse on a letter
@@ -59,11 +59,6 @@ class IssuedKey:
     public_id: str
     expires_at: datetime
     entry: RegisterEntry
-
-
-def expiry_text(moment: datetime) -> str:
-    """When a key stops working, as the practice (London) writes it on a letter: "4 January 2027, 17:20"."""
-    return moment.astimezone(PRACTICE_TIMEZONE).strftime("%-d %B %Y, %H:%M")
 
 
 def _now() -> datetime:

@@ -19,9 +19,9 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
 from core.extensions import db
+from core.jinja import render_email
 from core.models.accounts import Patient, StaffUser
 from core.models.requests import Recording, RecordingRequest, Release, ReleaseItem
-from core.services import requests as requests_service
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
@@ -223,17 +223,18 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
 
 def _send_link(req: RecordingRequest, release: Release) -> str:
     link = absolute_url_for("portal.download_link", token=make_token(release))
-    practice = practice_settings().practice_name
-    expires = requests_service.long_date(_aware(release.expires_at).astimezone(requests_service.LONDON).date())
-    body = (
-        f"Dear {req.patient.given_name},\n\n"
-        f"Copies of your call recordings are ready ({req.reference}).\n\n"
-        f"Open this link, then sign in with your password and your authenticator app:\n{link}\n\n"
-        f"The link works until {expires}. Each recording can be downloaded {release.max_downloads} times.\n\n"
-        f"If the link has stopped working, sign in and ask for a new one from your request's page, or phone "
-        f"the practice on {practice_settings().practice_phone}.\n\n{practice}\n"
+    settings = practice_settings()
+    subject, body = render_email(
+        "releases/recordings-ready.txt",
+        greeting=f"Dear {req.patient.given_name},",
+        practice_name=settings.practice_name,
+        practice_phone=settings.practice_phone,
+        reference=req.reference,
+        link=link,
+        expires_at=release.expires_at,
+        max_downloads=release.max_downloads,
     )
-    queue_email(to=req.patient.email, subject=f"Your call recordings are ready ({req.reference})", body=body)
+    queue_email(to=req.patient.email, subject=subject, body=body)
     return link
 
 

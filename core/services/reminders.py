@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core import legal_clock
 from core.extensions import db
+from core.jinja import render_email
 from core.models.accounts import StaffUser
 from core.models.requests import STATUS_LABELS, RecordingRequest
 from core.services.audit import record_event
@@ -21,7 +22,6 @@ from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.requests import (
     complaints_awaiting_acknowledgement,
-    long_date,
     practice_today,
 )
 from core.services.settings import practice_settings
@@ -61,36 +61,34 @@ def build_digest(today: date | None = None) -> Digest:
     return Digest(overdue, due_soon, complaints_awaiting_acknowledgement(), today)
 
 
-def _line(req: RecordingRequest, today: date) -> str:
-    days = legal_clock.working_days_between(today, req.due_on)
-    when = f"{-days} working days overdue" if days < 0 else ("due today" if days == 0 else f"{days} working days left")
-    who = f"assigned to {req.assigned_to.name}" if req.assigned_to else "not assigned"
-    link = absolute_url_for("admin.request_detail", reference=req.reference)
-    return (
-        f"- {req.reference}: due {long_date(req.due_on)} ({when}); {STATUS_LABELS[req.status].lower()}; {who}\n  {link}"
-    )
+def _item(req: RecordingRequest, today: date) -> dict:
+    return {
+        "reference": req.reference,
+        "due_on": req.due_on,
+        "days": legal_clock.working_days_between(today, req.due_on),
+        "status": STATUS_LABELS[req.status],
+        "assigned_to": req.assigned_to.name if req.assigned_to else None,
+        "link": absolute_url_for("admin.request_detail", reference=req.reference),
+    }
 
 
-def digest_text(digest: Digest) -> str:
-    sections = []
-    if digest.overdue:
-        sections.append("OVERDUE\n" + "\n".join(_line(req, digest.today) for req in digest.overdue))
-    if digest.due_soon:
-        sections.append(
-            f"DUE WITHIN {DUE_SOON_WORKING_DAYS} WORKING DAYS\n"
-            + "\n".join(_line(req, digest.today) for req in digest.due_soon)
-        )
-    if digest.complaints:
-        lines = []
-        for complaint in digest.complaints:
-            late = " (late)" if complaint.acknowledge_by < digest.today else ""
-            link = absolute_url_for("admin.complaint_list")
-            lines.append(
-                f"- Complaint about {complaint.request.reference}: acknowledge by "
-                f"{long_date(complaint.acknowledge_by)}{late}\n  {link}"
-            )
-        sections.append("COMPLAINTS WAITING FOR AN ACKNOWLEDGEMENT\n" + "\n".join(lines))
-    return "\n\n".join(sections)
+def digest_context(digest: Digest) -> dict:
+    """What `templates/emails/staff/reminders.txt` shows: references, dates, statuses and assignees only."""
+    complaints_link = absolute_url_for("admin.complaint_list")
+    return {
+        "overdue": [_item(req, digest.today) for req in digest.overdue],
+        "due_soon": [_item(req, digest.today) for req in digest.due_soon],
+        "due_soon_working_days": DUE_SOON_WORKING_DAYS,
+        "complaints": [
+            {
+                "reference": complaint.request.reference,
+                "acknowledge_by": complaint.acknowledge_by,
+                "late": complaint.acknowledge_by < digest.today,
+                "link": complaints_link,
+            }
+            for complaint in digest.complaints
+        ],
+    }
 
 
 @transactional
@@ -105,15 +103,11 @@ def send_reminders(today: date | None = None) -> tuple[Digest, int]:
         select(StaffUser).where(StaffUser.is_active.is_(True), StaffUser.password_hash.is_not(None))
     ).scalars()
     practice = practice_settings().practice_name
-    subject = (
-        f"Call recording requests: {len(digest.overdue)} overdue, {len(digest.due_soon)} due soon, "
-        f"{len(digest.complaints)} complaints to acknowledge"
-    )
+    context = digest_context(digest)
     sent = 0
     for member in staff:
-        body = (
-            f"Dear {member.name},\n\n{digest_text(digest)}\n\n"
-            f"Sign in to the staff area to act on these.\n\n{practice}\n"
+        subject, body = render_email(
+            "staff/reminders.txt", greeting=f"Dear {member.name},", practice_name=practice, **context
         )
         queue_email(to=member.email, subject=subject, body=body)
         sent += 1

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from core import legal_clock
+from core import formatters, legal_clock
 from core.extensions import db
+from core.formatters import format_date
+from core.jinja import render_email
 from core.models.accounts import Patient, StaffUser
 from core.models.requests import (
     FORMATS,
@@ -40,7 +41,7 @@ from core.services.register import parse_nhs_number
 from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
 
-LONDON = ZoneInfo("Europe/London")
+LONDON = formatters.LONDON
 OPEN_STATUSES = (
     "awaiting_identity",
     "submitted",
@@ -169,18 +170,20 @@ def _lock(req: RecordingRequest) -> RecordingRequest:
     return req
 
 
-def _email_patient(req: RecordingRequest, subject: str, first_line: str) -> None:
-    """Tell the patient there is an update; what it is waits behind sign-in."""
+def _email_patient(req: RecordingRequest, template: str, **context) -> None:
+    """Tell the patient there is an update (`templates/emails/requests/<template>.txt`); what it is waits
+    behind sign-in. The template gets the reference, the link and dates, never the request's text."""
     if req.patient is None:
         return  # Logged for someone without an account: staff reply by the route the request came in.
-    practice = practice_settings().practice_name
-    link = absolute_url_for("portal.request_detail", reference=req.reference)
-    body = (
-        f"Dear {req.patient.given_name},\n\n{first_line}\n\n"
-        f"Your reference is {req.reference}. Sign in to see the details:\n{link}\n\n"
-        f"We never put details of your calls in an email.\n\n{practice}\n"
+    subject, body = render_email(
+        f"requests/{template}.txt",
+        greeting=f"Dear {req.patient.given_name},",
+        practice_name=practice_settings().practice_name,
+        reference=req.reference,
+        link=absolute_url_for("portal.request_detail", reference=req.reference),
+        **context,
     )
-    queue_email(to=req.patient.email, subject=f"{subject} ({req.reference})", body=body)
+    queue_email(to=req.patient.email, subject=subject, body=body)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -310,17 +313,7 @@ def _submit(patient: Patient, details: CallDetails, submission_key: str) -> Reco
         _start_clock(req, _identity_date(patient) or today)
     _timeline(req, kind="status", actor=patient, summary="Request received", to_status=req.status)
     _audit(req, "request_submitted", patient, status=req.status, via="online")
-    if req.status == "awaiting_identity":
-        first = (
-            "We have received your request for copies of your call recordings. Before we can start, the "
-            "practice needs to confirm your identity; the legal time limit starts when we have done so."
-        )
-    else:
-        first = (
-            "We have received your request for copies of your call recordings. "
-            f"We will respond by {long_date(req.due_on)}."
-        )
-    _email_patient(req, "We have received your request", first)
+    _email_patient(req, "request-received", waiting_for_identity=req.status == "awaiting_identity", due_on=req.due_on)
     return req
 
 
@@ -390,11 +383,7 @@ def log_offline_request(actor: StaffUser, offline: OfflineRequest) -> RecordingR
     )
     _audit(req, "request_logged_offline", actor, status=req.status, via=offline.received_via)
     if req.patient is not None:
-        _email_patient(
-            req,
-            "We have logged your request",
-            "The practice has logged your request for copies of your call recordings.",
-        )
+        _email_patient(req, "request-logged")
     return req
 
 
@@ -410,12 +399,7 @@ def start_clocks_for_verified_patient(patient: Patient, actor) -> None:
     for req in waiting:
         _start_clock(req, today)
         _move(req, "submitted", actor, summary="Identity confirmed: the time limit has started")
-        _email_patient(
-            req,
-            "Your request has started",
-            f"Your identity is confirmed and the practice has started work on your request. We will respond by "
-            f"{long_date(req.due_on)}.",
-        )
+        _email_patient(req, "request-started", due_on=req.due_on)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -477,7 +461,7 @@ def ask_for_clarification(actor: StaffUser, req: RecordingRequest, question: str
     )
     req.paused_since = practice_today()
     _audit(req, "request_clarification_requested", actor)
-    _email_patient(req, "We need more information", "The practice needs more information to find your recordings.")
+    _email_patient(req, "more-information-needed")
 
 
 @transactional
@@ -519,9 +503,7 @@ def extend(actor: StaffUser, req: RecordingRequest, reason: str) -> None:
         req, kind="extension", actor=actor, summary=f"Time limit extended to {long_date(req.due_on)}", body=reason
     )
     _audit(req, "request_extended", actor, due_before=before, due_after=req.due_on)
-    _email_patient(
-        req, "We need more time for your request", "The practice has extended the time limit for your request."
-    )
+    _email_patient(req, "time-limit-extended")
 
 
 @transactional
@@ -529,7 +511,7 @@ def mark_no_recordings(actor: StaffUser, req: RecordingRequest, explanation: str
     explanation = _require_text(explanation, "Enter the explanation. The patient will see it.")
     req = _lock(req)
     _move(req, "no_recordings_found", actor, summary="No recordings were found", body=explanation[:5000])
-    _email_patient(req, "An update on your request", "The practice has finished searching for your recordings.")
+    _email_patient(req, "search-finished")
 
 
 @transactional
@@ -549,7 +531,7 @@ def refuse(actor: StaffUser, req: RecordingRequest, reason: str, *, partly: bool
     else:
         req.refusal_reason = reason[:5000]
         _move(req, "refused", actor, summary="Request refused", body=body)
-    _email_patient(req, "An update on your request", "The practice has made a decision about your request.")
+    _email_patient(req, "decision-made")
 
 
 @transactional
@@ -575,9 +557,7 @@ def withdraw(patient: Patient, req: RecordingRequest) -> None:
     for release in pending:
         release.declined_at = now_utc()
         _audit(req, "release_declined", patient, release=release.public_id, reason="request_withdrawn")
-    _email_patient(
-        req, "You withdrew your request", "You withdrew your request. The practice will take no further action."
-    )
+    _email_patient(req, "request-withdrawn")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -610,11 +590,7 @@ def complain(patient: Patient, req: RecordingRequest, body: str) -> Complaint:
         complaint,
         details={"request": req.reference},
     )
-    _email_patient(
-        req,
-        "We have received your complaint",
-        f"We have received your complaint. We will acknowledge it by {long_date(complaint.acknowledge_by)}.",
-    )
+    _email_patient(req, "complaint-received", acknowledge_by=complaint.acknowledge_by)
     return complaint
 
 
@@ -635,7 +611,7 @@ def acknowledge_complaint(actor: StaffUser, complaint: Complaint, message: str) 
         complaint,
         details={"request": req.reference, "late": practice_today() > complaint.acknowledge_by},
     )
-    _email_patient(req, "We have acknowledged your complaint", "The practice has acknowledged your complaint.")
+    _email_patient(req, "complaint-acknowledged")
 
 
 def complaints_for(req: RecordingRequest) -> list[Complaint]:
@@ -661,7 +637,8 @@ def complaints_awaiting_acknowledgement(limit: int = 200) -> list[Complaint]:
 
 
 def long_date(day: date | None) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}" if day else "not yet set"
+    """A due date as letters and emails say it: "Tuesday 3 March 2026" (core.formatters)."""
+    return format_date(day, weekday=True) if day else "not yet set"
 
 
 def patient_request(patient: Patient, reference: str) -> RecordingRequest | None:

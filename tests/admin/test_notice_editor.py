@@ -109,6 +109,17 @@ def test_the_editor_opens_on_the_published_text_with_a_formatting_guide(admin_br
     assert buttons == ["Preview", "Save as draft", "Publish"]  # Preview first: it is what Enter does
 
 
+def test_the_editor_names_the_page_and_says_the_first_version_came_with_the_portal(admin_browser):
+    page = parse(admin_browser.get(EDITOR))
+    assert page.h1.get_text(strip=True) == "Edit: Recording of telephone calls"
+    assert page.title.get_text(strip=True).startswith("Edit: Recording of telephone calls")
+    said = " ".join(page.select_one("main").get_text(" ", strip=True).split())
+    assert "The public page shows version 1, installed with the portal on " in said
+    assert "Default content" not in said
+    listing = " ".join(parse(admin_browser.get("/admin/content")).select_one("main").get_text(" ", strip=True).split())
+    assert ", installed with the portal" in listing and "Default content" not in listing
+
+
 def test_preview_shows_the_page_as_it_will_look_sanitised_and_saves_nothing_x2(admin_browser):
     """A preview renders through the same pipeline as publishing (raw HTML shows as text, a javascript: link is
     not made a link) and writes nothing: no version, no audit event, the public page unchanged."""
@@ -281,7 +292,7 @@ def test_the_history_lists_every_version_with_author_date_summary_and_status(adm
     page = parse(admin_browser.get(f"{EDITOR}/versions"))
     rows = [[cell.get_text(" ", strip=True) for cell in row.select("td")] for row in page.select("tbody tr")]
     assert [row[0] for row in rows] == ["Version 3", "Version 2", "Version 1"]
-    assert [row[1] for row in rows] == ["Ava Admin", "Ava Admin", content.DEFAULT_AUTHOR]
+    assert [row[1] for row in rows] == ["Ava Admin", "Ava Admin", "Installed with the portal"]
     assert [row[3] for row in rows] == ["Two", "One", "Default content loaded at installation"]
     assert [row[4] for row in rows] == [
         "Draft",

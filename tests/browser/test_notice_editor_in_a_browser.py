@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 axe_summary = axe_summary_writer("axe-results-notice-editor.json")
 
 NOTICE_PATH = "/call-recording-notice"
-EDITOR_HEADING = "Edit Recording of telephone calls"
+EDITOR_HEADING = "Edit: Recording of telephone calls"
 NEW_TEXT = (
     "## Why we record calls\n\n"
     "We record calls to keep an accurate record and to help train our staff.\n\n"

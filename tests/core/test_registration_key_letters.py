@@ -56,7 +56,7 @@ def test_issue_keys_prints_one_key_per_patient_once_as_safe_csv_and_audits_each_
     ]
     keys = [row[4] for row in rows[1:]]
     assert all(registration_keys.canonical_key(key) for key in keys) and len(set(keys)) == 2
-    assert [row[5] for row in rows[1:]] == ["3 January 2027, 10:00"] * 2  # 30 days, in London time
+    assert [row[5] for row in rows[1:]] == ["3 January 2027 at 10:00am"] * 2  # 30 days, in London time
     stored = repr(db.session.execute(text("SELECT * FROM registration_key")).all())
     assert not any(key.replace("-", "") in stored for key in keys)
     events = list(

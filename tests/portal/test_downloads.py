@@ -107,7 +107,7 @@ def test_the_page_lists_each_recording_with_a_player_a_download_button_and_the_l
     assert "no-store" in response.headers["Cache-Control"]
     page = Pages.parse(response)
     assert [h2.get_text(strip=True) for h2 in page.main.find_all("h2")] == [
-        "Call on 3 September 2026 at 10:15",
+        "Call on 3 September 2026 at 10:15am",
         "Recording 2",
         "If you need help",
     ]
@@ -124,7 +124,8 @@ def test_the_page_lists_each_recording_with_a_player_a_download_button_and_the_l
     assert ["Length", "14 s"] in rows and ["File size", "217 KB"] in rows
     assert rows.count(["Downloads left", "3 of 3"]) == 2
     expires = release.expires_at.replace(tzinfo=UTC).astimezone(requests_service.LONDON)
-    until = f"{expires:%H:%M} on {requests_service.long_date(expires.date())}"
+    clock = f"{expires.hour % 12 or 12}:{expires:%M}{'am' if expires.hour < 12 else 'pm'}"
+    until = f"{expires.day} {expires:%B %Y} at {clock}"
     assert f"This link works until {until}." in page.main.get_text(" ", strip=True)
     assert page.main.find("a", href=f"/requests/{req.reference}") is not None
 

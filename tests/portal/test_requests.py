@@ -389,7 +389,7 @@ BAD_ANSWERS = [
     ),
     pytest.param({"description": "   "}, "description", "Enter a description of the calls", id="no-description"),
     pytest.param(
-        {"description": "x" * 2001}, "description", "Description must be 2000 characters or fewer", id="long-text"
+        {"description": "x" * 2001}, "description", "Description must be 2,000 characters or fewer", id="long-text"
     ),
     pytest.param(
         {"phone-number": "call me on 0123"},
@@ -422,6 +422,14 @@ def test_bad_answers_are_refused_with_a_clear_message_next_to_the_field(patient_
     assert message in soup.select_one(".nhsuk-error-message").get_text()
     assert request_count() == 0
     assert nothing_to_check(patient_browser)
+
+
+def test_the_limit_is_written_the_same_way_in_the_hint_and_the_error(patient_browser):
+    """The character count's own text and the error both say "2,000", not "2000"."""
+    soup = parse(fill_in_form(patient_browser, {**GOOD_ANSWERS, "description": "x" * 2001}))
+    hint = soup.select_one("#description-info").get_text(strip=True)
+    assert hint == "You can enter up to 2,000 characters"
+    assert error_summary(soup) == ["Description must be 2,000 characters or fewer"]
 
 
 def test_a_description_at_the_limit_is_accepted_with_line_breaks_counted_once(patient_browser):
