@@ -10,7 +10,7 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 
 from admin import bp
 from admin.guard import fresh_second_factor
-from admin.request_actions import action_page
+from admin.request_actions import action_page, staff_choices
 from admin.request_forms import ApproveForm, ConfirmForm, DeclineForm, RevokeForm
 from admin.requests import (
     FILE_CSP,
@@ -60,9 +60,7 @@ def request_approve_release(reference: str):
     review_needed = pending is not None and releases.clinical_review_needed(pending)
     form = ApproveForm()
     if review_needed:
-        form.reviewer.choices = [("", "Select a clinician")] + [
-            (member.public_id, member.name) for member in requests_service.active_staff(clinicians_only=True)
-        ]
+        form.reviewer.choices = staff_choices(clinicians_only=True, none_text="Select a clinician")
     else:
         del form.reviewer
         del form.review_outcome

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from flask import flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from wtforms.fields.choices import SelectChoice
 
 from admin import bp
 from admin.guard import fresh_second_factor
@@ -73,9 +74,11 @@ def action_page(
     return page, (400 if page_errors else 200)
 
 
-def _staff_choices(*, clinicians_only: bool = False, none_text: str) -> list[tuple[str, str]]:
-    return [("", none_text)] + [
-        (member.public_id, member.name) for member in requests_service.active_staff(clinicians_only=clinicians_only)
+def staff_choices(*, clinicians_only: bool = False, none_text: str) -> list[SelectChoice]:
+    """The choices of a select of active staff, the first (empty) one reading `none_text`."""
+    return [SelectChoice("", none_text)] + [
+        SelectChoice(member.public_id, member.name)
+        for member in requests_service.active_staff(clinicians_only=clinicians_only)
     ]
 
 
@@ -83,7 +86,7 @@ def _staff_choices(*, clinicians_only: bool = False, none_text: str) -> list[tup
 def request_assign(reference: str):
     req = _request_or_404(reference)
     form = AssignForm(assignee=req.assigned_to.public_id if req.assigned_to else "")
-    form.assignee.choices = _staff_choices(none_text="Nobody")
+    form.assignee.choices = staff_choices(none_text="Nobody")
     assignee = accounts.account_by_public_id("staff", form.assignee.data) if form.assignee.data else None
 
     def done() -> str:

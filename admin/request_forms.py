@@ -12,9 +12,11 @@ import unicodedata
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, RadioField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from core.forms import FormErrors
+from core.services import accounts
 
 TEXT_LIMIT = 5000
 REASON_LIMIT = 2000
@@ -73,17 +75,14 @@ def _confirm(message: str):
 
 
 class ChosenFrom:
-    """A select whose empty choice means "none" only where `allow_empty`; any other value must be one of the
-    choices the view set, with this message (WTForms' own says "Not a valid choice")."""
+    """The value must be one of the choices the view set (not the empty "Select..." one), with this message
+    (WTForms' own says "Not a valid choice")."""
 
-    def __init__(self, message: str, *, allow_empty: bool = False) -> None:
+    def __init__(self, message: str) -> None:
         self.message = message
-        self.allow_empty = allow_empty
 
     def __call__(self, form, field: Field) -> None:
-        if field.data == "" and self.allow_empty:
-            return
-        if field.data not in {value for value, _ in field.choices if value}:
+        if field.data not in {choice.value for choice in field.choices if choice.value}:
             raise ValidationError(self.message)
 
 
@@ -97,14 +96,15 @@ class NoteForm(RequestForm):
 
 
 class AssignForm(RequestForm):
+    """The select lists the active staff; any staff account passes here, so that the service is the one to
+    refuse a deactivated one (with its own message: the account is not active)."""
+
     main_field = "assignee"
-    assignee = SelectField(
-        name="assignee",
-        id="assignee",
-        choices=[],
-        validate_choice=False,
-        validators=[ChosenFrom("Select a member of staff", allow_empty=True)],
-    )
+    assignee = SelectField(name="assignee", id="assignee", choices=[], validate_choice=False)
+
+    def validate_assignee(self, field: Field) -> None:
+        if field.data and accounts.account_by_public_id("staff", field.data) is None:
+            raise ValidationError("Select a member of staff")
 
 
 class ClarifyForm(RequestForm):
@@ -145,8 +145,8 @@ class RefuseForm(RequestForm):
         name="scope",
         id="refusal-scope",
         choices=[
-            ("part", "Part of the request (the rest stays open)"),
-            ("all", "All of it (this closes the request)"),
+            SelectChoice("part", "Part of the request (the rest stays open)"),
+            SelectChoice("all", "All of it (this closes the request)"),
         ],
         validate_choice=False,
         validators=[ChosenFrom("Select whether you are refusing all or part of the request")],

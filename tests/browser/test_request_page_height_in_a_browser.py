@@ -42,8 +42,8 @@ STATES = (
 
 
 def _request_in(status: str, patient, clerk, doctor):
-    """A request in `status` with three recordings (where its status lets it have any: not before work starts) and ten timeline
-    entries (notes make up the number)."""
+    """A request in `status` with three recordings (where its status lets it have any: not before work
+    starts) and ten timeline entries (notes make up the number)."""
     if status == "awaiting_identity":
         offline = requests_service.OfflineRequest(
             received_via="letter",
