@@ -1,5 +1,6 @@
 """The staff request page fits a screen or two in every state (issue 12): at 1280 px wide, with three
-recordings and ten timeline entries, the page is at most 2,500 px tall.
+recordings and ten timeline entries, the page is at most 2,500 px tall; and every action it links to is a page
+of its own that passes axe-core.
 
 Each request is put into its state through the real services; an admin (not a clinician, so the clinical
 review form shows where it applies) opens each page in Chromium. The heights are written to
@@ -14,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from core.extensions import db
 from core.services import recordings, releases
@@ -97,9 +99,8 @@ def _with_timeline(req, clerk) -> str:
     return req.reference
 
 
-def test_the_request_page_is_at_most_2500_px_tall_in_every_state_at_1280_px(
-    app, journeys, artifacts_dir, tmp_path, monkeypatch
-):
+def _requests_in_every_state(app, tmp_path, monkeypatch):
+    """({status: reference}, the admin who opens them)."""
     monkeypatch.setitem(app.config, "RECORDINGS_DIR", str(tmp_path / "recordings"))
     patient = make_patient(verified=True).account
     clerk = make_staff(email="clerk@practice.example", name="Sam Clerk").account
@@ -110,7 +111,13 @@ def test_the_request_page_is_at_most_2500_px_tall_in_every_state_at_1280_px(
     references = {status: _request_in(status, patient, clerk, doctor) for status in STATES}
     db.session.commit()
     db.session.rollback()  # let go of the database: the live server reads next
+    return references, admin
 
+
+def test_the_request_page_is_at_most_2500_px_tall_in_every_state_at_1280_px(
+    app, journeys, artifacts_dir, tmp_path, monkeypatch
+):
+    references, admin = _requests_in_every_state(app, tmp_path, monkeypatch)
     journey = journeys("admin")
     sign_in_as(journey, admin)
     heights: dict[str, int] = {}
@@ -123,3 +130,50 @@ def test_the_request_page_is_at_most_2500_px_tall_in_every_state_at_1280_px(
 
     too_tall = {status: height for status, height in heights.items() if height > MAX_HEIGHT}
     assert too_tall == {}, too_tall
+
+
+ACTION_HEADINGS = {
+    "identity": "Confirm their identity",
+    "start": "Start work on this request",
+    "upload": "Attach a recording",
+    "release/prepare": "Put the recordings forward for approval",
+    "release/approve": "Check and approve the release",
+    "release/decline": "Send the release back",
+    "reply": "Record the patient's answer",
+    "clarify": "Ask the patient for more information",
+    "extend": "Extend the time limit",
+    "close": "Complete the request",
+    "no-recordings": "Close the request: no recordings found",
+    "release/revoke": "Revoke the download link",
+    "refuse": "Refuse all or part of the request",
+    "assign": "Assign the request",
+    "notes": "Add an internal note",
+}
+
+
+def test_every_action_page_the_request_page_links_to_passes_axe_core(app, journeys, tmp_path, monkeypatch):
+    """Each action page once (the first state that offers it), reached by its link under "What to do next",
+    checked by axe-core; then its empty form is sent, and the page with its error summary is checked too."""
+    references, admin = _requests_in_every_state(app, tmp_path, monkeypatch)
+    journey = journeys("admin-actions")
+    page = journey.page
+    sign_in_as(journey, admin)
+    checked: set[str] = set()
+    for status, reference in references.items():
+        journey.goto(f"/admin/requests/{reference}")
+        prefix = f"/admin/requests/{reference}/"
+        hrefs = page.locator("#next-steps a").evaluate_all("links => links.map(link => link.getAttribute('href'))")
+        for href in hrefs:
+            action = href.removeprefix(prefix)
+            if action in checked:
+                continue
+            checked.add(action)
+            journey.goto(href)
+            label = f"{action.replace('/', ' ')} ({status.replace('_', ' ')})"
+            journey.check(label, ACTION_HEADINGS[action])
+            if action in ("start", "release/prepare", "assign"):
+                continue  # sent as it is, the form would act (assign: to nobody)
+            page.locator("#action-form button[type=submit]").first.click()
+            expect(page.locator(".nhsuk-error-summary")).to_be_visible()
+            journey.check(f"{label} with errors", ACTION_HEADINGS[action])
+    assert checked == set(ACTION_HEADINGS)
