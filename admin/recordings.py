@@ -11,7 +11,7 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 from admin import bp
 from admin.guard import fresh_second_factor
 from admin.request_actions import action_page, staff_choices
-from admin.request_forms import ApproveForm, ConfirmForm, DeclineForm, RevokeForm
+from admin.request_forms import ApproveForm, ConfirmForm, DeclineForm, RemoveRecordingForm, RevokeForm
 from admin.requests import (
     FILE_CSP,
     TIME_OF_DAY,
@@ -20,7 +20,6 @@ from admin.requests import (
     _staff_date,
     available_actions,
     file_size,
-    render_with_error,
 )
 from core.extensions import csrf
 from core.forms import FormErrors, text
@@ -245,16 +244,20 @@ def recording_audio(reference: str, public_id: str):
     return response
 
 
-@bp.post("/requests/<reference>/recordings/<public_id>/remove")
+@bp.route("/requests/<reference>/recordings/<public_id>/remove", methods=["GET", "POST"])
 @fresh_second_factor
 def recording_remove(reference: str, public_id: str):
+    """Remove a recording (its file is deleted): a page of its own that asks for the reason and a
+    confirmation before the red button."""
     req = _request_or_404(reference)
     recording = _recording_or_404(req, public_id)
-    reason = _field("reason", 2000)
-    field = f"remove-reason-{recording.public_id}"
-    try:
-        recordings.remove_recording(g.staff_user, req, recording, reason)
-    except RequestError as exc:
-        return render_with_error(req, field, str(exc), {field: reason})
-    flash(f"{recording.original_name} has been removed and its file deleted.")
-    return redirect(url_for("admin.request_detail", reference=req.reference))
+    form = RemoveRecordingForm()
+    return action_page(
+        req,
+        form,
+        action="remove",
+        template="admin/requests/remove-recording.html",
+        run=lambda: recordings.remove_recording(g.staff_user, req, recording, form.reason.data),
+        done=f"{recording.original_name} has been removed and its file deleted.",
+        recording=recording,
+    )

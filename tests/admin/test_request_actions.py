@@ -189,11 +189,11 @@ def snapshot(req: RecordingRequest) -> tuple:
 
 def form_actions(soup: BeautifulSoup, req: RecordingRequest) -> set[str]:
     """The request's actions offered on a page, by the last part of each address: the links under "What to
-    do next" (each action has a page of its own), and the forms on the page (removing a recording; on an
-    action's page, its form and any second button's formaction)."""
+    do next" and each recording's "Remove" (each action has a page of its own), and the forms on the page (on
+    an action's page, its form and any second button's formaction)."""
     prefix = page_path(req) + "/"
     found = set()
-    addresses = [link["href"] for link in soup.select("#next-steps a[href]")]
+    addresses = [link["href"] for link in soup.select("#next-steps a[href], #recordings-table a[href$='/remove']")]
     for form in soup.select("main form[method=post]"):
         addresses += [form["action"], *(button["formaction"] for button in form.select("[formaction]"))]
     for address in addresses:
