@@ -4,4 +4,18 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__)
 
-from admin import audit, auth, complaints, content, dashboard, guard, patients, recordings, requests, settings, staff  # noqa: E402,F401  (registers the guard and views on bp)
+# Importing the modules registers the guard and the views on bp.
+from admin import (  # noqa: E402,F401
+    audit,
+    auth,
+    complaints,
+    content,
+    dashboard,
+    guard,
+    patients,
+    recordings,
+    request_actions,
+    requests,
+    settings,
+    staff,
+)

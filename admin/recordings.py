@@ -6,110 +6,164 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import abort, current_app, flash, g, redirect, request, send_file, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
 
 from admin import bp
 from admin.guard import fresh_second_factor
+from admin.request_actions import action_page, staff_choices
+from admin.request_forms import ApproveForm, ConfirmForm, DeclineForm, RemoveRecordingForm, RevokeForm
 from admin.requests import (
     FILE_CSP,
     TIME_OF_DAY,
-    _act,
-    _field,
     _recording_or_404,
-    _render_detail,
     _request_or_404,
     _staff_date,
+    available_actions,
     file_size,
-    render_with_error,
 )
 from core.extensions import csrf
-from core.forms import FormErrors
+from core.forms import FormErrors, text
 from core.models.requests import DIRECTIONS, RecordingRequest
 from core.services import accounts, recordings, releases
 from core.services import requests as requests_service
 from core.services.requests import LONDON, RequestError
+from core.services.settings import practice_settings
 
 # ---------------------------------------------------------------------------------------------------------
-# Releasing the recordings
+# Releasing the recordings: each action on its own page (admin.request_actions.action_page)
 # ---------------------------------------------------------------------------------------------------------
 
 
-@bp.post("/requests/<reference>/release/prepare")
+@bp.route("/requests/<reference>/release/prepare", methods=["GET", "POST"])
 @fresh_second_factor
 def request_prepare_release(reference: str):
-    return _act(
-        reference,
-        "prepare-form",
-        lambda req: releases.prepare_release(g.staff_user, req),
-        "The recordings are ready for an admin to check and approve.",
+    req = _request_or_404(reference)
+    return action_page(
+        req,
+        ConfirmForm(),
+        action="prepare",
+        template="admin/requests/prepare.html",
+        run=lambda: releases.prepare_release(g.staff_user, req),
+        done="The recordings are ready for an admin to check and approve.",
+        recordings=recordings.attached_recordings(req),
     )
 
 
-@bp.post("/requests/<reference>/release/approve")
+@bp.route("/requests/<reference>/release/approve", methods=["GET", "POST"])
 @fresh_second_factor
 def request_approve_release(reference: str):
-    choice = _field("reviewer", 64)
-    outcome = _field("review-outcome", 2000)
-    reviewer = accounts.account_by_public_id("staff", choice) if choice else None
-    values = {"reviewer": choice, "review-outcome": outcome}
+    """Approve (admins only). When the preparer is not a clinician the form asks which clinician reviewed
+    the recordings and the outcome; the service checks both again."""
+    req = _request_or_404(reference)
+    pending = releases.pending_release(req)
+    review_needed = pending is not None and releases.clinical_review_needed(pending)
+    form = ApproveForm()
+    if review_needed:
+        form.reviewer.choices = staff_choices(clinicians_only=True, none_text="Select a clinician")
+    else:
+        del form.reviewer
+        del form.review_outcome
 
-    def approve(req: RecordingRequest) -> None:
+    def approve() -> None:
+        reviewer = accounts.account_by_public_id("staff", form.reviewer.data) if review_needed else None
+        outcome = form.review_outcome.data if review_needed else ""
         releases.approve_release(g.staff_user, req, releases.ClinicalReview(reviewer, outcome))
 
-    req = _request_or_404(reference)
-    try:
-        approve(req)
-    except RequestError as exc:
-        message = str(exc)
-        field = "reviewer" if "clinician" in message else "review-outcome" if "outcome" in message else "approve-form"
-        return render_with_error(req, field, message, values)
-    flash("The release is approved. The patient has been emailed a link to download the recordings.")
-    return redirect(url_for("admin.request_detail", reference=req.reference))
-
-
-@bp.post("/requests/<reference>/release/decline")
-@fresh_second_factor
-def request_decline_release(reference: str):
-    reason = _field("reason")
-    return _act(
-        reference,
-        "decline-reason",
-        lambda req: releases.decline_release(g.staff_user, req, reason),
-        "The release has been sent back to be corrected.",
-        {"decline-reason": reason},
+    return action_page(
+        req,
+        form,
+        action="approve",
+        template="admin/requests/approve.html",
+        run=approve,
+        done="The release is approved. The patient has been emailed a link to download the recordings.",
+        pending=pending,
+        review_needed=review_needed,
+        own_release=pending is not None
+        and practice_settings().release_four_eyes
+        and pending.prepared_by_id == g.staff_user.id,
+        recordings=recordings.attached_recordings(req),
     )
 
 
-@bp.post("/requests/<reference>/release/revoke")
+@bp.route("/requests/<reference>/release/decline", methods=["GET", "POST"])
+@fresh_second_factor
+def request_decline_release(reference: str):
+    req = _request_or_404(reference)
+    form = DeclineForm()
+    return action_page(
+        req,
+        form,
+        action="decline",
+        template="admin/requests/decline.html",
+        run=lambda: releases.decline_release(g.staff_user, req, form.reason.data),
+        done="The release has been sent back to be corrected.",
+    )
+
+
+@bp.route("/requests/<reference>/release/revoke", methods=["GET", "POST"])
 @fresh_second_factor
 def request_revoke_link(reference: str):
-    reason = _field("reason", 2000)
-    return _act(
-        reference,
-        "revoke-reason",
-        lambda req: releases.revoke_release(g.staff_user, req, reason, reissue=False),
-        "The download link has been revoked. It no longer works.",
-        {"revoke-reason": reason},
+    req = _request_or_404(reference)
+    form = RevokeForm()
+    return action_page(
+        req,
+        form,
+        action="revoke",
+        template="admin/requests/revoke.html",
+        run=lambda: releases.revoke_release(g.staff_user, req, form.reason.data, reissue=False),
+        done="The download link has been revoked. It no longer works.",
     )
 
 
 @bp.post("/requests/<reference>/release/reissue")
 @fresh_second_factor
 def request_reissue_link(reference: str):
-    """Revoke the live link and email a new one (admins only: a new link is a new release)."""
-    reason = _field("reason", 2000)
-    return _act(
-        reference,
-        "revoke-reason",
-        lambda req: releases.revoke_release(g.staff_user, req, reason, reissue=True),
-        "The old link has been revoked and the patient has been emailed a new one.",
-        {"revoke-reason": reason},
+    """Revoke the live link and email a new one (admins only: a new link is a new release). Sent from the
+    revoke page's second button, with the same reason and confirmation."""
+    req = _request_or_404(reference)
+    form = RevokeForm()
+    return action_page(
+        req,
+        form,
+        action="revoke",
+        template="admin/requests/revoke.html",
+        run=lambda: releases.revoke_release(g.staff_user, req, form.reason.data, reissue=True),
+        done="The old link has been revoked and the patient has been emailed a new one.",
     )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Recordings
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _field(name: str, limit: int = 5000) -> str:
+    return text(request.form, name, limit=limit)[:limit]
+
+
+def _upload_page(req: RecordingRequest, errors: FormErrors | None = None, values: dict | None = None):
+    errors = errors or FormErrors()
+    page = render_template(
+        "admin/requests/upload.html",
+        req=req,
+        errors=errors,
+        values=values or {},
+        directions=DIRECTIONS,
+        max_upload=file_size(current_app.config["RECORDING_MAX_BYTES"]),
+        recordings=recordings.attached_recordings(req),
+    )
+    return page, (400 if errors else 200)
+
+
+@bp.get("/requests/<reference>/upload")
+@fresh_second_factor
+def recording_upload_form(reference: str):
+    """The page for attaching a recording; the form posts to recording_upload."""
+    req = _request_or_404(reference)
+    if "upload" not in available_actions(req, requests_service.practice_today()):
+        flash(f"Recordings cannot be attached now: this request is {req.status_label.lower()}.")
+        return redirect(url_for("admin.request_detail", reference=req.reference))
+    return _upload_page(req)
 
 
 def _call_started_at(errors: FormErrors, values: dict) -> datetime | None:
@@ -158,7 +212,7 @@ def recording_upload(reference: str):
         errors.add("direction", "Select who made the call")
     call_started_at = _call_started_at(errors, values)
     if errors:
-        return _render_detail(req, errors, values)
+        return _upload_page(req, errors, values)
     details = recordings.RecordingDetails(
         original_name=upload.filename,
         call_started_at=call_started_at,
@@ -168,7 +222,7 @@ def recording_upload(reference: str):
     try:
         recording = recordings.attach_recording(g.staff_user, req, upload.stream, details)
     except RequestError as exc:
-        return render_with_error(req, "recording", str(exc), values)
+        return _upload_page(req, FormErrors({"recording": str(exc).rstrip(".")}), values)
     flash(f"{recording.original_name} has been attached ({recording.duration_label}).")
     return redirect(url_for("admin.request_detail", reference=req.reference))
 
@@ -190,16 +244,20 @@ def recording_audio(reference: str, public_id: str):
     return response
 
 
-@bp.post("/requests/<reference>/recordings/<public_id>/remove")
+@bp.route("/requests/<reference>/recordings/<public_id>/remove", methods=["GET", "POST"])
 @fresh_second_factor
 def recording_remove(reference: str, public_id: str):
+    """Remove a recording (its file is deleted): a page of its own that asks for the reason and a
+    confirmation before the red button."""
     req = _request_or_404(reference)
     recording = _recording_or_404(req, public_id)
-    reason = _field("reason", 2000)
-    field = f"remove-reason-{recording.public_id}"
-    try:
-        recordings.remove_recording(g.staff_user, req, recording, reason)
-    except RequestError as exc:
-        return render_with_error(req, field, str(exc), {field: reason})
-    flash(f"{recording.original_name} has been removed and its file deleted.")
-    return redirect(url_for("admin.request_detail", reference=req.reference))
+    form = RemoveRecordingForm()
+    return action_page(
+        req,
+        form,
+        action="remove",
+        template="admin/requests/remove-recording.html",
+        run=lambda: recordings.remove_recording(g.staff_user, req, recording, form.reason.data),
+        done=f"{recording.original_name} has been removed and its file deleted.",
+        recording=recording,
+    )

@@ -1,5 +1,7 @@
-"""Recording requests, for staff: the queue, logging a request received offline, each request's page, the
-actions on a request, its recordings (upload, listen, remove) and releasing them to the patient.
+"""Recording requests, for staff: the queue, logging a request received offline, and each request's page (a
+summary, the recordings, the timeline, and "What to do next": links to the actions the request's state
+allows). The actions have pages of their own in admin.request_actions; the recordings and releasing them are
+in admin.recordings.
 
 Every action is one call to a service in core.services.{requests,recordings,releases}; the state machine
 there refuses whatever the request's status does not allow, so the page only hides actions that would be
@@ -11,18 +13,14 @@ refused anyway. Actions that change what the patient gets need both factors in t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
-from admin.guard import fresh_second_factor
 from core import legal_clock
 from core.forms import FormErrors, date_from_parts, text
-from core.models.accounts import StaffUser
 from core.models.requests import (
     DIRECTIONS,
     FORMATS,
@@ -354,15 +352,17 @@ def request_log_offline():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# A request's page
+# A request's page: a summary, the recordings, the timeline, then "What to do next" with a link to each
+# action's own page (admin.request_actions, admin.recordings).
 # ---------------------------------------------------------------------------------------------------------
 
 
 def available_actions(req: RecordingRequest, today: date) -> set[str]:
-    """The action forms that fit the request's status (the services refuse the rest anyway)."""
+    """The actions that fit the request's status, from the state machine's TRANSITIONS (the services refuse
+    the rest anyway). Notes can always be added."""
     status = req.status
     allowed = requests_service.TRANSITIONS[status]
-    actions = set()
+    actions = {"note"}
     if status == "awaiting_identity" and req.patient is None:
         actions.add("confirm_identity")
     if status == "submitted":
@@ -400,9 +400,10 @@ def available_actions(req: RecordingRequest, today: date) -> set[str]:
 
 
 def _render_detail(req: RecordingRequest, errors: FormErrors | None = None, values: dict | None = None):
+    """The request's page. It still has two small forms of its own (removing a recording, acknowledging a
+    complaint), so it can be shown again with their errors."""
     today = requests_service.practice_today()
     pending = releases.pending_release(req)
-    review_needed = pending is not None and releases.clinical_review_needed(pending)
     errors = errors or FormErrors()
     page = render_template(
         "admin/requests/detail.html",
@@ -412,27 +413,19 @@ def _render_detail(req: RecordingRequest, errors: FormErrors | None = None, valu
         today=today,
         actions=available_actions(req, today),
         original_due=requests_service.original_due_on(req),
-        extended_due=legal_clock.due_date(req.relevant_day, paused_days=req.paused_days, extended=True)
-        if req.relevant_day
-        else None,
         question=requests_service.latest_question(req),
         logged_by=accounts.get_account("staff", req.logged_by_id) if req.logged_by_id else None,
         events=requests_service.timeline(req, for_patient=False),
         recordings=recordings.attached_recordings(req),
         releases=releases.releases_for(req),
         pending=pending,
-        review_needed=review_needed,
         own_release=pending is not None
         and practice_settings().release_four_eyes
         and pending.prepared_by_id == g.staff_user.id,
-        clinicians=requests_service.active_staff(clinicians_only=True) if review_needed else [],
-        staff=requests_service.active_staff(),
         complaints=requests_service.complaints_for(req),
         directions=DIRECTIONS,
         formats=FORMATS,
         received_via=RECEIVED_VIA,
-        refusal_template=REFUSAL_TEMPLATE,
-        max_upload=file_size(current_app.config["RECORDING_MAX_BYTES"]),
     )
     return page, (400 if errors else 200)
 
@@ -447,173 +440,3 @@ def render_with_error(req: RecordingRequest, field: str, message: str, values: d
 @bp.get("/requests/<reference>")
 def request_detail(reference: str):
     return _render_detail(_request_or_404(reference))
-
-
-def _act(reference: str, field: str, action, done: str, values: dict | None = None):
-    """Run `action(req)`; on success flash `done` and go back to the request's page, otherwise show the
-    page again with the service's message beside `field`. The service changes nothing when it refuses."""
-    req = _request_or_404(reference)
-    try:
-        action(req)
-    except RequestError as exc:
-        return render_with_error(req, field, str(exc), values)
-    flash(done)
-    return redirect(url_for("admin.request_detail", reference=req.reference))
-
-
-def _field(name: str, limit: int = 5000) -> str:
-    return text(request.form, name, limit=limit)[:limit]
-
-
-@bp.post("/requests/<reference>/assign")
-def request_assign(reference: str):
-    choice = _field("assignee", 64)
-    assignee = accounts.account_by_public_id("staff", choice) if choice else None
-    if choice and assignee is None:
-        return render_with_error(_request_or_404(reference), "assignee", "Select a member of staff")
-    done = f"Assigned to {assignee.name}." if assignee else "The request is no longer assigned to anyone."
-    return _act(reference, "assignee", lambda req: requests_service.assign(g.staff_user, req, assignee), done)
-
-
-@dataclass(frozen=True)
-class TextAction:
-    """A request action that takes one piece of text from its form and passes it to one service function."""
-
-    path: str
-    endpoint: str
-    form_field: str  # the field's name in the form
-    error_field: str  # the field's id on the page, where a refusal is shown
-    service: Callable[[StaffUser, RecordingRequest, str], None]
-    done: str
-    fresh: bool = True  # needs a second factor from the last 15 minutes
-
-
-TEXT_ACTIONS = (
-    TextAction(
-        "notes",
-        "request_note",
-        "note",
-        "note",
-        requests_service.add_note,
-        "Note added. Patients never see notes.",
-        fresh=False,
-    ),
-    TextAction(
-        "clarify",
-        "request_clarify",
-        "question",
-        "question",
-        requests_service.ask_for_clarification,
-        "Your question has been sent. The time limit is paused until the patient answers.",
-    ),
-    TextAction(
-        "reply",
-        "request_record_reply",
-        "reply",
-        "reply",
-        requests_service.answer_clarification,
-        "The patient's answer has been recorded. The time limit has restarted.",
-        fresh=False,
-    ),
-    TextAction(
-        "extend",
-        "request_extend",
-        "reason",
-        "extension-reason",
-        requests_service.extend,
-        "The time limit has been extended. The patient has been told why.",
-    ),
-    TextAction(
-        "no-recordings",
-        "request_no_recordings",
-        "explanation",
-        "no-recordings-explanation",
-        requests_service.mark_no_recordings,
-        "The request is closed: no recordings were found. The patient has been told.",
-    ),
-    TextAction(
-        "close",
-        "request_close",
-        "note",
-        "close-note",
-        requests_service.close,
-        "The request is completed.",
-    ),
-)
-
-
-def _text_action_view(action: TextAction):
-    def view(reference: str):
-        value = _field(action.form_field)
-        return _act(
-            reference,
-            action.error_field,
-            lambda req: action.service(g.staff_user, req, value),
-            action.done,
-            {action.error_field: value},
-        )
-
-    view.__name__ = action.endpoint
-    return fresh_second_factor(view) if action.fresh else view
-
-
-for _action in TEXT_ACTIONS:
-    bp.add_url_rule(
-        f"/requests/<reference>/{_action.path}",
-        endpoint=_action.endpoint,
-        view_func=_text_action_view(_action),
-        methods=["POST"],
-    )
-
-
-@bp.post("/requests/<reference>/start")
-def request_start(reference: str):
-    return _act(
-        reference,
-        "start-form",
-        lambda req: requests_service.start_work(g.staff_user, req),
-        "The request is now being processed.",
-    )
-
-
-@bp.post("/requests/<reference>/identity")
-@fresh_second_factor
-def request_confirm_identity(reference: str):
-    req = _request_or_404(reference)
-    errors = FormErrors()
-    confirmed_on, parts = _staff_date(
-        errors, "identity-date", "date identity was checked", requests_service.practice_today()
-    )
-    if errors:
-        return _render_detail(req, errors, {"identity-date": parts})
-    return _act(
-        reference,
-        "identity-date-day",
-        lambda req: requests_service.confirm_requester_identity(g.staff_user, req, confirmed_on),
-        "Identity confirmed. The time limit has started.",
-        {"identity-date": parts},
-    )
-
-
-@bp.post("/requests/<reference>/refuse")
-@fresh_second_factor
-def request_refuse(reference: str):
-    reason = _field("reason")
-    scope = _field("scope", 10)
-    values = {"refusal-reason": reason, "refusal-scope": scope}
-    req = _request_or_404(reference)
-    if scope not in ("all", "part"):
-        return render_with_error(
-            req, "refusal-scope", "Select whether you are refusing all or part of the request", values
-        )
-    if "[" in reason or "]" in reason:
-        return render_with_error(
-            req, "refusal-reason", "Replace the parts in square brackets with the details of this refusal", values
-        )
-    return _act(
-        reference,
-        "refusal-reason",
-        lambda req: requests_service.refuse(g.staff_user, req, reason, partly=scope == "part"),
-        "The refusal has been sent to the patient with their right to complain to the ICO and to go to court.",
-        values,
-    )

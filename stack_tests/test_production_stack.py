@@ -426,14 +426,16 @@ def _journey(stack: Stack, inbox: Inbox, browser, invitation: str) -> list[str]:
 
     alex.goto(f"{base}/admin/requests/{reference}")
     expect(alex.locator("h1")).to_have_text(f"Request {reference}")
+    alex.locator("#next-steps").get_by_role("link", name="Attach a recording").click()
     alex.locator("input[type=file][name=recording]").set_input_files(str(WAV))
     alex.get_by_label("Patient called the practice").check()
     alex.get_by_role("button", name="Upload the recording").click()
     expect(alex.locator(".nhsuk-error-summary")).to_have_count(0)
+    alex.locator("#next-steps").get_by_role("link", name="Put the recordings forward for approval").click()
     alex.get_by_role("button", name="Put the recordings forward for approval").click()
     expect(alex.locator(".nhsuk-error-summary")).to_have_count(0)
 
-    bea.goto(f"{base}/admin/requests/{reference}")
+    bea.goto(f"{base}/admin/requests/{reference}/release/approve")
     bea.get_by_label("Clinician who reviewed the recordings").select_option(label="Bea Clinician")
     bea.get_by_label("Outcome of the clinical review").fill("Nothing to withhold.")
     bea.get_by_role("button", name="Approve and email the link").click()

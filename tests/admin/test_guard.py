@@ -140,6 +140,7 @@ POLICY: dict[str, str] = {
     "admin.request_revoke_link": STAFF,
     "admin.request_reissue_link": ADMIN,
     "admin.recording_upload": STAFF,
+    "admin.recording_upload_form": STAFF,
     "admin.recording_audio": STAFF,
     "admin.recording_remove": STAFF,
     "admin.complaint_list": STAFF,

@@ -460,7 +460,12 @@ def test_removing_a_recording_needs_a_reason_deletes_its_file_and_is_on_the_time
     assert "Enter why the recording is being removed" in error_summary(empty)
     assert files_under(store.parent) == [f"recordings/{attached.stored_name}"]
 
-    response = post_form(clerk_browser, path, {"reason": "Wrong patient's call"}, form_page=page_path(req))
+    unconfirmed = post_form(clerk_browser, path, {"reason": "Wrong patient's call"}, form_page=path)
+    assert unconfirmed.status_code == 400
+    assert "Confirm that you want to delete the recording's file" in error_summary(unconfirmed)
+    assert files_under(store.parent) == [f"recordings/{attached.stored_name}"]
+
+    response = post_form(clerk_browser, path, {"reason": "Wrong patient's call", "confirm": "y"}, form_page=path)
 
     assert response.status_code == 302
     assert files_under(store.parent) == []

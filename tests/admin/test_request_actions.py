@@ -188,14 +188,18 @@ def snapshot(req: RecordingRequest) -> tuple:
 
 
 def form_actions(soup: BeautifulSoup, req: RecordingRequest) -> set[str]:
-    """The request's actions offered on its page, by the last part of each form's address."""
+    """The request's actions offered on a page, by the last part of each address: the links under "What to
+    do next" and each recording's "Remove" (each action has a page of its own), and the forms on the page (on
+    an action's page, its form and any second button's formaction)."""
     prefix = page_path(req) + "/"
     found = set()
+    addresses = [link["href"] for link in soup.select("#next-steps a[href], #recordings-table a[href$='/remove']")]
     for form in soup.select("main form[method=post]"):
-        for address in [form["action"], *(button["formaction"] for button in form.select("[formaction]"))]:
-            if address.startswith(prefix):
-                action = address[len(prefix) :]
-                found.add("remove" if action.endswith("/remove") else action)
+        addresses += [form["action"], *(button["formaction"] for button in form.select("[formaction]"))]
+    for address in addresses:
+        if address.startswith(prefix):
+            action = address[len(prefix) :]
+            found.add("remove" if action.endswith("/remove") else action)
     return found
 
 
@@ -216,12 +220,14 @@ def test_the_request_page_shows_the_patient_identity_clock_calls_notice_and_time
     assert facts["NHS number"] == "943 476 5919"
     assert facts["Identity"].startswith("Confirmed")
     assert facts["Received"] == f"Online, {requests_service.long_date(req.received_on)}"
-    assert facts["Due date"] == requests_service.long_date(req.due_on)
+    assert facts["Due date"].startswith(requests_service.long_date(req.due_on))
+    assert facts["Due date"].endswith("working days")  # with the days left beside it
     assert facts["Notice shown when asking"].startswith(f"Version {req.notice_version.version}, published ")
     assert facts["Description"] == DESCRIPTION
     assert facts["Spoke to"] == SPOKE_TO
     assert "Request received" in soup.select_one("#timeline-events").get_text()
-    assert soup.select_one("textarea#note").get_text() == ""  # an empty form field, not "None"
+    note_page = parse(clerk_browser.get(f"{page_path(req)}/notes"))
+    assert note_page.select_one("textarea#note").get_text() == ""  # an empty form field, not "None"
 
 
 def test_an_unknown_reference_is_a_404(clerk_browser, people):
@@ -243,8 +249,8 @@ def test_what_the_patient_wrote_is_shown_as_text_not_markup(clerk_browser, peopl
 
 
 STAFF_OFFERS = {
-    "submitted": {"assign", "notes", "start", "clarify", "extend", "no-recordings", "refuse", "recordings"},
-    "clarification_requested": {"assign", "notes", "reply", "extend", "no-recordings", "refuse", "recordings"},
+    "submitted": {"assign", "notes", "start", "clarify", "extend", "no-recordings", "refuse", "upload"},
+    "clarification_requested": {"assign", "notes", "reply", "extend", "no-recordings", "refuse", "upload"},
     "in_progress": {
         "assign",
         "notes",
@@ -254,7 +260,7 @@ STAFF_OFFERS = {
         "refuse",
         "close",
         "release/prepare",
-        "recordings",
+        "upload",
         "remove",
     },
     "ready_for_approval": {"assign", "notes", "extend"},
@@ -281,7 +287,8 @@ def test_admins_are_offered_approval_and_reissue_where_staff_are_not(admin_brows
         "release/decline",
     }
     released = request_in(people, "released")
-    assert "release/reissue" in form_actions(parse(admin_browser.get(page_path(released))), released)
+    revoke_page = parse(admin_browser.get(f"{page_path(released)}/release/revoke"))
+    assert form_actions(revoke_page, released) == {"release/revoke", "release/reissue"}
 
 
 @pytest.mark.parametrize(
@@ -297,9 +304,19 @@ def test_admins_are_offered_approval_and_reissue_where_staff_are_not(admin_brows
         ("completed", "start", {}, "This request is completed, so that cannot be done now"),
         ("completed", "clarify", {"question": "Which day?"}, "This request is completed, so that cannot be done now"),
         ("in_progress", "reply", {"reply": "Tuesday"}, "The practice is not waiting for an answer on this request"),
-        ("released", "refuse", {"scope": "all", "reason": "No"}, "This request is ready to download, so that"),
+        (
+            "released",
+            "refuse",
+            {"scope": "all", "reason": "No", "confirm": "y"},
+            "This request is ready to download, so that",
+        ),
         ("completed", "no-recordings", {"explanation": "None"}, "This request is completed, so that cannot be"),
-        ("in_progress", "release/revoke", {"reason": "Wrong file"}, "This request has no released link"),
+        (
+            "in_progress",
+            "release/revoke",
+            {"reason": "Wrong file", "confirm": "y"},
+            "This request has no released link",
+        ),
     ],
 )
 def test_an_action_the_status_does_not_allow_is_refused_with_a_clear_message_and_changes_nothing(
@@ -312,6 +329,91 @@ def test_an_action_the_status_does_not_allow_is_refused_with_a_clear_message_and
     assert response.status_code == 400
     assert message in error_summary(response)
     assert snapshot(req) == before
+
+
+# --- Each action on a page of its own -------------------------------------------------------------------
+
+ACTION_PAGES = [
+    # (status, admin, the action's address, its <h1>)
+    ("awaiting_identity", False, "notes", "Add an internal note"),
+    ("submitted", False, "start", "Start work on this request"),
+    ("submitted", False, "assign", "Assign the request"),
+    ("in_progress", False, "clarify", "Ask the patient for more information"),
+    ("clarification_requested", False, "reply", "Record the patient's answer"),
+    ("in_progress", False, "extend", "Extend the time limit"),
+    ("in_progress", False, "no-recordings", "Close the request: no recordings found"),
+    ("in_progress", False, "close", "Complete the request"),
+    ("in_progress", False, "refuse", "Refuse all or part of the request"),
+    ("in_progress", False, "upload", "Attach a recording"),
+    ("in_progress", False, "release/prepare", "Put the recordings forward for approval"),
+    ("ready_for_approval", True, "release/approve", "Check and approve the release"),
+    ("ready_for_approval", True, "release/decline", "Send the release back"),
+    ("released", False, "release/revoke", "Revoke the download link"),
+]
+
+
+@pytest.mark.parametrize(("status", "as_admin", "action", "heading"), ACTION_PAGES)
+def test_each_action_the_request_page_links_to_is_a_page_with_one_form(
+    clerk_browser, admin_browser, people, status, as_admin, action, heading
+):
+    req = request_in(people, status)
+    if status == "in_progress":
+        attach(people, req)
+    client = admin_browser if as_admin else clerk_browser
+    links = [link["href"] for link in parse(client.get(page_path(req))).select("#next-steps a")]
+    assert f"{page_path(req)}/{action}" in links
+
+    soup = parse(client.get(f"{page_path(req)}/{action}"))
+
+    assert soup.h1.get_text(" ", strip=True) == heading
+    assert soup.select_one("main .nhsuk-back-link")["href"] == page_path(req)
+    [form] = soup.select("main form[method=post]")
+    assert form["action"] in (f"{page_path(req)}/{action}", f"{page_path(req)}/recordings")
+
+
+def test_what_to_do_next_comes_after_the_recordings_and_the_timeline(clerk_browser, people):
+    req = request_in(people, "in_progress")
+    attach(people, req)
+    headings = [h2.get_text(strip=True) for h2 in parse(clerk_browser.get(page_path(req))).select("main h2")]
+    assert headings.index("Recordings") < headings.index("Timeline") < headings.index("What to do next")
+
+
+def test_an_action_page_the_status_does_not_offer_sends_staff_back_to_the_request_with_a_message(clerk_browser, people):
+    req = request_in(people, "completed")
+    before = snapshot(req)
+    for action in ("clarify", "refuse", "upload", "release/revoke", "assign"):
+        response = clerk_browser.get(f"{page_path(req)}/{action}")
+        assert (response.status_code, response.headers["Location"]) == (302, page_path(req)), action
+        banner = parse(clerk_browser.get(page_path(req))).select_one(".nhsuk-notification-banner")
+        assert "now: this request is completed" in banner.get_text(" ", strip=True), action
+    assert snapshot(req) == before
+
+
+def test_after_an_action_the_request_page_shows_what_happened_in_a_banner(clerk_browser, people):
+    req = request_in(people, "in_progress")
+    response = act(clerk_browser, req, "clarify", {"question": "Which number did you ring from?"})
+    assert (response.status_code, response.headers["Location"]) == (302, page_path(req))
+    banner = parse(clerk_browser.get(page_path(req))).select_one(".nhsuk-notification-banner")
+    assert "Your question has been sent" in banner.get_text()
+
+
+def test_an_invalid_action_form_is_shown_again_with_the_error_beside_its_field(clerk_browser, people):
+    req = request_in(people, "in_progress")
+    response = act(clerk_browser, req, "clarify", {"question": "   "})
+    assert response.status_code == 400
+    soup = parse(response)
+    assert soup.title.get_text(strip=True).startswith("Error: ")
+    assert soup.select_one(".nhsuk-error-summary a[href='#question']").get_text(strip=True) == (
+        "Enter the question for the patient"
+    )
+    assert "Enter the question for the patient" in soup.select_one("#question-error").get_text()
+    assert fresh(req).status == "in_progress"
+
+
+def test_action_forms_strip_and_nfc_normalise_what_staff_type(clerk_browser, people):
+    req = request_in(people, "in_progress")
+    act(clerk_browser, req, "notes", {"note": "  Cafe\u0301 called back  "})
+    assert timeline(req)[-1].body == "Caf\u00e9 called back"
 
 
 # --- Every action: audited and on the timeline -------------------------------------------------------------
@@ -361,7 +463,7 @@ ACTIONS = [
     (
         "in_progress",
         "refuse",
-        {"scope": "all", "reason": "Manifestly excessive: the exemption is Art 12(5)"},
+        {"scope": "all", "reason": "Manifestly excessive: the exemption is Art 12(5)", "confirm": "y"},
         "request_status_changed",
         "Request refused",
         "refused",
@@ -369,7 +471,7 @@ ACTIONS = [
     (
         "in_progress",
         "refuse",
-        {"scope": "part", "reason": "One call holds a third party's details"},
+        {"scope": "part", "reason": "One call holds a third party's details", "confirm": "y"},
         "request_partly_refused",
         "Part of the request was refused",
         "in_progress",
@@ -414,18 +516,27 @@ def test_each_action_writes_an_audit_event_and_a_timeline_entry_l1(
 
 def test_a_refusal_sends_the_reason_with_the_rights_to_complain_to_the_ico_and_to_go_to_court(clerk_browser, people):
     req = request_in(people, "in_progress")
-    soup = parse(clerk_browser.get(page_path(req)))
+    soup = parse(clerk_browser.get(f"{page_path(req)}/refuse"))
     offered = soup.select_one("textarea#refusal-reason").get_text()
     assert "exemption" in offered and "[" in offered
 
-    unchanged = act(clerk_browser, req, "refuse", {"scope": "all", "reason": offered})
+    unchanged = act(clerk_browser, req, "refuse", {"scope": "all", "reason": offered, "confirm": "y"})
     assert unchanged.status_code == 400
     assert "Replace the parts in square brackets" in error_summary(unchanged)
     no_scope = act(clerk_browser, req, "refuse", {"reason": "A reason"})
     assert "Select whether you are refusing all or part" in error_summary(no_scope)
     assert fresh(req).status == "in_progress"
 
-    act(clerk_browser, req, "refuse", {"scope": "all", "reason": "The exemption for third-party data applies"})
+    unconfirmed = act(clerk_browser, req, "refuse", {"scope": "all", "reason": "The exemption applies"})
+    assert "Confirm that you want to send this refusal to the patient" in error_summary(unconfirmed)
+    assert fresh(req).status == "in_progress"
+
+    act(
+        clerk_browser,
+        req,
+        "refuse",
+        {"scope": "all", "reason": "The exemption for third-party data applies", "confirm": "y"},
+    )
     refusal = next(entry for entry in timeline(req) if entry.to_status == "refused")
     assert refusal.visible_to_patient
     assert refusal.body.startswith("The exemption for third-party data applies")
@@ -443,8 +554,8 @@ def test_notes_are_internal_and_assigning_starts_work(clerk_browser, people):
     req = fresh(req)
     assert (req.assigned_to_id, req.status) == (people.clerk.account.id, "in_progress")
     assert audit_events(req.reference, "request_assigned")[-1].actor_id == people.clerk.account.public_id
-    soup = parse(clerk_browser.get(page_path(req)))
-    assert "Assign to me" not in soup.get_text()  # already mine
+    soup = parse(clerk_browser.get(f"{page_path(req)}/assign"))
+    assert soup.select_one("select#assignee option[selected]").get_text() == "Cal Clerk"  # already theirs
     assert [option.get_text() for option in soup.select("select#assignee option")] == [
         "Nobody",
         "Ava Admin",
@@ -597,7 +708,7 @@ def test_with_four_eyes_off_the_admin_who_prepared_a_release_can_approve_it(app,
 
 def test_a_release_prepared_by_a_non_clinician_needs_the_clinical_review_recorded(admin_browser, people):
     req = request_in(people, "ready_for_approval")  # prepared by the clerk
-    page = parse(admin_browser.get(page_path(req)))
+    page = parse(admin_browser.get(f"{page_path(req)}/release/approve"))
     assert [option.get_text() for option in page.select("select#reviewer option")] == [
         "Select a clinician",
         "Dr Dee Doctor",
@@ -636,7 +747,7 @@ def test_a_release_prepared_by_a_non_clinician_needs_the_clinical_review_recorde
     approved = audit_events(req.reference, "release_approved")[-1]
     assert (approved.actor_id, approved.object_id) == (people.admin.account.public_id, release.public_id)
     assert any(entry.to_status == "released" for entry in timeline(req))
-    facts = parse(admin_browser.get(page_path(req))).select_one("#releases ~ dl").get_text(" ", strip=True)
+    facts = parse(admin_browser.get(page_path(req))).select_one("#releases-table").get_text(" ", strip=True)
     assert "Dr Dee Doctor" in facts and "Nothing to withhold" in facts and "0 of 3" in facts
 
 
@@ -660,7 +771,11 @@ def test_approval_emails_the_patient_a_download_link_and_nothing_about_their_hea
 
 def test_an_admin_can_send_a_release_back(admin_browser, people):
     req = request_in(people, "ready_for_approval")
-    response = act(admin_browser, req, "release/decline", {"reason": "Wrong day attached"})
+    unconfirmed = act(admin_browser, req, "release/decline", {"reason": "Wrong day attached"})
+    assert "Confirm that you want to send the release back" in error_summary(unconfirmed)
+    assert fresh(req).status == "ready_for_approval"
+
+    response = act(admin_browser, req, "release/decline", {"reason": "Wrong day attached", "confirm": "y"})
     assert response.status_code == 302
     assert fresh(req).status == "in_progress"
     assert releases.releases_for(fresh(req))[-1].declined_at is not None
@@ -676,7 +791,7 @@ def test_revoking_and_reissuing_stops_the_old_link_and_sends_a_new_one_h6(admin_
     response = post_form(
         admin_browser,
         f"{page_path(req)}/release/reissue",
-        {"reason": "The patient lost the email"},
+        {"reason": "The patient lost the email", "confirm": "y"},
         form_page=page_path(req),
     )
 
@@ -701,7 +816,11 @@ def test_staff_can_revoke_a_link_which_sends_the_request_back_to_being_processed
     assert "Enter the reason for revoking the link" in error_summary(empty)
     assert releases.check_token(token).reason == "ok"
 
-    act(clerk_browser, req, "release/revoke", {"reason": "Wrong recording attached"})
+    unconfirmed = act(clerk_browser, req, "release/revoke", {"reason": "Wrong recording attached"})
+    assert "Confirm that you want to stop the link working" in error_summary(unconfirmed)
+    assert releases.check_token(token).reason == "ok"
+
+    act(clerk_browser, req, "release/revoke", {"reason": "Wrong recording attached", "confirm": "y"})
 
     assert releases.check_token(token).reason == "revoked"
     assert fresh(req).status == "in_progress"

@@ -2,8 +2,9 @@
 server (aiosmtpd on loopback) and read from what that server received.
 
 A patient registers (matched to the practice register, so verified at once) and asks for their recordings;
-a member of staff, in a browser of their own, attaches a WAV recording and puts it forward; an admin, in a
-third browser, records the clinical review and approves; the patient opens the link from the email they
+a member of staff, in a browser of their own, attaches a WAV recording and puts it forward (each action on
+its own page, linked from the request's "What to do next"); an admin, in a third browser, listens on the
+approval page, records the clinical review and approves; the patient opens the link from the email they
 received, plays the recording in the page and downloads it, and the downloaded bytes hash to the SHA-256 of
 the file staff uploaded. axe-core checks every page of the journey, and no page breaks the Content Security
 Policy or fetches anything from another origin.
@@ -145,17 +146,29 @@ def _journey(app, journeys, inbox) -> None:
     clerk.check("request queue", "Requests for call recordings")
     clerk_page.get_by_role("link", name=reference).click()
     clerk.check("request", f"Request {reference}")
+    # Each action is a page of its own, linked from "What to do next" below the recordings and the timeline.
+    headings = clerk_page.locator("main h2").all_inner_texts()
+    assert headings.index("Recordings") < headings.index("Timeline") < headings.index("What to do next")
+    clerk_page.locator("#next-steps").get_by_role("link", name="Attach a recording").click()
+    expect(clerk_page).to_have_url(clerk.url_pattern(f"/admin/requests/{reference}/upload"))
+    clerk.check("attach a recording", "Attach a recording")
     # The design system's script turns the file input into a drop zone button; the input itself takes the file.
     clerk_page.locator("input[type=file][name=recording]").set_input_files(str(WAV))
     clerk_page.get_by_label("Patient called the practice").check()
     clerk_page.get_by_role("button", name="Upload the recording").click()
     expect(clerk_page.locator(".nhsuk-error-summary")).to_have_count(0)
+    expect(clerk_page).to_have_url(clerk.url_pattern(f"/admin/requests/{reference}"))
+    expect(clerk_page.locator(".nhsuk-notification-banner")).to_contain_text("call-sample.wav has been attached")
     clerk.check("request with a recording", f"Request {reference}")
-    expect(clerk_page.locator("#recordings ~ *").first).to_be_visible()
+    expect(clerk_page.locator("#recordings-table audio")).to_have_count(1)
+    clerk_page.locator("#next-steps").get_by_role("link", name="Put the recordings forward for approval").click()
+    clerk.check("put forward for approval", "Put the recordings forward for approval")
     clerk_page.get_by_role("button", name="Put the recordings forward for approval").click()
+    expect(clerk_page.locator(".nhsuk-notification-banner")).to_contain_text("ready for an admin to check")
     clerk.check("request ready for approval", f"Request {reference}")
+    expect(clerk_page.locator("main")).to_contain_text("Waiting for an admin to check and approve the release")
 
-    # An admin, who did not prepare it, records the clinical review and approves.
+    # An admin, who did not prepare it, listens on the approval page, records the clinical review and approves.
     approver = journeys("admin")
     approver_page = approver.page
     sign_in_as(approver, admin)
@@ -163,10 +176,20 @@ def _journey(app, journeys, inbox) -> None:
     approver.check("admin home", "Call recordings admin")
     approver.goto(f"/admin/requests/{reference}")
     approver.check("request to approve", f"Request {reference}")
+    approver_page.locator("#next-steps").get_by_role("link", name="Check and approve the release").click()
+    approver.check("check and approve the release", "Check and approve the release")
+    # "Listen to the recordings above": the players are above the form on this page.
+    player_top = approver_page.locator("main audio").first.bounding_box()["y"]
+    text_top = approver_page.get_by_text("Listen to the recordings above").bounding_box()["y"]
+    assert player_top < text_top
+    approver_page.get_by_role("button", name="Approve and email the link").click()
+    expect(approver_page.locator(".nhsuk-error-summary")).to_be_visible()
+    approver.check("approval without the clinical review", "Check and approve the release")
     approver_page.get_by_label("Clinician who reviewed the recordings").select_option(label="Alex Admin")
     approver_page.get_by_label("Outcome of the clinical review").fill("Nothing to withhold.")
     approver_page.get_by_role("button", name="Approve and email the link").click()
     expect(approver_page.locator(".nhsuk-error-summary")).to_have_count(0)
+    expect(approver_page.locator(".nhsuk-notification-banner")).to_contain_text("The release is approved")
     approver.check("request released", f"Request {reference}")
 
     # The patient opens the link from the email the SMTP server received, plays and downloads the recording.
