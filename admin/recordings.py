@@ -19,9 +19,9 @@ from admin.requests import (
     _request_or_404,
     _staff_date,
     available_actions,
-    file_size,
 )
 from core.extensions import csrf
+from core.formatters import format_file_size
 from core.forms import FormErrors, text
 from core.models.requests import DIRECTIONS, RecordingRequest
 from core.services import accounts, recordings, releases
@@ -149,7 +149,7 @@ def _upload_page(req: RecordingRequest, errors: FormErrors | None = None, values
         errors=errors,
         values=values or {},
         directions=DIRECTIONS,
-        max_upload=file_size(current_app.config["RECORDING_MAX_BYTES"]),
+        max_upload=format_file_size(current_app.config["RECORDING_MAX_BYTES"]),
         recordings=recordings.attached_recordings(req),
     )
     return page, (400 if errors else 200)
@@ -199,7 +199,7 @@ def recording_upload(reference: str):
     request.max_content_length = current_app.config["RECORDING_MAX_BYTES"] + 64 * 1024
     g.too_large_advice = (
         "The file is too large",
-        f"The largest recording you can upload is {file_size(current_app.config['RECORDING_MAX_BYTES'])}. "
+        f"The largest recording you can upload is {format_file_size(current_app.config['RECORDING_MAX_BYTES'])}. "
         "Go back and choose a smaller file, or split a long recording into parts.",
     )
     csrf.protect()

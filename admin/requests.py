@@ -13,7 +13,7 @@ refused anyway. Actions that change what the patient gets need both factors in t
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date
 from urllib.parse import urlencode
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
@@ -33,7 +33,7 @@ from core.models.requests import (
 from core.services import accounts, recordings, releases
 from core.services import requests as requests_service
 from core.services.register import parse_nhs_number
-from core.services.requests import LONDON, QueueFilter, RequestError
+from core.services.requests import QueueFilter, RequestError
 from core.services.settings import practice_settings
 
 PER_PAGE = 25
@@ -43,18 +43,6 @@ OFFLINE_VIA = {key: label for key, label in RECEIVED_VIA.items() if key != "onli
 TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3])[:.]([0-5]\d)")
 # A file answer must not run as a page if a browser is ever tricked into rendering it.
 FILE_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
-STATUS_COLOURS = {
-    "awaiting_identity": "yellow",
-    "submitted": "blue",
-    "clarification_requested": "purple",
-    "in_progress": "aqua-green",
-    "ready_for_approval": "orange",
-    "released": "green",
-    "completed": "grey",
-    "no_recordings_found": "grey",
-    "refused": "grey",
-    "withdrawn": "grey",
-}
 REFUSAL_TEMPLATE = (
     "We have refused [all / part] of your request because [explain which recordings or parts, and why].\n\n"
     'We are relying on this exemption: [name it, for example "the recordings contain information about other '
@@ -66,28 +54,6 @@ REFUSAL_TEMPLATE = (
 # ---------------------------------------------------------------------------------------------------------
 # Helpers shared by the templates of this module
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _in_london(moment: datetime) -> datetime:
-    if moment.tzinfo is None:  # SQLite hands back naive UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(LONDON)
-
-
-def local_time(moment: datetime | None) -> str:
-    """A stored (UTC) time as the practice reads it: "3 March 2026 at 14:05"."""
-    if moment is None:
-        return ""
-    moment = _in_london(moment)
-    return f"{moment.day} {moment:%B %Y} at {moment:%H:%M}"
-
-
-def local_date(moment: datetime) -> date:
-    return _in_london(moment).date()
-
-
-def short_date(day: date | None) -> str:
-    return f"{day.day} {day:%B %Y}" if day else ""
 
 
 def due_tag(req: RecordingRequest, today: date) -> dict | None:
@@ -103,24 +69,12 @@ def due_tag(req: RecordingRequest, today: date) -> dict | None:
     return {"text": f"Due in {left} {words}", "colour": "orange" if left <= 7 else "grey"}
 
 
-def file_size(size: int) -> str:
-    if size >= 1024 * 1024:
-        megabytes = size / (1024 * 1024)
-        return f"{megabytes:.0f} MB" if megabytes.is_integer() else f"{megabytes:.1f} MB"
-    return f"{max(1, round(size / 1024))} KB"
-
-
 @bp.context_processor
 def request_helpers() -> dict:
     return {
-        "local_time": local_time,
-        "local_date": local_date,
-        "short_date": short_date,
         "long_date": requests_service.long_date,
         "due_tag": due_tag,
-        "file_size": file_size,
         "status_labels": STATUS_LABELS,
-        "status_colours": STATUS_COLOURS,
     }
 
 
@@ -228,7 +182,7 @@ def _call_details(errors: FormErrors, values: dict, today: date) -> requests_ser
     for name, limit in (("approximate-time", 100), ("phone-number", 30), ("spoke-to", 200), ("description", 5000)):
         values[name] = text(form, name, limit=limit)
         if len(values[name]) > limit:
-            errors.add(name, f"Enter no more than {limit} characters")
+            errors.add(name, f"Enter no more than {limit:,} characters")
     values["format"] = text(form, "format", limit=30)
     if values["format"] not in FORMATS:
         errors.add("format", "Select how the patient would like to receive the recordings")

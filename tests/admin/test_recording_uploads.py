@@ -262,7 +262,7 @@ def test_a_file_name_with_path_tricks_never_decides_where_the_file_goes_h11(cler
 def test_a_file_over_the_limit_gets_a_clear_413_page_and_nothing_is_stored_m2(
     app, clerk_browser, req, store, monkeypatch
 ):
-    monkeypatch.setitem(app.config, "RECORDING_MAX_BYTES", 64 * 1024)
+    monkeypatch.setitem(app.config, "RECORDING_MAX_BYTES", 64_000)
     response = upload(clerk_browser, req, sample("wav"), "call.wav")  # 212 KB
 
     assert response.status_code == 413
