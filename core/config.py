@@ -423,6 +423,10 @@ class ProductionConfig(BaseConfig):
             raise ConfigurationError("DATABASE_URL must point at PostgreSQL in production, not SQLite.")
         if not config.get("TRUSTED_HOSTS"):
             raise ConfigurationError("TRUSTED_HOSTS must list the host names the portal is served on.")
+        if config["MAIL_TRANSPORT"] != "smtp":
+            raise ConfigurationError(
+                "MAIL_TRANSPORT must be smtp in production: log writes whole emails, links included, to the log."
+            )
 
 
 KNOWN_NON_PRODUCTION_KEYS = frozenset(

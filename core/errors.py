@@ -110,3 +110,6 @@ def register_error_handlers(app: Flask) -> None:
         app.register_error_handler(exception_class, handle_database_unavailable)
     app.register_error_handler(InternalServerError, handle_unexpected_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    # Flask's own log line for an unhandled exception names the concrete path ("Exception on
+    # /downloads/<the token> [GET]"); the 500 handler above logs it with the request id and the URL rule instead.
+    app.log_exception = lambda exc_info: None

@@ -461,7 +461,7 @@ def _journey(stack: Stack, inbox: Inbox, browser, invitation: str) -> list[str]:
     stack.stop("worker")
     psql(stack.admin_url, "-c", f'DROP DATABASE "{stack.database}" WITH (FORCE)')
     shutil.rmtree(stack.recordings)
-    stack.deploy_script("portal-restore", backup, timeout=300)
+    stack.deploy_script("portal-restore", backup, "--yes", timeout=300)
     stack.start_web()
     stack.start_worker()
     verified = stack.deploy_script("portal", "audit", "verify")

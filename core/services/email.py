@@ -9,6 +9,7 @@ Patients never see a mail server failure: their action has already succeeded.
 from __future__ import annotations
 
 import smtplib
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,7 +68,7 @@ def _send(row: OutboundEmail) -> None:
         return
     with smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=config["MAIL_TIMEOUT_SECONDS"]) as smtp:
         if config["MAIL_USE_STARTTLS"]:
-            smtp.starttls()
+            smtp.starttls(context=ssl.create_default_context())  # the server's certificate and name are checked
         if config["MAIL_USERNAME"]:
             smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
         smtp.send_message(message)

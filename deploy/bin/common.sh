@@ -26,12 +26,55 @@ load_env() {  # load_env FILE: export every KEY=value line, read as systemd's En
   done <"$1"
 }
 
+# Database addresses hold passwords: they go to other programs through the environment (readable only by the
+# same user and root), never as a command-line argument, which every user on the host can read in `ps`.
+
 url_part() {  # url_part URL user|database: one part of a postgresql:// address
-  "$PYTHON" -c 'import sys; from urllib.parse import urlsplit; u = urlsplit(sys.argv[1]);
-print(u.username if sys.argv[2] == "user" else u.path.lstrip("/"))' "$1" "$2"
+  PORTAL_URL="$1" "$PYTHON" - "$2" <<'PY'
+import os, sys
+from urllib.parse import unquote, urlsplit
+url = urlsplit(os.environ["PORTAL_URL"])
+print(unquote(url.username or "") if sys.argv[1] == "user" else unquote(url.path.lstrip("/")))
+PY
 }
 
 with_database() {  # with_database URL NAME: the same address for another database
-  "$PYTHON" -c 'import sys; from urllib.parse import urlsplit, urlunsplit; u = urlsplit(sys.argv[1]);
-print(urlunsplit(u._replace(path="/" + sys.argv[2])))' "$1" "$2"
+  PORTAL_URL="$1" "$PYTHON" - "$2" <<'PY'
+import os, sys
+from urllib.parse import urlsplit, urlunsplit
+print(urlunsplit(urlsplit(os.environ["PORTAL_URL"])._replace(path="/" + sys.argv[1])))
+PY
+}
+
+with_libpq() {  # with_libpq URL COMMAND...: run COMMAND (psql, pg_dump ...) with PGHOST, PGUSER, PGPASSWORD ... from URL
+  local url="$1" assignments
+  shift
+  assignments="$(PORTAL_URL="$url" "$PYTHON" - <<'PY'
+import os, shlex
+from urllib.parse import parse_qsl, unquote, urlsplit
+url = urlsplit(os.environ["PORTAL_URL"])
+values = {
+    "PGHOST": url.hostname or "",
+    "PGPORT": str(url.port or ""),
+    "PGUSER": unquote(url.username or ""),
+    "PGPASSWORD": unquote(url.password or ""),
+    "PGDATABASE": unquote(url.path.lstrip("/")),
+}
+values.update({"PGSSLMODE": value for key, value in parse_qsl(url.query) if key == "sslmode"})
+print(" ".join(f"{key}={shlex.quote(value)}" for key, value in values.items() if value))
+PY
+)"
+  (
+    unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE
+    [ -z "$assignments" ] || eval "export $assignments"
+    exec "$@"
+  )
+}
+
+admin_psql() {  # admin_psql ARGS...: psql as a role that may create and drop databases
+  if [ -n "${PG_ADMIN_URL:-}" ]; then
+    with_libpq "$PG_ADMIN_URL" psql --no-psqlrc -v ON_ERROR_STOP=1 "$@"
+  else  # Debian's default: the postgres superuser over the local socket (peer authentication)
+    runuser -u postgres -- psql --no-psqlrc -v ON_ERROR_STOP=1 "$@"
+  fi
 }

@@ -30,7 +30,7 @@ def test_health_check_reports_a_reachable_database(client):
     assert response.status_code == 200
     assert response.json["status"] == "ok" and response.json["database"] == "ok"
     # No worker has run here: monitoring is told, and the load balancer still gets its 200.
-    assert response.json["worker"]["status"] == "attention"
+    assert response.json["worker"] == "attention"
     assert "no-store" in response.headers["Cache-Control"]
 
 
@@ -156,3 +156,19 @@ def test_a_trusted_proxys_request_id_is_kept_only_in_its_strict_shape_l1_m1(data
         assert answered == sent
     else:
         assert answered != sent and re.fullmatch(r"[0-9a-f]{32}", answered)
+
+
+def test_an_unhandled_error_is_logged_without_the_path_that_may_hold_a_token(caplog):
+    """SECURITY L (logs never hold tokens): Flask's own line names the concrete path; ours names the rule."""
+    app = create_app("test", {"SQLALCHEMY_DATABASE_URI": "sqlite://", "PROPAGATE_EXCEPTIONS": False})
+    token = "secret-token-in-the-path-0123456789"
+
+    @app.get("/broken/<token>")
+    def broken(token):
+        raise RuntimeError("something went wrong")
+
+    with caplog.at_level("DEBUG"):
+        response = app.test_client().get(f"/broken/{token}", base_url="https://localhost")
+    assert response.status_code == 500
+    assert "unhandled exception" in caplog.text
+    assert token not in caplog.text
