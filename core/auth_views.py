@@ -31,11 +31,37 @@ from core.forms import FormErrors, check_new_password, password_field, text
 from core.limits import configured_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
-from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token
+from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token, token_has_expired
 
 SIGN_IN_FAILED = "Enter a correct email address and password"
-CODE_FAILED = "Enter the 6-digit security code from your authenticator app. It changes every 30 seconds"
 TOO_MANY_CODES = "You entered too many incorrect codes. Sign in again."
+# One message per cause. A wrong code and one already used share a message: telling them apart would confirm
+# to someone guessing that a code they saw (over a shoulder, say) was right.
+CODE_MESSAGES = {
+    totp.EMPTY: "Enter the 6-digit security code from your authenticator app",
+    totp.MALFORMED: "The security code must be 6 numbers, like 123456",
+    "wrong": "This security code is wrong or has already been used. Enter the code your authenticator app shows now",
+}
+RECOVERY_CODE_MESSAGES = {
+    totp.EMPTY: "Enter one of your recovery codes",
+    totp.MALFORMED: "A recovery code is 16 letters and numbers, like ABCD-EFGH-JKLM-NPQR",
+    "wrong": "This recovery code is wrong or has already been used. Each code works once",
+}
+SET_UP_KEY_EXPIRED = (
+    "The set-up key expired after 30 minutes, so here is a new one. "
+    "Add it to your authenticator app, then enter the code the app shows"
+)
+REAUTHENTICATION_FAILED = "Enter your password and a current security code from your authenticator app"
+
+
+def code_message(raw: object) -> str:
+    """The message for a security code that was refused: empty, not 6 digits, or wrong (or already used)."""
+    return CODE_MESSAGES[totp.code_problem(raw) or "wrong"]
+
+
+def recovery_code_message(raw: object) -> str:
+    """The message for a recovery code that was refused: empty, not the shape of one, or wrong (or used)."""
+    return RECOVERY_CODE_MESSAGES[totp.recovery_code_problem(raw) or "wrong"]
 
 
 @dataclass(frozen=True)
@@ -119,16 +145,23 @@ def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
     return render_template(template, errors=errors, **context), 400 if errors else 200
 
 
-def link_invalid(journey: Journey):
-    """The answer to a link that is forged, expired, used or cancelled (the same page, whatever the reason)."""
-    return render_template("shared/auth/link-invalid.html", journey=journey), 404
+def link_invalid(journey: Journey, purpose=None, token: str | None = None):
+    """The answer to a link that is forged, expired, used or cancelled: "This link does not work" (404).
+
+    Given the link's `purpose` and `token`, a genuine link whose time ran out says so, and how long links
+    last; a forged, used or cancelled one gets the general wording."""
+    expired_after = None
+    if purpose is not None and token and token_has_expired(purpose, token):
+        hours = int(purpose.lifetime.total_seconds() // 3600)
+        expired_after = f"{hours} hour" if hours == 1 else f"{hours} hours"
+    return render_template("shared/auth/link-invalid.html", journey=journey, expired_after=expired_after), 404
 
 
 def open_emailed_link(purpose, token: str, form_endpoint: str, journey: Journey):
     """The GET of a link from an email: "This link does not work" (404), or on to its token-less form page."""
     row = peek_token(purpose, token)
     if row is None or row.account_kind != journey.kind:
-        return link_invalid(journey)
+        return link_invalid(journey, purpose if row is None else None, token)
     return follow_emailed_link(purpose.name, token, form_endpoint)
 
 
@@ -159,15 +192,17 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             "shared/auth/sign-in.html", errors, journey=journey, email=email, next_path=next_path, timed_out=timed_out
         )
 
-    def _second_factor_step(field: str, template: str, wrong: str, accepts, signed_in):
-        """The step after the password: `accepts(account, value)` checks what was typed in `field`; five wrong
-        in one sign-in start it again from the password (SECURITY D7)."""
+    def _second_factor_step(field: str, template: str, message, accepts, signed_in):
+        """The step after the password: `accepts(account, value)` checks what was typed in `field`, and
+        `message(value)` says why it was refused; five refused in one sign-in start it again from the password
+        (SECURITY D7), whatever the reason."""
         account = _mine(g.pending_account)
         if account is None or current_session().stage != "password":
             return redirect(journey.url("sign_in"))
         errors = FormErrors()
         if request.method == "POST":
-            if accepts(account, request.form.get(field)):
+            value = request.form.get(field)
+            if accepts(account, value):
                 next_path = current_session().pop("next", None)
                 complete_sign_in(account)
                 return signed_in(next_path)
@@ -175,14 +210,14 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 accounts.record_pending_sign_in_abandoned(account)
                 flash(TOO_MANY_CODES)
                 return redirect(journey.url("sign_in"))
-            errors.add(field, wrong)
+            errors.add(field, message(value))
         return _page(template, errors, journey=journey)
 
     def sign_in_code():
         return _second_factor_step(
             "code",
             "shared/auth/code.html",
-            CODE_FAILED,
+            code_message,
             lambda account, code: accounts.check_second_factor(account, code=code) == "accepted",
             lambda next_path: redirect(safe_next_path(next_path) or url_for(journey.home)),
         )
@@ -198,7 +233,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         return _second_factor_step(
             "recovery-code",
             "shared/auth/recovery-code.html",
-            "Enter one of your recovery codes, like ABCD-EFGH-JKLM-NPQR",
+            recovery_code_message,
             lambda account, raw: (
                 accounts.check_second_factor(account, recovery_code=raw if isinstance(raw, str) else "") == "recovery"
             ),
@@ -222,6 +257,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             return render_template("shared/auth/set-up-link-needed.html", journey=journey)
         errors = FormErrors()
         if request.method == "POST":
+            expired = totp.pending_has_expired(account)  # finish_enrolment clears an expired key
             try:
                 codes = accounts.finish_enrolment(
                     account,
@@ -238,15 +274,17 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 else:
                     current_session().prove_second_factor(now=datetime.now(UTC))
                 return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
-            errors.add("code", CODE_FAILED)
+            errors.add("code", SET_UP_KEY_EXPIRED if expired else code_message(request.form.get("code")))
         secret = accounts.begin_enrolment(account)
+        uri = totp.provisioning_uri(secret, account.email)
         return _page(
             "shared/auth/set-up-authenticator.html",
             errors,
             journey=journey,
             replacing=not enrolling,
             secret=secret,
-            qr=totp.qr_code(totp.provisioning_uri(secret, account.email)),
+            otpauth_uri=uri,  # a link for the phone showing the page; the QR code for another device
+            qr=totp.qr_code(uri),
         )
 
     def sign_out():
@@ -265,7 +303,17 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         next_path = safe_next_path(request.values.get("next"), prefix=journey.area) or url_for(journey.home)
         errors = FormErrors()
         if request.method == "POST":
-            matches, _ = verify_password(account.password_hash, password_field(request.form, "password"))
+            password = password_field(request.form, "password")
+            problem = totp.code_problem(request.form.get("code"))
+            # A field left empty or a code that cannot be one is said so before anything is checked; a wrong
+            # password and a wrong code then share one message, so neither is confirmed on its own.
+            if not password:
+                errors.add("password", "Enter your password")
+            if problem:
+                errors.add("code", CODE_MESSAGES[problem])
+            if errors:
+                return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
+            matches, _ = verify_password(account.password_hash, password)
             if matches:
                 result = accounts.check_second_factor(
                     account, code=request.form.get("code"), purpose="reauthentication"
@@ -276,7 +324,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             if result == "accepted":
                 current_session().prove_second_factor(now=datetime.now(UTC))
                 return redirect(next_path)
-            errors.add("password", "Enter your password and a current security code from your authenticator app")
+            errors.add("password", REAUTHENTICATION_FAILED)
         return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
 
     def regenerate_recovery_codes():
@@ -346,7 +394,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         row = peek_token(RESET_PASSWORD, token)
         account = accounts.get_account(row.account_kind, row.account_id) if row else None
         if account is None or account.kind != journey.kind:
-            return link_invalid(journey)
+            return link_invalid(journey, RESET_PASSWORD if row is None else None, token)
         errors = FormErrors()
         if request.method == "POST":
             new = check_new_password(
