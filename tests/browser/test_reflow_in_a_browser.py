@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from core.extensions import db
 from core.models.accounts import StaffUser
 from tests.accounts_support import make_staff
 from tests.browser.conftest import axe_summary_writer
-from tests.browser.journey import sign_in_as
 from tests.release_support import released_request
 
 pytestmark = pytest.mark.browser
@@ -68,11 +68,16 @@ OVERFLOWING = """
 """
 
 
-def measure(journey, path: str, measurements: dict, axe_summary: dict) -> dict:
-    """Open `path` at 320 px, keep a screenshot, run axe-core, and note the page's scroll width and height."""
+def measure(journey, path: str, measurements: dict, axe_summary: dict, *, state: str = "") -> dict:
+    """Open `path` at 320 px (or, given a `state`, measure the page already open, as `path` in that state),
+    keep a screenshot, run axe-core, and note the page's scroll width and height."""
     page = journey.page
     page.set_viewport_size(NARROWEST)
-    response = page.goto(journey.url(path), wait_until="networkidle")
+    if state:
+        page.wait_for_load_state("networkidle")
+        response, path = None, f"{path} ({state})"
+    else:
+        response = page.goto(journey.url(path), wait_until="networkidle")
     landed = urlsplit(page.url).path
     key = f"{journey.name} {path}" + (f" -> {landed}" if landed != urlsplit(journey.url(path)).path else "")
     slug = re.sub(r"[^a-z0-9]+", "-", f"reflow-320-{journey.name}-{path}".lower()).strip("-")
@@ -80,7 +85,7 @@ def measure(journey, path: str, measurements: dict, axe_summary: dict) -> dict:
     violations = Axe().run(page).response["violations"]
     axe_summary[key] = {"path": landed, "violations": [violation["id"] for violation in violations]}
     result = {
-        "status": response.status if response else None,
+        "status": response.status if response else 200,
         "landed_on": landed,
         "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
         "scroll_height": page.evaluate("document.documentElement.scrollHeight"),
@@ -109,6 +114,26 @@ def assert_every_page_reflows(results: dict[str, dict]) -> None:
     assert failed == {}, failed
 
 
+def sign_in_measuring(journey, account, area: str, measurements: dict, axe_summary: dict) -> dict[str, dict]:
+    """Sign in through the real pages at 320 px, measuring each step (and an error) on the way."""
+    page = journey.page
+    results = {f"{area}/sign-in": measure(journey, f"{area}/sign-in", measurements, axe_summary)}
+    page.get_by_label("Email address").fill(account.account.email)
+    page.get_by_label("Password", exact=True).fill(account.password)
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(journey.url_pattern(f"{area}/sign-in/code"))
+    for path in (f"{area}/sign-in/code", f"{area}/sign-in/recovery-code"):
+        results[path] = measure(journey, path, measurements, axe_summary)
+    journey.goto(f"{area}/sign-in/code")
+    page.get_by_role("button", name="Continue").click()  # nothing typed: the error summary and message
+    expect(page.locator(".nhsuk-error-summary")).to_be_visible()
+    results["code error"] = measure(journey, f"{area}/sign-in/code", measurements, axe_summary, state="error")
+    page.get_by_label("Security code").fill(account.code())
+    page.get_by_role("button", name="Continue").click()
+    expect(page).not_to_have_url(journey.url_pattern(f"{area}/sign-in/code"))
+    return results
+
+
 def test_no_public_page_scrolls_sideways_at_320_px(journeys, measurements, axe_summary):
     journey = journeys("visitor")
     results = {path: measure(journey, path, measurements, axe_summary) for path in SIGNED_OUT_PAGES}
@@ -122,7 +147,7 @@ def test_no_page_a_patient_reaches_scrolls_sideways_at_320_px(app, journeys, mea
     db.session.rollback()  # let go of the database: the live server reads and writes next
 
     journey = journeys("patient")
-    sign_in_as(journey, patient, area="/account")
+    signing_in = sign_in_measuring(journey, patient, "/account", measurements, axe_summary)
     paths = [
         "/account",
         "/requests",
@@ -138,7 +163,7 @@ def test_no_page_a_patient_reaches_scrolls_sideways_at_320_px(app, journeys, mea
     ]
     results = {path: measure(journey, path, measurements, axe_summary) for path in paths}
     assert results[f"/requests/{reference}"]["landed_on"] == f"/requests/{reference}"
-    assert_every_page_reflows(results)
+    assert_every_page_reflows(signing_in | results)
 
 
 def test_no_page_an_admin_reaches_scrolls_sideways_at_320_px(app, journeys, measurements, axe_summary, tmp_path):
@@ -150,7 +175,7 @@ def test_no_page_an_admin_reaches_scrolls_sideways_at_320_px(app, journeys, meas
     db.session.rollback()
 
     journey = journeys("admin")
-    sign_in_as(journey, admin)
+    signing_in = sign_in_measuring(journey, admin, "/admin", measurements, axe_summary)
     paths = [
         "/admin/",
         "/admin/requests",
@@ -167,6 +192,7 @@ def test_no_page_an_admin_reaches_scrolls_sideways_at_320_px(app, journeys, meas
         "/admin/content",
         f"/admin/content/{slug}",
         f"/admin/content/{slug}/versions",
+        f"/admin/content/{slug}/versions/1",
         "/admin/settings",
         "/admin/audit",
         "/admin/audit/access-report",
@@ -176,4 +202,4 @@ def test_no_page_an_admin_reaches_scrolls_sideways_at_320_px(app, journeys, meas
     ]
     results = {path: measure(journey, path, measurements, axe_summary) for path in paths}
     assert results[f"/admin/requests/{reference}"]["landed_on"] == f"/admin/requests/{reference}"
-    assert_every_page_reflows(results)
+    assert_every_page_reflows(signing_in | results)
