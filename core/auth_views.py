@@ -9,10 +9,22 @@ journey ends differ. Every form reads only the fields it names.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from flask import Blueprint, flash, g, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from core.auth import (
     begin_sign_in,
@@ -31,7 +43,9 @@ from core.forms import FormErrors, check_new_password, password_field, text
 from core.limits import configured_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
+from core.services.settings import practice_settings
 from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token, token_has_expired
+from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 
 SIGN_IN_FAILED = "Enter a correct email address and password"
 TOO_MANY_CODES = "You entered too many incorrect codes. Sign in again."
@@ -143,6 +157,52 @@ def guessable(scope: str):
 
 def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
     return render_template(template, errors=errors, **context), 400 if errors else 200
+
+
+# Recovery codes can be downloaded only straight after they are shown, in the same session: kept encrypted in
+# the server-side session (never in plain text), for this long, and forgotten at the next page of the area.
+RECOVERY_CODES_KEY = "recovery-codes"
+RECOVERY_CODES_DOWNLOAD_WINDOW = timedelta(minutes=10)
+RECOVERY_CODES_FILENAME = "recovery-codes.txt"
+
+
+def show_recovery_codes(journey: Journey, codes: list[str]):
+    """The page that shows new recovery codes once, keeping them (encrypted) for its download button."""
+    kept = {"codes": codes, "shown_at": datetime.now(UTC).isoformat()}
+    current_session()[RECOVERY_CODES_KEY] = encrypt_secret(json.dumps(kept))
+    return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
+
+
+def _codes_kept_for_download() -> list[str] | None:
+    stored = current_session().get(RECOVERY_CODES_KEY)
+    if not isinstance(stored, str):
+        return None
+    try:
+        kept = json.loads(decrypt_secret(stored))
+        shown_at = datetime.fromisoformat(kept["shown_at"])
+        codes = [code for code in kept["codes"] if isinstance(code, str)]
+    except (TotpKeyError, ValueError, KeyError, TypeError):
+        return None
+    if datetime.now(UTC) - shown_at > RECOVERY_CODES_DOWNLOAD_WINDOW:
+        return None
+    return codes
+
+
+def recovery_codes_file(journey: Journey, codes: list[str]) -> Response:
+    """The codes as a text file to keep: an attachment that no browser or proxy stores, and that runs nothing."""
+    lines = [
+        f"Recovery codes for your {practice_settings().practice_name} account ({current_app.config['SERVICE_NAME']}).",
+        "Each code works once. Keep them safe and share them with nobody.",
+        "",
+        *(f"{number}. {code}" for number, code in enumerate(codes, start=1)),
+        "",
+    ]
+    response = make_response("\r\n".join(lines))
+    response.mimetype = "text/plain"  # sent as "text/plain; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{RECOVERY_CODES_FILENAME}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
 
 
 def link_invalid(journey: Journey, purpose=None, token: str | None = None):
@@ -273,7 +333,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                     complete_sign_in(account)
                 else:
                     current_session().prove_second_factor(now=datetime.now(UTC))
-                return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
+                return show_recovery_codes(journey, codes)
             errors.add("code", SET_UP_KEY_EXPIRED if expired else code_message(request.form.get("code")))
         secret = accounts.begin_enrolment(account)
         uri = totp.provisioning_uri(secret, account.email)
@@ -330,8 +390,29 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
     def regenerate_recovery_codes():
         if request.method == "POST":
             codes = accounts.regenerate_recovery_codes(g.account)
-            return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
+            return show_recovery_codes(journey, codes)
         return render_template("shared/auth/regenerate-recovery-codes.html", journey=journey)
+
+    def download_recovery_codes():
+        """The codes just shown, as a text file: only in the session that was shown them, within a few minutes
+        and before it moves on to another page (a POST, so nothing fetches it by following a link)."""
+        codes = _codes_kept_for_download()
+        if codes is None:
+            flash(
+                "For your safety, recovery codes can be downloaded only straight after they are shown. "
+                "If you did not save yours, get new ones."
+            )
+            return redirect(journey.url("regenerate_recovery_codes"))
+        return recovery_codes_file(journey, codes)
+
+    @bp.before_request
+    def forget_recovery_codes_elsewhere():
+        """Any other page of this area forgets the codes kept for the download button."""
+        if (
+            request.endpoint != f"{journey.blueprint}.download_recovery_codes"
+            and RECOVERY_CODES_KEY in current_session()
+        ):
+            current_session().pop(RECOVERY_CODES_KEY)
 
     def change_password():
         account = g.account
@@ -434,6 +515,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         ("/sign-out", sign_out, ["POST"], ()),
         ("/confirm-it-is-you", reauthenticate, both, (ip_limit, second_factor_limit, password_limit)),
         ("/recovery-codes/new", regenerate_recovery_codes, both, (fresh,)),
+        ("/recovery-codes/download", download_recovery_codes, ["POST"], ()),
         ("/change-password", change_password, both, (ip_limit, change_password_limit)),
         ("/sign-out-other-devices", sign_out_other_devices, both, (ip_limit, password_limit)),
         ("/forgot-password", forgot_password, both, (reset_limit, email_address_limit(journey.kind, "reset-email"))),
