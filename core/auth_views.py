@@ -188,7 +188,7 @@ def _codes_kept_for_download() -> list[str] | None:
     return codes
 
 
-def recovery_codes_file(journey: Journey, codes: list[str]) -> Response:
+def recovery_codes_file(codes: list[str]) -> Response:
     """The codes as a text file to keep: an attachment that no browser or proxy stores, and that runs nothing."""
     lines = [
         f"Recovery codes for your {practice_settings().practice_name} account ({current_app.config['SERVICE_NAME']}).",
@@ -403,7 +403,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 "If you did not save yours, get new ones."
             )
             return redirect(journey.url("regenerate_recovery_codes"))
-        return recovery_codes_file(journey, codes)
+        return recovery_codes_file(codes)
 
     @bp.before_request
     def forget_recovery_codes_elsewhere():

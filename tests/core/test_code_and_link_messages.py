@@ -12,7 +12,7 @@ import time_machine
 from bs4 import BeautifulSoup
 
 from core.extensions import db
-from core.services.tokens import RESET_PASSWORD, issue_token, redeem_token
+from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, STAFF_INVITATION, VERIFY_EMAIL, issue_token, redeem_token
 from tests.accounts_support import CSRF_INPUT, make_patient, make_staff, post_form, sign_in, sign_in_password
 from tests.conftest import Pages, new_browser
 
@@ -184,3 +184,24 @@ def test_a_used_or_forged_link_is_not_said_to_have_expired(app, browser, kind):
         response = browser.get(f"{PREFIXES[kind]}/reset-password/{link}")
         assert response.status_code == 404
         assert Pages.parse(response).select_one("#link-expired") is None
+
+
+@pytest.mark.parametrize(
+    ("purpose", "kind", "path", "lasts"),
+    [
+        (VERIFY_EMAIL, "patient", "/account/confirm-email/{}", "24 hours"),
+        (STAFF_INVITATION, "staff", "/admin/invitation/{}", "72 hours"),
+        (SET_UP_AGAIN, "patient", "/account/authenticator/set-up/{}", "72 hours"),
+        (SET_UP_AGAIN, "staff", "/admin/authenticator/set-up/{}", "72 hours"),
+    ],
+)
+def test_every_kind_of_emailed_link_says_when_it_expired(app, browser, purpose, kind, path, lasts):
+    with time_machine.travel(datetime.now(UTC), tick=False) as clock:
+        token = issue_token(purpose, make_account(kind).account)
+        db.session.commit()
+        clock.shift(purpose.lifetime + timedelta(seconds=1))
+        response = browser.get(path.format(token))
+    assert response.status_code == 404
+    assert Pages.parse(response).select_one("#link-expired").get_text(strip=True) == (
+        f"This link has expired. Links like this one work for {lasts} after we send them."
+    )
