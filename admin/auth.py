@@ -28,7 +28,7 @@ def set_up_account():
     row = peek_token(STAFF_INVITATION, token)
     staff = accounts.get_account("staff", row.account_id) if row and row.account_kind == "staff" else None
     if staff is None or staff.password_hash is not None or not staff.is_active:
-        return link_invalid(JOURNEY)
+        return link_invalid(JOURNEY, STAFF_INVITATION if row is None else None, token)
     errors = FormErrors()
     if request.method == "POST":
         password = check_new_password(

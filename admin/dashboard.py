@@ -19,10 +19,11 @@ from core.services import totp
 from core.services.dashboard import MonthFigures
 from core.services.worker import job_status
 
-# The chart's box in SVG units. It scales to the width of its column, about 360 CSS pixels on a phone and 620
-# on a desktop, so the month labels (10 units) show at about 9 to 15 pixels.
-WIDTH, HEIGHT = 400, 260
-LEFT, RIGHT, TOP, BOTTOM = 40, 40, 28, 48
+# The chart's box in SVG units. It scales to the width of its column: 288 CSS pixels on the narrowest phone
+# (320 px), about 360 on most phones, at most 480 on a desktop (portal.css), so the month labels (12 units)
+# show at about 11 to 18 pixels, and nothing is smaller than 10.
+WIDTH, HEIGHT = 320, 260
+LEFT, RIGHT, TOP, BOTTOM = 32, 32, 28, 48
 PLOT_WIDTH, PLOT_HEIGHT = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 BAR_SHARE = 0.6  # of each month's slot
 MOST_TICKS = 5

@@ -9,10 +9,22 @@ journey ends differ. Every form reads only the fields it names.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from flask import Blueprint, flash, g, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from core.auth import (
     begin_sign_in,
@@ -31,11 +43,39 @@ from core.forms import FormErrors, check_new_password, password_field, text
 from core.limits import configured_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
-from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token
+from core.services.settings import practice_settings
+from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token, token_has_expired
+from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 
 SIGN_IN_FAILED = "Enter a correct email address and password"
-CODE_FAILED = "Enter the 6-digit security code from your authenticator app. It changes every 30 seconds"
 TOO_MANY_CODES = "You entered too many incorrect codes. Sign in again."
+# One message per cause. A wrong code and one already used share a message: telling them apart would confirm
+# to someone guessing that a code they saw (over a shoulder, say) was right.
+CODE_MESSAGES = {
+    totp.EMPTY: "Enter the 6-digit security code from your authenticator app",
+    totp.MALFORMED: "The security code must be 6 numbers, like 123456",
+    "wrong": "This security code is wrong or has already been used. Enter the code your authenticator app shows now",
+}
+RECOVERY_CODE_MESSAGES = {
+    totp.EMPTY: "Enter one of your recovery codes",
+    totp.MALFORMED: "A recovery code is 16 letters and numbers, like ABCD-EFGH-JKLM-NPQR",
+    "wrong": "This recovery code is wrong or has already been used. Each code works once",
+}
+SET_UP_KEY_EXPIRED = (
+    "The set-up key expired after 30 minutes, so here is a new one. "
+    "Add it to your authenticator app, then enter the code the app shows"
+)
+REAUTHENTICATION_FAILED = "Enter your password and a current security code from your authenticator app"
+
+
+def code_message(raw: object) -> str:
+    """The message for a security code that was refused: empty, not 6 digits, or wrong (or already used)."""
+    return CODE_MESSAGES[totp.code_problem(raw) or "wrong"]
+
+
+def recovery_code_message(raw: object) -> str:
+    """The message for a recovery code that was refused: empty, not the shape of one, or wrong (or used)."""
+    return RECOVERY_CODE_MESSAGES[totp.recovery_code_problem(raw) or "wrong"]
 
 
 @dataclass(frozen=True)
@@ -119,16 +159,69 @@ def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
     return render_template(template, errors=errors, **context), 400 if errors else 200
 
 
-def link_invalid(journey: Journey):
-    """The answer to a link that is forged, expired, used or cancelled (the same page, whatever the reason)."""
-    return render_template("shared/auth/link-invalid.html", journey=journey), 404
+# Recovery codes can be downloaded only straight after they are shown, in the same session: kept encrypted in
+# the server-side session (never in plain text), for this long, and forgotten at the next page of the area.
+RECOVERY_CODES_KEY = "recovery-codes"
+RECOVERY_CODES_DOWNLOAD_WINDOW = timedelta(minutes=10)
+RECOVERY_CODES_FILENAME = "recovery-codes.txt"
+
+
+def show_recovery_codes(journey: Journey, codes: list[str]):
+    """The page that shows new recovery codes once, keeping them (encrypted) for its download button."""
+    kept = {"codes": codes, "shown_at": datetime.now(UTC).isoformat()}
+    current_session()[RECOVERY_CODES_KEY] = encrypt_secret(json.dumps(kept))
+    return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
+
+
+def _codes_kept_for_download() -> list[str] | None:
+    stored = current_session().get(RECOVERY_CODES_KEY)
+    if not isinstance(stored, str):
+        return None
+    try:
+        kept = json.loads(decrypt_secret(stored))
+        shown_at = datetime.fromisoformat(kept["shown_at"])
+        codes = [code for code in kept["codes"] if isinstance(code, str)]
+    except (TotpKeyError, ValueError, KeyError, TypeError):
+        return None
+    if datetime.now(UTC) - shown_at > RECOVERY_CODES_DOWNLOAD_WINDOW:
+        return None
+    return codes
+
+
+def recovery_codes_file(codes: list[str]) -> Response:
+    """The codes as a text file to keep: an attachment that no browser or proxy stores, and that runs nothing."""
+    lines = [
+        f"Recovery codes for your {practice_settings().practice_name} account ({current_app.config['SERVICE_NAME']}).",
+        "Each code works once. Keep them safe and share them with nobody.",
+        "",
+        *(f"{number}. {code}" for number, code in enumerate(codes, start=1)),
+        "",
+    ]
+    response = make_response("\r\n".join(lines))
+    response.mimetype = "text/plain"  # sent as "text/plain; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{RECOVERY_CODES_FILENAME}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+def link_invalid(journey: Journey, purpose=None, token: str | None = None):
+    """The answer to a link that is forged, expired, used or cancelled: "This link does not work" (404).
+
+    Given the link's `purpose` and `token`, a genuine link whose time ran out says so, and how long links
+    last; a forged, used or cancelled one gets the general wording."""
+    expired_after = None
+    if purpose is not None and token and token_has_expired(purpose, token):
+        hours = int(purpose.lifetime.total_seconds() // 3600)
+        expired_after = f"{hours} hour" if hours == 1 else f"{hours} hours"
+    return render_template("shared/auth/link-invalid.html", journey=journey, expired_after=expired_after), 404
 
 
 def open_emailed_link(purpose, token: str, form_endpoint: str, journey: Journey):
     """The GET of a link from an email: "This link does not work" (404), or on to its token-less form page."""
     row = peek_token(purpose, token)
     if row is None or row.account_kind != journey.kind:
-        return link_invalid(journey)
+        return link_invalid(journey, purpose if row is None else None, token)
     return follow_emailed_link(purpose.name, token, form_endpoint)
 
 
@@ -159,15 +252,17 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             "shared/auth/sign-in.html", errors, journey=journey, email=email, next_path=next_path, timed_out=timed_out
         )
 
-    def _second_factor_step(field: str, template: str, wrong: str, accepts, signed_in):
-        """The step after the password: `accepts(account, value)` checks what was typed in `field`; five wrong
-        in one sign-in start it again from the password (SECURITY D7)."""
+    def _second_factor_step(field: str, template: str, message, accepts, signed_in):
+        """The step after the password: `accepts(account, value)` checks what was typed in `field`, and
+        `message(value)` says why it was refused; five refused in one sign-in start it again from the password
+        (SECURITY D7), whatever the reason."""
         account = _mine(g.pending_account)
         if account is None or current_session().stage != "password":
             return redirect(journey.url("sign_in"))
         errors = FormErrors()
         if request.method == "POST":
-            if accepts(account, request.form.get(field)):
+            value = request.form.get(field)
+            if accepts(account, value):
                 next_path = current_session().pop("next", None)
                 complete_sign_in(account)
                 return signed_in(next_path)
@@ -175,14 +270,14 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 accounts.record_pending_sign_in_abandoned(account)
                 flash(TOO_MANY_CODES)
                 return redirect(journey.url("sign_in"))
-            errors.add(field, wrong)
+            errors.add(field, message(value))
         return _page(template, errors, journey=journey)
 
     def sign_in_code():
         return _second_factor_step(
             "code",
             "shared/auth/code.html",
-            CODE_FAILED,
+            code_message,
             lambda account, code: accounts.check_second_factor(account, code=code) == "accepted",
             lambda next_path: redirect(safe_next_path(next_path) or url_for(journey.home)),
         )
@@ -198,7 +293,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         return _second_factor_step(
             "recovery-code",
             "shared/auth/recovery-code.html",
-            "Enter one of your recovery codes, like ABCD-EFGH-JKLM-NPQR",
+            recovery_code_message,
             lambda account, raw: (
                 accounts.check_second_factor(account, recovery_code=raw if isinstance(raw, str) else "") == "recovery"
             ),
@@ -222,6 +317,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             return render_template("shared/auth/set-up-link-needed.html", journey=journey)
         errors = FormErrors()
         if request.method == "POST":
+            expired = totp.pending_has_expired(account)  # finish_enrolment clears an expired key
             try:
                 codes = accounts.finish_enrolment(
                     account,
@@ -237,16 +333,18 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                     complete_sign_in(account)
                 else:
                     current_session().prove_second_factor(now=datetime.now(UTC))
-                return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
-            errors.add("code", CODE_FAILED)
+                return show_recovery_codes(journey, codes)
+            errors.add("code", SET_UP_KEY_EXPIRED if expired else code_message(request.form.get("code")))
         secret = accounts.begin_enrolment(account)
+        uri = totp.provisioning_uri(secret, account.email)
         return _page(
             "shared/auth/set-up-authenticator.html",
             errors,
             journey=journey,
             replacing=not enrolling,
             secret=secret,
-            qr=totp.qr_code(totp.provisioning_uri(secret, account.email)),
+            otpauth_uri=uri,  # a link for the phone showing the page; the QR code for another device
+            qr=totp.qr_code(uri),
         )
 
     def sign_out():
@@ -265,7 +363,17 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         next_path = safe_next_path(request.values.get("next"), prefix=journey.area) or url_for(journey.home)
         errors = FormErrors()
         if request.method == "POST":
-            matches, _ = verify_password(account.password_hash, password_field(request.form, "password"))
+            password = password_field(request.form, "password")
+            problem = totp.code_problem(request.form.get("code"))
+            # A field left empty or a code that cannot be one is said so before anything is checked; a wrong
+            # password and a wrong code then share one message, so neither is confirmed on its own.
+            if not password:
+                errors.add("password", "Enter your password")
+            if problem:
+                errors.add("code", CODE_MESSAGES[problem])
+            if errors:
+                return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
+            matches, _ = verify_password(account.password_hash, password)
             if matches:
                 result = accounts.check_second_factor(
                     account, code=request.form.get("code"), purpose="reauthentication"
@@ -276,14 +384,35 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             if result == "accepted":
                 current_session().prove_second_factor(now=datetime.now(UTC))
                 return redirect(next_path)
-            errors.add("password", "Enter your password and a current security code from your authenticator app")
+            errors.add("password", REAUTHENTICATION_FAILED)
         return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
 
     def regenerate_recovery_codes():
         if request.method == "POST":
             codes = accounts.regenerate_recovery_codes(g.account)
-            return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
+            return show_recovery_codes(journey, codes)
         return render_template("shared/auth/regenerate-recovery-codes.html", journey=journey)
+
+    def download_recovery_codes():
+        """The codes just shown, as a text file: only in the session that was shown them, within a few minutes
+        and before it moves on to another page (a POST, so nothing fetches it by following a link)."""
+        codes = _codes_kept_for_download()
+        if codes is None:
+            flash(
+                "For your safety, recovery codes can be downloaded only straight after they are shown. "
+                "If you did not save yours, get new ones."
+            )
+            return redirect(journey.url("regenerate_recovery_codes"))
+        return recovery_codes_file(codes)
+
+    @bp.before_request
+    def forget_recovery_codes_elsewhere():
+        """Any other page of this area forgets the codes kept for the download button."""
+        if (
+            request.endpoint != f"{journey.blueprint}.download_recovery_codes"
+            and RECOVERY_CODES_KEY in current_session()
+        ):
+            current_session().pop(RECOVERY_CODES_KEY)
 
     def change_password():
         account = g.account
@@ -346,7 +475,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         row = peek_token(RESET_PASSWORD, token)
         account = accounts.get_account(row.account_kind, row.account_id) if row else None
         if account is None or account.kind != journey.kind:
-            return link_invalid(journey)
+            return link_invalid(journey, RESET_PASSWORD if row is None else None, token)
         errors = FormErrors()
         if request.method == "POST":
             new = check_new_password(
@@ -386,6 +515,7 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         ("/sign-out", sign_out, ["POST"], ()),
         ("/confirm-it-is-you", reauthenticate, both, (ip_limit, second_factor_limit, password_limit)),
         ("/recovery-codes/new", regenerate_recovery_codes, both, (fresh,)),
+        ("/recovery-codes/download", download_recovery_codes, ["POST"], ()),
         ("/change-password", change_password, both, (ip_limit, change_password_limit)),
         ("/sign-out-other-devices", sign_out_other_devices, both, (ip_limit, password_limit)),
         ("/forgot-password", forgot_password, both, (reset_limit, email_address_limit(journey.kind, "reset-email"))),

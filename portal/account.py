@@ -167,7 +167,7 @@ def confirm_email_form():
     """Confirm the address with the account's password, then go straight on to setting up the authenticator."""
     token = link_token(VERIFY_EMAIL.name)
     if peek_token(VERIFY_EMAIL, token) is None:
-        return link_invalid(JOURNEY)
+        return link_invalid(JOURNEY, VERIFY_EMAIL, token)
     errors = FormErrors()
     if request.method == "POST":
         patient = accounts.confirm_email(token, password_field(request.form, "password"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
 from core.extensions import db
@@ -80,6 +80,32 @@ def _load(purpose: Purpose, token: str, now: datetime) -> AccountToken | None:
 def peek_token(purpose: Purpose, token: str, *, now: datetime | None = None) -> AccountToken | None:
     """The token's row if the link is still good, without using it up (for showing a form)."""
     return _load(purpose, token, now or datetime.now(UTC))
+
+
+def token_has_expired(purpose: Purpose, token: str, *, now: datetime | None = None) -> bool:
+    """Whether `token` is a genuine link of this purpose, neither used nor cancelled, whose time is up: its
+    page then says it expired rather than that it does not work. A forged, used or cancelled link is False,
+    so only someone holding a real link learns anything, and only that its time passed."""
+    now = now or datetime.now(UTC)
+    if not isinstance(token, str) or len(token) > 200:
+        return False
+    serializer = _serializer(purpose)
+    signature_expired = False
+    try:
+        token_id = serializer.loads(token, max_age=int(purpose.lifetime.total_seconds()))
+    except SignatureExpired as exc:  # raised only once the signature is known to be good
+        signature_expired = True
+        token_id = serializer.load_payload(exc.payload) if exc.payload is not None else None
+    except BadSignature:
+        return False
+    if not isinstance(token_id, str):
+        return False
+    row = db.session.execute(
+        select(AccountToken).where(AccountToken.id == _stored_id(token_id), AccountToken.purpose == purpose.name)
+    ).scalar_one_or_none()
+    if row is None or row.used_at is not None:
+        return False
+    return signature_expired or _aware(row.expires_at) <= now
 
 
 def redeem_token(purpose: Purpose, token: str, *, now: datetime | None = None) -> AccountToken | None:

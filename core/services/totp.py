@@ -70,6 +70,9 @@ QR_TITLE = "QR code to scan with your authenticator app"
 ACCEPTED = "accepted"
 INVALID = "invalid"
 REPLAY = "replay"
+# Why what was typed cannot be a code at all (`code_problem`, `recovery_code_problem`): each gets its own message.
+EMPTY = "empty"
+MALFORMED = "malformed"
 
 
 class TotpKeyError(RuntimeError):
@@ -169,6 +172,20 @@ def normalise_code(raw: object) -> str | None:
         return None
     code = raw.strip()
     return code if CODE_PATTERN.fullmatch(code) else None
+
+
+def code_problem(raw: object) -> str | None:
+    """EMPTY if nothing was typed, MALFORMED if what was typed cannot be a code (see `normalise_code`), else
+    None. Only the shape is looked at, never the secret: the answer says nothing about the account."""
+    if not isinstance(raw, str) or not raw.strip():
+        return EMPTY
+    return None if normalise_code(raw) is not None else MALFORMED
+
+
+def pending_has_expired(account: CredentialsMixin, *, now: datetime | None = None) -> bool:
+    """Whether the key shown on the set-up page was left unconfirmed for longer than ENROLMENT_LIFETIME (the
+    page then shows a new key, and says why)."""
+    return account.pending_totp_secret_encrypted is not None and not _pending_is_live(account, _server_now(now))
 
 
 def _pending_is_live(account: CredentialsMixin, now: datetime) -> bool:
@@ -342,6 +359,13 @@ def canonical_recovery_code(raw: object) -> str | None:
         return None
     compact = re.sub(r"[\s-]+", "", raw)
     return compact.upper() if RECOVERY_CODE_PATTERN.fullmatch(compact) else None
+
+
+def recovery_code_problem(raw: object) -> str | None:
+    """EMPTY, MALFORMED (not 16 letters and digits once spaces and dashes are removed) or None."""
+    if not isinstance(raw, str) or not raw.strip():
+        return EMPTY
+    return None if canonical_recovery_code(raw) is not None else MALFORMED
 
 
 def recovery_code_digest(canonical: str) -> str:

@@ -8,6 +8,7 @@ test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.browser
 
 axe_summary = axe_summary_writer("axe-results-dashboard.json")
 PHONE = {"width": 390, "height": 844}
+NARROWEST = {"width": 320, "height": 640}
+MOST_HEIGHT_AT_320 = 4_500  # px; 8,300 before issue 12
 STATUSES = ("completed", "completed", "refused", "in_progress", "no_recordings_found", "withdrawn", "submitted")
 
 
@@ -75,6 +78,25 @@ def check_at_both_sizes(journey, label: str) -> None:
     month_label = page.locator("#monthly-chart text.chart-month").first.bounding_box()
     assert month_label is not None and month_label["height"] >= 8, month_label  # still legible, not shrunk away
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    # The narrowest phone (WCAG 1.4.10 reflow, issue 12): no sideways scrolling, chart text still legible, and
+    # the months stay a table (stacked, they made the page 6,700 px tall or more).
+    page.get_by_text("How these are counted").click()  # closed again, as the page first shows it
+    expect(page.locator("#how-counted")).not_to_have_attribute("open", "")
+    print(f"{label}: {page.evaluate('document.documentElement.scrollHeight')} px tall at 390 px wide")
+    page.set_viewport_size(NARROWEST)
+    journey.check(f"{label} (320 px)", "Call recordings admin")
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROWEST["width"]
+    chart.screenshot(path=str(journey.screenshots_dir / f"{journey.name}-chart-{label.replace(' ', '-')}-320.png"))
+    month_label = page.locator("#monthly-chart text.chart-month").first.bounding_box()
+    assert month_label is not None and month_label["height"] >= 10, month_label
+    table = page.locator("#monthly-figures")
+    assert table.evaluate("(table) => getComputedStyle(table.querySelector('tbody tr')).display") == "table-row"
+    region = page.get_by_role("region", name=re.compile("^Requests each month"))
+    expect(region).to_have_attribute("tabindex", "0")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    print(f"{label}: {height} px tall at 320 px wide")
+    assert height <= MOST_HEIGHT_AT_320, height
     page.set_viewport_size(DESKTOP)
     assert journey.foreign_requests() == []
 

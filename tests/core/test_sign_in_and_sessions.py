@@ -1162,7 +1162,7 @@ def test_no_secret_or_nhs_number_reaches_the_logs_or_the_audit_trail_l1_l2_l3(ap
         sentinels.update({secret, code})
         shown = post_form(first, "/account/authenticator/set-up", {"code": code})
         assert shown.status_code == 200
-        recovery_codes = [item.get_text() for item in Pages.parse(shown).select("#recovery-codes code")]
+        recovery_codes = [item.get_text(strip=True) for item in Pages.parse(shown).select("#recovery-codes li")]
         assert len(recovery_codes) == 10
         sentinels.update(recovery_codes)
         sentinels.update(shown_code.replace("-", "") for shown_code in recovery_codes)
