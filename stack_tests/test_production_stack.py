@@ -16,6 +16,7 @@ Run by `.ci/run` (`pytest stack_tests`); it needs root or an unprivileged nginx,
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -511,16 +512,25 @@ def _nginx_redirects_and_caches(stack: Stack) -> None:
     with urllib.request.urlopen(stack.base_url + css, timeout=10, context=context) as response:  # noqa: S310
         assert "immutable" in response.headers["Cache-Control"]
         assert response.headers["Server"] == "nginx"
-    stage("HTTP goes to HTTPS on the configured name; versioned static files are immutable for a year")
+    with urllib.request.urlopen(stack.base_url + "/healthz", timeout=10, context=context) as response:  # noqa: S310
+        assert json.loads(response.read())["worker"] == "ok"
+    with urllib.request.urlopen(stack.base_url + "/healthz/worker", timeout=10, context=context) as response:  # noqa: S310
+        assert json.loads(response.read())["status"] == "ok"  # loopback may ask; the nginx file allows it
+    stage("HTTP goes to HTTPS on the configured name; versioned static files are immutable for a year; healthz")
 
 
 def _the_access_log_holds_no_token(stack: Stack, printed_links: list[str]) -> None:
     log = stack.log("call-recording-portal.access.log")
+    errors = (
+        stack.log("call-recording-portal.error.log")
+        if (stack.root / "call-recording-portal.error.log").exists()
+        else ""
+    )
     for marker in ("/admin/invitation/<token>", "/account/confirm-email/<token>", "/downloads/<token>"):
         assert marker in log, marker
     tokens = {link.rsplit("/", 1)[1] for link in printed_links}
     tokens |= set(re.findall(r"/(?:downloads|invitation|confirm-email)/([A-Za-z0-9._-]{20,})", log))
-    leaked = [token for token in tokens if token in log]
+    leaked = [token for token in tokens if token in log or token in errors]
     assert leaked == [], leaked
     # nginx's request id (the last field of each line) is the one the portal put in its audit trail.
     nginx_ids = {line.rsplit(" ", 1)[-1] for line in log.splitlines()}

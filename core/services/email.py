@@ -100,6 +100,9 @@ def deliver_pending(
     for message_id in list(due):
         if should_stop():
             break
+        # The clock is read again for each claim: with a slow mail server a batch takes minutes, and a claim
+        # timed from the batch's start could already have run out when taken.
+        now = max(now, datetime.now(UTC))
         claimed = db.session.execute(
             update(OutboundEmail)
             .where(
