@@ -30,6 +30,7 @@ pytestmark = pytest.mark.browser
 NARROWEST = {"width": 320, "height": 640}
 axe_summary = axe_summary_writer("axe-results-reflow-320.json")
 
+ACTION_PAGES = ("assign", "notes", "release/revoke", "close", "extend", "refuse", "clarify", "no-recordings")
 SIGNED_OUT_PAGES = [
     "/",
     "/call-recording-notice",
@@ -180,6 +181,8 @@ def test_no_page_an_admin_reaches_scrolls_sideways_at_320_px(app, journeys, meas
         "/admin/",
         "/admin/requests",
         f"/admin/requests/{reference}",
+        # The request's action pages (one form each); one the state does not offer leads back to the request.
+        *(f"/admin/requests/{reference}/{action}" for action in ACTION_PAGES),
         "/admin/requests/new",
         "/admin/complaints",
         "/admin/patients",
