@@ -101,16 +101,16 @@ def deliver_pending(
         if should_stop():
             break
         # The clock is read again for each claim: with a slow mail server a batch takes minutes, and a claim
-        # timed from the batch's start could already have run out when taken.
-        now = max(now, datetime.now(UTC))
+        # timed from the batch's start could already have run out when taken. Retries stay timed from `now`.
+        claim_at = max(now, datetime.now(UTC))
         claimed = db.session.execute(
             update(OutboundEmail)
             .where(
                 OutboundEmail.id == message_id,
                 OutboundEmail.status == "pending",
-                or_(OutboundEmail.claimed_until.is_(None), OutboundEmail.claimed_until < now),
+                or_(OutboundEmail.claimed_until.is_(None), OutboundEmail.claimed_until < claim_at),
             )
-            .values(claimed_until=now + claim_for, attempts=OutboundEmail.attempts + 1)
+            .values(claimed_until=claim_at + claim_for, attempts=OutboundEmail.attempts + 1)
         ).rowcount
         db.session.commit()
         if not claimed:
