@@ -10,7 +10,7 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 
 from admin import bp
 from admin.guard import fresh_second_factor
-from admin.request_actions import action_page, staff_choices
+from admin.request_actions import action_page, back_unless_offered, staff_choices
 from admin.request_forms import ApproveForm, ConfirmForm, DeclineForm, RemoveRecordingForm, RevokeForm
 from admin.requests import (
     FILE_CSP,
@@ -18,7 +18,6 @@ from admin.requests import (
     _recording_or_404,
     _request_or_404,
     _staff_date,
-    available_actions,
 )
 from core.extensions import csrf
 from core.formatters import format_file_size
@@ -103,16 +102,7 @@ def request_decline_release(reference: str):
 @bp.route("/requests/<reference>/release/revoke", methods=["GET", "POST"])
 @fresh_second_factor
 def request_revoke_link(reference: str):
-    req = _request_or_404(reference)
-    form = RevokeForm()
-    return action_page(
-        req,
-        form,
-        action="revoke",
-        template="admin/requests/revoke.html",
-        run=lambda: releases.revoke_release(g.staff_user, req, form.reason.data, reissue=False),
-        done="The download link has been revoked. It no longer works.",
-    )
+    return _revoke_page(reference, reissue=False, done="The download link has been revoked. It no longer works.")
 
 
 @bp.post("/requests/<reference>/release/reissue")
@@ -120,6 +110,12 @@ def request_revoke_link(reference: str):
 def request_reissue_link(reference: str):
     """Revoke the live link and email a new one (admins only: a new link is a new release). Sent from the
     revoke page's second button, with the same reason and confirmation."""
+    return _revoke_page(
+        reference, reissue=True, done="The old link has been revoked and the patient has been emailed a new one."
+    )
+
+
+def _revoke_page(reference: str, *, reissue: bool, done: str):
     req = _request_or_404(reference)
     form = RevokeForm()
     return action_page(
@@ -127,8 +123,8 @@ def request_reissue_link(reference: str):
         form,
         action="revoke",
         template="admin/requests/revoke.html",
-        run=lambda: releases.revoke_release(g.staff_user, req, form.reason.data, reissue=True),
-        done="The old link has been revoked and the patient has been emailed a new one.",
+        run=lambda: releases.revoke_release(g.staff_user, req, form.reason.data, reissue=reissue),
+        done=done,
     )
 
 
@@ -160,10 +156,7 @@ def _upload_page(req: RecordingRequest, errors: FormErrors | None = None, values
 def recording_upload_form(reference: str):
     """The page for attaching a recording; the form posts to recording_upload."""
     req = _request_or_404(reference)
-    if "upload" not in available_actions(req, requests_service.practice_today()):
-        flash(f"Recordings cannot be attached now: this request is {req.status_label.lower()}.")
-        return redirect(url_for("admin.request_detail", reference=req.reference))
-    return _upload_page(req)
+    return back_unless_offered(req, "upload", "Recordings cannot be attached now") or _upload_page(req)
 
 
 def _call_started_at(errors: FormErrors, values: dict) -> datetime | None:

@@ -57,9 +57,8 @@ def action_page(
     A GET for an action the request's state does not offer goes back to the request's page with a message
     (the page would only be refused); a POST always reaches the service, which decides."""
     page_errors = errors if errors is not None else FormErrors()
-    if request.method == "GET" and action not in available_actions(req, requests_service.practice_today()):
-        flash(f"That cannot be done now: this request is {req.status_label.lower()}.")
-        return redirect(url_for("admin.request_detail", reference=req.reference))
+    if request.method == "GET" and (back := back_unless_offered(req, action, "That cannot be done now")):
+        return back
     if not page_errors and form.validate_on_submit():
         try:
             run()
@@ -72,6 +71,14 @@ def action_page(
         page_errors.add(field_id, message)
     page = render_template(template, req=req, form=form, errors=page_errors, **context)
     return page, (400 if page_errors else 200)
+
+
+def back_unless_offered(req: RecordingRequest, action: str, cannot: str) -> ResponseReturnValue | None:
+    """None when the request's state offers `action`; otherwise a redirect to the request's page, saying so."""
+    if action in available_actions(req, requests_service.practice_today()):
+        return None
+    flash(f"{cannot}: this request is {req.status_label.lower()}.")
+    return redirect(url_for("admin.request_detail", reference=req.reference))
 
 
 def staff_choices(*, clinicians_only: bool = False, none_text: str) -> list[SelectChoice]:

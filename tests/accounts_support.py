@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from core.extensions import db
-from core.models.accounts import Patient, StaffUser
+from core.models.accounts import Patient, RegisterEntry, StaffUser
 from core.models.email import OutboundEmail
 from core.services import totp
 from core.services.passwords import hash_password
@@ -174,3 +174,20 @@ def signed_in_browser(app, test_account: SignInAccount) -> FlaskClient:
     client = new_browser(app)
     sign_in(client, test_account)
     return client
+
+
+def register_entry(**changes) -> RegisterEntry:
+    """Grace Hopper on the practice register: the four facts the registration form uses by default."""
+    entry = RegisterEntry(
+        **{
+            "nhs_number": "9434765919",
+            "date_of_birth": date(1956, 12, 9),
+            "given_name": "Grace",
+            "family_name": "Hopper",
+            "postcode": "SE28 8BE",
+            **changes,
+        }
+    )
+    db.session.add(entry)
+    db.session.commit()
+    return entry

@@ -51,20 +51,19 @@ class Daily:
     working_days_only: bool = False
 
     def latest_due(self, now: datetime) -> datetime:
-        day = now.astimezone(LONDON).date()
-        while True:
-            due = datetime.combine(day, self.at, tzinfo=LONDON)
-            if due <= now and (not self.working_days_only or is_working_day(day)):
-                return due.astimezone(UTC)
-            day -= timedelta(days=1)
+        return self._first_due(now, step=-1, accept=lambda due: due <= now)
 
     def next_due(self, now: datetime) -> datetime:
+        return self._first_due(now, step=1, accept=lambda due: due > now)
+
+    def _first_due(self, now: datetime, *, step: int, accept: Callable[[datetime], bool]) -> datetime:
+        """From today (London) one day at a time in the direction of `step`, the first due time `accept`s."""
         day = now.astimezone(LONDON).date()
         while True:
             due = datetime.combine(day, self.at, tzinfo=LONDON)
-            if due > now and (not self.working_days_only or is_working_day(day)):
+            if accept(due) and (not self.working_days_only or is_working_day(day)):
                 return due.astimezone(UTC)
-            day += timedelta(days=1)
+            day += timedelta(days=step)
 
     def describe(self) -> str:
         days = "Every working day" if self.working_days_only else "Every day"

@@ -31,6 +31,7 @@ from tests.accounts_support import (
     make_patient,
     make_staff,
     post_form,
+    register_entry,
     signed_in_browser,
 )
 from tests.conftest import Pages, new_browser
@@ -47,23 +48,6 @@ from tests.portal.test_patient_accounts import (
 KEY_PAGE = "/account/registration-key"
 KEY_SHAPE = re.compile(r"[A-Z2-7]{4}(?:-[A-Z2-7]{4}){3}")
 STRANGER_EMAIL = "not.grace@example.net"
-
-
-def register_entry(**changes) -> RegisterEntry:
-    """Grace Hopper on the practice register: the four facts the registration form uses by default."""
-    entry = RegisterEntry(
-        **{
-            "nhs_number": "9434765919",
-            "date_of_birth": date(1956, 12, 9),
-            "given_name": "Grace",
-            "family_name": "Hopper",
-            "postcode": "SE28 8BE",
-            **changes,
-        }
-    )
-    db.session.add(entry)
-    db.session.commit()
-    return entry
 
 
 def audit_events(action: str) -> list[AuditEvent]:

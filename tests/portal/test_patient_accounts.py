@@ -27,7 +27,7 @@ from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
 from core.extensions import db
-from core.models.accounts import AccountToken, Patient, RegisterEntry, StaffUser, WebSession
+from core.models.accounts import AccountToken, Patient, StaffUser, WebSession
 from core.models.audit import AuditEvent
 from core.services import accounts, totp
 from core.services.passwords import verify_password
@@ -39,6 +39,7 @@ from tests.accounts_support import (
     make_patient,
     make_staff,
     post_form,
+    register_entry,
     sign_in,
     sign_in_password,
 )
@@ -483,22 +484,6 @@ def test_registering_again_before_confirming_sends_a_new_link_and_voids_the_old_
     assert_link_does_not_work(browser.get(first_link))
     assert confirm(other_browser, confirm_link(), "the first passphrase").status_code == 400
     assert post_form(other_browser, CONFIRM_PAGE, {"password": NEW_PASSWORD}).headers["Location"] == SET_UP
-
-
-def register_entry(**changes) -> RegisterEntry:
-    entry = RegisterEntry(
-        **{
-            "nhs_number": "9434765919",
-            "date_of_birth": date(1956, 12, 9),
-            "given_name": "Grace",
-            "family_name": "Hopper",
-            "postcode": "SE28 8BE",
-            **changes,
-        }
-    )
-    db.session.add(entry)
-    db.session.commit()
-    return entry
 
 
 def test_a_patient_on_the_practice_register_is_verified_automatically_once_they_confirm_their_email(browser):
