@@ -64,8 +64,8 @@ $(ASSETS_STAMP): node_modules/.package-lock.json scripts/build_assets.py $(VENV_
 	$(BIN)/python scripts/build_assets.py
 
 db: install ## Apply migrations to the database and load the default content (safe to repeat)
-	$(FLASK) db upgrade
-	$(FLASK) content load-defaults
+	@$(FLASK) db upgrade
+	@$(FLASK) content load-defaults
 
 # Commands for a development checkout (PORTAL_ENV=development, the instance/ database and keys). They can run
 # while `make run` serves, in another terminal; links they print point at the running server.
