@@ -63,7 +63,7 @@ def action_page(
         try:
             run()
         except RequestError as exc:
-            page_errors.add(form.error_anchor(), str(exc).rstrip("."))
+            form.add_service_error(page_errors, exc)
         else:
             flash(done() if callable(done) else done)
             return redirect(url_for("admin.request_detail", reference=req.reference))

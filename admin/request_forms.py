@@ -8,57 +8,19 @@ Unicode (NFC) before any validator sees it (`RequestForm`).
 
 from __future__ import annotations
 
-import unicodedata
-
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, Field, RadioField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, Field, RadioField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from core.forms import FormErrors
+from core.forms import PortalForm
 from core.services import accounts
 
 TEXT_LIMIT = 5000
 REASON_LIMIT = 2000
 
 
-def normalise_text(value):
-    """Trimmed, composed Unicode ("e" plus a separate accent becomes "é", as some keyboards send it)."""
-    return unicodedata.normalize("NFC", value).strip() if isinstance(value, str) else value
-
-
-class RequestForm(FlaskForm):
-    """The base of every form here: text fields are stripped and NFC-normalised before validation.
-
-    `main_field` names the field the page asks for: a refusal from the service (the request's state does not
-    allow the action any more) is shown against it, since the page asks one thing. A form without fields
-    (a confirmation button) has its refusal shown against the form itself (`FORM_ID`)."""
-
-    main_field: str | None = None
-
-    class Meta:
-        def bind_field(self, form, unbound_field, options):
-            filters = list(unbound_field.kwargs.get("filters", ()))
-            if issubclass(unbound_field.field_class, StringField):
-                filters.insert(0, normalise_text)
-            return unbound_field.bind(form=form, filters=filters, **options)
-
-    def error_anchor(self) -> str:
-        field = self._fields.get(self.main_field) if self.main_field else None
-        return field.id if field is not None else FORM_ID
-
-    def page_errors(self) -> FormErrors:
-        """The first message of each field, keyed by the field's id, in the order of the fields on the page."""
-        errors = FormErrors()
-        for field in self:
-            if field.errors and field.id != "csrf_token":
-                errors.add(field.id, field.errors[0])
-        if self.errors.get("csrf_token"):
-            errors.add(FORM_ID, "The form had expired. Try again")
-        return errors
-
-
-FORM_ID = "action-form"
+class RequestForm(PortalForm):
+    """The base of the request pages' forms (see core.forms.PortalForm)."""
 
 
 def _text(name: str, message: str, *, limit: int = TEXT_LIMIT, field_id: str | None = None, required: bool = True):

@@ -1,5 +1,8 @@
 """Reading and checking submitted forms, shared by the patient and staff areas.
 
+Every form is a WTForms class built on `PortalForm` (through Flask-WTF, which brings the CSRF check). The
+helpers below it (`text`, `check_new_password`, `date_from_parts`) are what those forms' validators share.
+
 Forms read only the fields they name (an explicit allow-list: extra fields such as `role` or `is_verified`
 are never looked at, SECURITY G5). Every value is treated as untrusted text of bounded length. Errors are
 collected in `FormErrors`, in the order of the fields on the page, worded as the NHS.UK design system asks
@@ -12,7 +15,9 @@ import unicodedata
 from datetime import date
 
 from flask import current_app
+from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
+from wtforms import PasswordField, StringField
 
 from core.services.breached import is_breached
 from core.services.passwords import MAX_LENGTH, normalise_password, password_problems
@@ -35,6 +40,58 @@ class FormErrors(dict):
     def message(self, field: str) -> dict | None:
         """The errorMessage parameter for a design-system field macro, or None."""
         return {"text": self[field]} if field in self else None
+
+
+def normalise_text(value):
+    """Trimmed, composed Unicode ("e" plus a separate accent becomes "é", as some keyboards send it)."""
+    return unicodedata.normalize("NFC", value).strip() if isinstance(value, str) else value
+
+
+class PortalForm(FlaskForm):
+    """The base of every form: text fields (StringField and its subclasses, TextAreaField among them) are
+    stripped and NFC-normalised before any validator sees them. Passwords are kept exactly as typed (spaces may
+    be part of one; `core.services.passwords` normalises them its own way).
+
+    `main_field` names the field the page asks for: a refusal from a service that names no field is shown
+    against it. A form without fields (a confirmation button) has such a refusal shown against the form itself
+    (`form_id`, the id of the page's <form>)."""
+
+    main_field: str | None = None
+    form_id: str = "action-form"
+
+    class Meta:
+        def bind_field(self, form, unbound_field, options):
+            filters = list(unbound_field.kwargs.get("filters", ()))
+            kind = unbound_field.field_class
+            if issubclass(kind, StringField) and not issubclass(kind, PasswordField):
+                filters.insert(0, normalise_text)
+            return unbound_field.bind(form=form, filters=filters, **options)
+
+    def error_anchor(self, field: str | None = None) -> str:
+        """The id an error belongs to: the named field's (as a service names it), else the main field's, else
+        the form's."""
+        for name in (field, self.main_field):
+            bound = self._fields.get(name) if name else None
+            if bound is not None:
+                return bound.id
+        return self.form_id
+
+    def page_errors(self) -> FormErrors:
+        """The first message of each field, keyed by the field's id, in the order of the fields on the page."""
+        errors = FormErrors()
+        for field in self:
+            if field.errors and field.id != "csrf_token":
+                errors.add(field.id, field.errors[0])
+        if self.errors.get("csrf_token"):
+            errors.add(self.form_id, "The form had expired. Try again")
+        return errors
+
+    def add_service_error(self, errors: FormErrors, exc: Exception) -> None:
+        """Show a service's refusal (`core.services.errors.ServiceError`) against each field it names, else
+        against the main field."""
+        problems = getattr(exc, "problems", None) or {getattr(exc, "field", None): str(exc)}
+        for field, message in problems.items():
+            errors.add(self.error_anchor(field), str(message).rstrip("."))
 
 
 def text(form: MultiDict, name: str, *, limit: int = MAX_FIELD_LENGTH) -> str:

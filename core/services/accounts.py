@@ -31,6 +31,7 @@ from core.services import totp
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
+from core.services.errors import ServiceError
 from core.services.passwords import hash_password, verify_password
 from core.services.register import find_register_match
 from core.services.registration_keys import find_key
@@ -54,7 +55,7 @@ from core.sessions import end_account_sessions, enforce_session_limit
 ACCOUNT_MODELS = {"patient": Patient, "staff": StaffUser}
 
 
-class AccountError(ValueError):
+class AccountError(ServiceError):
     """A request that cannot be carried out, with a message to show the person who made it."""
 
 

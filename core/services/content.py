@@ -27,6 +27,7 @@ from core.models.content import DEFAULT_CONTENT_AUTHOR
 from core.sanitise import render_markdown, sanitise_html
 from core.services.audit import record_event
 from core.services.db import transactional
+from core.services.errors import ServiceError
 from core.services.settings import Settings, practice_settings
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "default_content"
@@ -49,15 +50,13 @@ PAGES: tuple[PageDefinition, ...] = (
 PAGE_SLUGS = frozenset(page.slug for page in PAGES)
 
 
-class ContentError(ValueError):
-    """A content change that cannot be made, with a message fit to show the person making it.
-
-    `problems` maps each form field at fault (title, source, change-summary) to its message, in the order of the
-    fields on the page; the exception's own message is the first of them."""
+class ContentError(ServiceError):
+    """A content change that cannot be made, with a message fit to show the person making it; `problems` maps
+    each form field at fault (title, source, change-summary) to its message, in the order of the fields on the
+    page. A refusal naming no field is about the page's text (`source`)."""
 
     def __init__(self, message: str = "", *, field: str = "source", problems: dict[str, str] | None = None) -> None:
-        self.problems = problems or {field: message}
-        super().__init__(next(iter(self.problems.values())))
+        super().__init__(message, field=field, problems=problems)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from core.services.audit import record_event
 from core.services.content import current_version
 from core.services.db import transactional
 from core.services.email import queue_email
+from core.services.errors import ServiceError
 from core.services.register import parse_nhs_number
 from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
@@ -76,7 +77,7 @@ COMPLAINT_ACKNOWLEDGE_DAYS = 30
 SEARCH_LIMIT = 50
 
 
-class RequestError(ValueError):
+class RequestError(ServiceError):
     """An action that cannot be carried out, with a message for the person who tried it."""
 
 

@@ -31,6 +31,7 @@ from core.models.accounts import StaffUser
 from core.models.settings import PracticeSettings
 from core.services.audit import record_event
 from core.services.db import transactional
+from core.services.errors import ServiceError
 
 ROW_ID = 1
 CACHE_KEY = "portal.practice_settings_cache"
@@ -127,12 +128,13 @@ class Settings:
         return {name: getattr(self, name) for name in FIELD_NAMES}
 
 
-class SettingsError(ValueError):
-    """The settings cannot be saved. `errors` maps each setting (or CONFIRM_FOUR_EYES_OFF) to a message fit
-    to show the admin, in the order of the form. `conflict`: someone else saved since the form was opened."""
+class SettingsError(ServiceError):
+    """The settings cannot be saved. `errors` (also `problems`) maps each setting (or CONFIRM_FOUR_EYES_OFF) to
+    a message fit to show the admin, in the order of the form. `conflict`: someone else saved since the form
+    was opened."""
 
     def __init__(self, errors: dict[str, str], *, conflict: bool = False) -> None:
-        super().__init__("; ".join(errors.values()))
+        super().__init__("; ".join(errors.values()), problems=errors)
         self.errors = errors
         self.conflict = conflict
 
