@@ -45,7 +45,9 @@ def too_long(limit: int) -> str:
 
 
 def cut(limit: int):
-    """A filter keeping the first `limit` characters (for a search box, where a longer value is no error)."""
+    """A filter keeping the first `limit` characters: a bound on what is read of a value the service checks
+    itself (over-long ones are kept long enough for its "too long" message), or of a search, where a longer value
+    is no error."""
     return lambda value: value[:limit] if isinstance(value, str) else value
 
 
@@ -98,9 +100,9 @@ class DateParts(Field):
         found = FormErrors()
         posted = MultiDict({f"{self.name}-{part}": value for part, value in self.parts.items()})
         value, _ = date_from_parts(found, posted, self.name, label=self.what, today=requests_service.practice_today())
-        for box, message in found.items():
+        if found:  # one message at most: the reader stops at the first problem
+            self.error_id, message = next(iter(found.items()))
             message = message.replace("Enter your ", "Enter the ", 1).replace("Your ", "The ", 1)
-            self.error_id = box
             raise ValidationError(message.replace("must be in the past", "must be today or in the past"))
         self.data = value
 
@@ -313,7 +315,6 @@ class IdentityForm(PortalForm):
 class AcknowledgeComplaintForm(PortalForm):
     """The acknowledgement of a complaint; the service checks that it is there."""
 
-    main_field = "message"
     message = TextAreaField(name="message", filters=[cut(5000)])
 
 
