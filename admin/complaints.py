@@ -4,12 +4,12 @@ complaint itself is read, and acknowledged, on its request's page."""
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, url_for
 
 from admin import bp
+from admin.forms import AcknowledgeComplaintForm
 from admin.requests import render_with_error
 from core.formatters import in_london
-from core.forms import text
 from core.services import requests as requests_service
 from core.services.requests import RequestError
 
@@ -30,7 +30,8 @@ def complaint_list():
 @bp.post("/complaints/<public_id>/acknowledge")
 def complaint_acknowledge(public_id: str):
     complaint = requests_service.complaint_by_public_id(public_id) or abort(404)
-    message = text(request.form, "message", limit=5000)[:5000]
+    form = AcknowledgeComplaintForm()
+    message = form.message.data or ""
     field = f"acknowledgement-{complaint.public_id}"
     try:
         requests_service.acknowledge_complaint(g.staff_user, complaint, message)

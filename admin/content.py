@@ -19,11 +19,12 @@ import functools
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
+from admin.forms import NoticeEditorForm, place_refusal
 from admin.guard import fresh_second_factor
 from core.auth import is_fresh
-from core.forms import FormErrors, text
+from core.forms import FormErrors
 from core.services import content
-from core.services.content import MAX_SOURCE_LENGTH, MAX_SUMMARY_LENGTH, ContentError
+from core.services.content import MAX_SOURCE_LENGTH, ContentError
 
 
 def _overview_or_404(slug: str) -> content.PageOverview:
@@ -32,28 +33,14 @@ def _overview_or_404(slug: str) -> content.PageOverview:
     return content.page_overview(slug)
 
 
-def _errors(exc: ContentError) -> FormErrors:
+def _editor(overview: content.PageOverview, form: NoticeEditorForm, *, exc: ContentError | None = None, preview=None):
     errors = FormErrors()
-    for field, message in exc.problems.items():
-        errors.add(field, message)
-    return errors
-
-
-def _form_values() -> dict[str, str]:
-    return {
-        "title": text(request.form, "title", limit=200),
-        # Read more than the limit, so that text over it comes back whole with the error, not cut short.
-        "source": text(request.form, "source", limit=2 * MAX_SOURCE_LENGTH),
-        "change-summary": text(request.form, "change-summary", limit=MAX_SUMMARY_LENGTH),
-    }
-
-
-def _editor(overview: content.PageOverview, values: dict, *, errors: FormErrors | None = None, preview=None):
-    errors = errors or FormErrors()
+    if exc is not None:
+        place_refusal(form, errors, exc)
     page = render_template(
         "admin/content/edit.html",
         overview=overview,
-        values=values,
+        form=form,
         errors=errors,
         page=preview,
         max_source_length=MAX_SOURCE_LENGTH,
@@ -68,15 +55,9 @@ def _keep_the_text_while_confirming(view):
     @functools.wraps(view)
     def wrapper(overview: content.PageOverview):
         if not is_fresh():
-            values = _form_values()
+            form = NoticeEditorForm()
             try:
-                draft = content.keep_as_draft(
-                    g.staff_user,
-                    slug=overview.page.slug,
-                    title=values["title"],
-                    source_text=values["source"],
-                    change_summary=values["change-summary"],
-                )
+                draft = content.keep_as_draft(g.staff_user, slug=overview.page.slug, **form.text())
             except ContentError:
                 draft = None
             if draft is not None:
@@ -96,13 +77,12 @@ def content_edit(slug: str):
     overview = _overview_or_404(slug)
     if request.method == "GET":
         version = overview.editing
-        values = {
+        opened = {
             "title": version.title if version else overview.page.title,
             "source": version.source_text if version else "",
-            "change-summary": "",
         }
-        return _editor(overview, values)
-    action = request.form.get("action")
+        return _editor(overview, NoticeEditorForm(formdata=None, data=opened))
+    action = NoticeEditorForm().action.data
     if action == "draft":
         return _save_draft(overview)
     if action == "publish":
@@ -112,28 +92,24 @@ def content_edit(slug: str):
 
 def _preview(overview: content.PageOverview):
     """Render the page as it would look, saving nothing."""
-    values = _form_values()
+    form = NoticeEditorForm()
     try:
-        preview = content.preview(slug=overview.page.slug, title=values["title"], source_text=values["source"])
+        preview = content.preview(
+            slug=overview.page.slug, title=form.title.data or "", source_text=form.source.data or ""
+        )
     except ContentError as exc:
-        return _editor(overview, values, errors=_errors(exc))
-    return _editor(overview, values, preview=preview)
+        return _editor(overview, form, exc=exc)
+    return _editor(overview, form, preview=preview)
 
 
 def _save(overview: content.PageOverview, save, done: str, next_endpoint: str):
     """Save the editor's text with `save` (a draft, or a published version); on a problem show the editor
     again with every message, otherwise flash `done` (given the new version's number) and move on."""
-    values = _form_values()
+    form = NoticeEditorForm()
     try:
-        version = save(
-            g.staff_user,
-            slug=overview.page.slug,
-            title=values["title"],
-            source_text=values["source"],
-            change_summary=values["change-summary"],
-        )
+        version = save(g.staff_user, slug=overview.page.slug, **form.text())
     except ContentError as exc:
-        return _editor(overview, values, errors=_errors(exc))
+        return _editor(overview, form, exc=exc)
     flash(done.format(number=version.version))
     return redirect(url_for(next_endpoint, slug=overview.page.slug))
 

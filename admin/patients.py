@@ -4,13 +4,14 @@ ID in person. Deactivating a patient and ending their sessions are for admins (a
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, url_for
 from sqlalchemy import func, or_, select
 
 from admin import bp
+from admin.forms import PatientSearchForm, PhotoIdCheckedForm, RejectIdentityForm, VerifyIdentityForm
 from admin.guard import fresh_second_factor
 from core.extensions import db
-from core.forms import FormErrors, text
+from core.forms import FormErrors
 from core.models.accounts import Patient
 from core.services import accounts, registration_keys
 from core.services.register import parse_nhs_number
@@ -34,7 +35,8 @@ def patients_awaiting_verification():
 def patient_search():
     """Find a patient by NHS number, email address or last name. The search is sent by POST, so an NHS number
     or an email address never appears in an address (and so in a proxy's log or the browser's history)."""
-    query = text(request.form, "q", limit=320) if request.method == "POST" else ""
+    form = PatientSearchForm()
+    query = form.q.data if form.validate_on_submit() else ""
     results: list[Patient] | None = None
     if query:
         nhs_number = parse_nhs_number(query)
@@ -94,11 +96,12 @@ def patient_issue_registration_key(public_id: str):
 @fresh_second_factor
 def patient_verify(public_id: str):
     patient = _patient_or_404(public_id)
-    values = {"method": text(request.form, "method", limit=20), "note": text(request.form, "note", limit=500)}
+    form = VerifyIdentityForm()
+    values = {"method": form.method.data or "", "note": form.note.data or ""}
     try:
         accounts.verify_identity(g.staff_user, patient, method=values["method"], note=values["note"])
     except accounts.AccountError as exc:
-        return _render_with_error(patient, "method", str(exc), values)
+        return _render_with_error(patient, form.error_anchor(exc.field), str(exc), values)
     flash(f"{patient.full_name}'s identity is confirmed. They have been emailed.")
     return redirect(url_for("admin.patients_awaiting_verification"))
 
@@ -107,11 +110,12 @@ def patient_verify(public_id: str):
 @fresh_second_factor
 def patient_reject(public_id: str):
     patient = _patient_or_404(public_id)
-    values = {"reason": text(request.form, "reason", limit=500)}
+    form = RejectIdentityForm()
+    values = {"reason": form.reason.data or ""}
     try:
         accounts.reject_identity(g.staff_user, patient, reason=values["reason"])
     except accounts.AccountError as exc:
-        return _render_with_error(patient, "reason", str(exc), values)
+        return _render_with_error(patient, form.error_anchor(exc.field), str(exc), values)
     flash(f"You recorded that {patient.full_name}'s identity could not be confirmed. They have been emailed.")
     return redirect(url_for("admin.patients_awaiting_verification"))
 
@@ -120,10 +124,9 @@ def patient_reject(public_id: str):
 @fresh_second_factor
 def patient_reset_authenticator(public_id: str):
     patient = _patient_or_404(public_id)
-    if request.form.get("photo-id-checked") != "yes":
-        return _render_with_error(
-            patient, "photo-id-checked", "Confirm that you have checked the patient's photo ID in person", {}
-        )
+    form = PhotoIdCheckedForm()
+    if not form.validate():
+        return _detail_page(patient, form.page_errors(), {}), 400
     accounts.reset_authenticator(g.staff_user, patient)
     flash("The authenticator has been removed. The patient has been emailed a link to set up a new one.")
     return redirect(url_for("admin.patient_detail", public_id=patient.public_id))

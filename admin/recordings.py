@@ -4,28 +4,20 @@ for admins (admin.guard). Every action is a service call in `core`; this module 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
 
 from admin import bp
+from admin.forms import UploadForm
 from admin.guard import fresh_second_factor
 from admin.request_actions import action_page, back_unless_offered, staff_choices
 from admin.request_forms import ApproveForm, ConfirmForm, DeclineForm, RemoveRecordingForm, RevokeForm
-from admin.requests import (
-    FILE_CSP,
-    TIME_OF_DAY,
-    _recording_or_404,
-    _request_or_404,
-    _staff_date,
-)
+from admin.requests import FILE_CSP, _recording_or_404, _request_or_404
 from core.extensions import csrf
 from core.formatters import format_file_size
-from core.forms import FormErrors, text
-from core.models.requests import DIRECTIONS, RecordingRequest
+from core.forms import FormErrors
+from core.models.requests import RecordingRequest
 from core.services import accounts, recordings, releases
-from core.services import requests as requests_service
-from core.services.requests import LONDON, RequestError
+from core.services.requests import RequestError
 from core.services.settings import practice_settings
 
 # ---------------------------------------------------------------------------------------------------------
@@ -133,18 +125,13 @@ def _revoke_page(reference: str, *, reissue: bool, done: str):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _field(name: str, limit: int = 5000) -> str:
-    return text(request.form, name, limit=limit)[:limit]
-
-
-def _upload_page(req: RecordingRequest, errors: FormErrors | None = None, values: dict | None = None):
-    errors = errors or FormErrors()
+def _upload_page(req: RecordingRequest, form: UploadForm, errors: FormErrors | None = None):
+    errors = errors if errors is not None else form.page_errors()
     page = render_template(
         "admin/requests/upload.html",
         req=req,
+        form=form,
         errors=errors,
-        values=values or {},
-        directions=DIRECTIONS,
         max_upload=format_file_size(current_app.config["RECORDING_MAX_BYTES"]),
         recordings=recordings.attached_recordings(req),
     )
@@ -156,27 +143,7 @@ def _upload_page(req: RecordingRequest, errors: FormErrors | None = None, values
 def recording_upload_form(reference: str):
     """The page for attaching a recording; the form posts to recording_upload."""
     req = _request_or_404(reference)
-    return back_unless_offered(req, "upload", "Recordings cannot be attached now") or _upload_page(req)
-
-
-def _call_started_at(errors: FormErrors, values: dict) -> datetime | None:
-    today = requests_service.practice_today()
-    day, values["call-date"] = _staff_date(errors, "call-date", "date of the call", today, required=False)
-    values["call-time"] = _field("call-time", 5)
-    if errors or (day is None and not values["call-time"]):
-        return None  # both are optional, but together: a date alone would store a made-up time
-    match = TIME_OF_DAY.fullmatch(values["call-time"])
-    if day is None:
-        errors.add("call-date-day", "Enter the date of the call, or leave the time empty")
-        return None
-    if not values["call-time"]:
-        errors.add("call-time", "Enter the time of the call, like 14:05, or leave the date empty")
-        return None
-    if match is None:
-        errors.add("call-time", "Enter the time of the call in 24-hour time, like 14:05")
-        return None
-    hour, minute = int(match.group(1)), int(match.group(2))
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=LONDON).astimezone(UTC)
+    return back_unless_offered(req, "upload", "Recordings cannot be attached now") or _upload_page(req, UploadForm())
 
 
 @bp.post("/requests/<reference>/recordings")
@@ -196,26 +163,22 @@ def recording_upload(reference: str):
         "Go back and choose a smaller file, or split a long recording into parts.",
     )
     csrf.protect()
-    errors = FormErrors()
-    values: dict = {"direction": _field("direction", 20), "caller-number": _field("caller-number", 30)}
-    upload = request.files.get("recording")
-    if upload is None or not upload.filename:
-        errors.add("recording", "Select a recording to upload")
-    if values["direction"] not in DIRECTIONS:
-        errors.add("direction", "Select who made the call")
-    call_started_at = _call_started_at(errors, values)
-    if errors:
-        return _upload_page(req, errors, values)
+    form = UploadForm()
+    if not form.validate():
+        return _upload_page(req, form)
+    upload = form.recording.data
     details = recordings.RecordingDetails(
         original_name=upload.filename,
-        call_started_at=call_started_at,
-        caller_number=values["caller-number"],
-        direction=values["direction"],
+        call_started_at=form.call_started_at(),
+        caller_number=form.caller_number.data or "",
+        direction=form.direction.data,
     )
     try:
         recording = recordings.attach_recording(g.staff_user, req, upload.stream, details)
     except RequestError as exc:
-        return _upload_page(req, FormErrors({"recording": str(exc).rstrip(".")}), values)
+        errors = FormErrors()
+        form.add_service_error(errors, exc)
+        return _upload_page(req, form, errors)
     flash(f"{recording.original_name} has been attached ({recording.duration_label}).")
     return redirect(url_for("admin.request_detail", reference=req.reference))
 

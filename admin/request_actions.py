@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from wtforms.fields.choices import SelectChoice
 
 from admin import bp
+from admin.forms import IdentityForm
 from admin.guard import fresh_second_factor
 from admin.request_forms import (
     AssignForm,
@@ -24,14 +25,13 @@ from admin.request_forms import (
     CloseForm,
     ConfirmForm,
     ExtendForm,
-    IdentityForm,
     NoRecordingsForm,
     NoteForm,
     RefuseForm,
     ReplyForm,
     RequestForm,
 )
-from admin.requests import REFUSAL_TEMPLATE, _request_or_404, _staff_date, available_actions
+from admin.requests import REFUSAL_TEMPLATE, _request_or_404, available_actions
 from core import legal_clock
 from core.forms import FormErrors
 from core.models.requests import RecordingRequest
@@ -48,7 +48,6 @@ def action_page(
     template: str,
     run: Callable[[], object],
     done: str | Callable[[], str],
-    errors: FormErrors | None = None,
     **context,
 ) -> ResponseReturnValue:
     """The shape of every action page: show the form; on a valid POST make the one service call, flash `done`
@@ -56,10 +55,10 @@ def action_page(
 
     A GET for an action the request's state does not offer goes back to the request's page with a message
     (the page would only be refused); a POST always reaches the service, which decides."""
-    page_errors = errors if errors is not None else FormErrors()
+    page_errors = FormErrors()
     if request.method == "GET" and (back := back_unless_offered(req, action, "That cannot be done now")):
         return back
-    if not page_errors and form.validate_on_submit():
+    if form.validate_on_submit():
         try:
             run()
         except RequestError as exc:
@@ -140,21 +139,14 @@ def request_start(reference: str):
 @fresh_second_factor
 def request_confirm_identity(reference: str):
     req = _request_or_404(reference)
-    errors = FormErrors()
-    confirmed_on, parts = None, {}
-    if request.method == "POST":
-        confirmed_on, parts = _staff_date(
-            errors, "identity-date", "date identity was checked", requests_service.practice_today()
-        )
+    form = IdentityForm()
     return action_page(
         req,
-        IdentityForm(),
+        form,
         action="confirm_identity",
         template="admin/requests/identity.html",
-        run=lambda: requests_service.confirm_requester_identity(g.staff_user, req, confirmed_on),
+        run=lambda: requests_service.confirm_requester_identity(g.staff_user, req, form.identity_date.data),
         done="Identity confirmed. The time limit has started.",
-        errors=errors,
-        parts=parts,
     )
 
 

@@ -154,8 +154,3 @@ class RemoveRecordingForm(RequestForm):
     main_field = "reason"
     reason = _text("reason", "Enter why the recording is being removed", limit=REASON_LIMIT, field_id="remove-reason")
     confirm = _confirm("Confirm that you want to delete the recording's file")
-
-
-class IdentityForm(RequestForm):
-    """Confirming the identity of a requester without an account. The date is read from the NHS date input by
-    the view (core.forms.date_from_parts, the one reader of date inputs); this form brings the CSRF check."""

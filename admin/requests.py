@@ -12,15 +12,15 @@ refused anyway. Actions that change what the patient gets need both factors in t
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from urllib.parse import urlencode
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
+from admin.forms import OfflineRequestForm, QueueSearchForm
 from core import legal_clock
-from core.forms import FormErrors, date_from_parts, text
+from core.forms import FormErrors
 from core.models.requests import (
     DIRECTIONS,
     FORMATS,
@@ -32,15 +32,12 @@ from core.models.requests import (
 )
 from core.services import accounts, recordings, releases
 from core.services import requests as requests_service
-from core.services.register import parse_nhs_number
 from core.services.requests import QueueFilter, RequestError
 from core.services.settings import practice_settings
 
 PER_PAGE = 25
 SEARCH_RESULTS = 50
 QUEUE_STATUSES = ("open", "all", *REQUEST_STATUSES)
-OFFLINE_VIA = {key: label for key, label in RECEIVED_VIA.items() if key != "online"}
-TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3])[:.]([0-5]\d)")
 # A file answer must not run as a page if a browser is ever tricked into rendering it.
 FILE_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
 REFUSAL_TEMPLATE = (
@@ -94,20 +91,6 @@ def _recording_or_404(req: RecordingRequest, public_id: str) -> Recording:
     return recording
 
 
-def _staff_date(
-    errors: FormErrors, prefix: str, label: str, today: date, *, required: bool = True
-) -> tuple[date | None, dict]:
-    """An NHS date input on a staff form, with messages worded for staff ("Enter the date received")."""
-    found = FormErrors()
-    value, parts = date_from_parts(found, request.form, prefix, label=label, today=today)
-    for field, message in found.items():
-        if not required and not any(parts.values()):
-            break
-        message = message.replace("Enter your ", "Enter the ", 1).replace("Your ", "The ", 1)
-        errors.add(field, message.replace("must be in the past", "must be today or in the past"))
-    return value, parts
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The queue
 # ---------------------------------------------------------------------------------------------------------
@@ -137,7 +120,8 @@ def request_queue():
     """The queue, soonest due first, filtered and paged in the database. Searching by reference, NHS number
     or name is a POST, so an NHS number or a name never appears in an address (or a proxy's log)."""
     choices = _queue_choices()
-    search = text(request.form, "q", limit=100) if request.method == "POST" else ""
+    form = QueueSearchForm()
+    search = form.q.data if form.validate_on_submit() else ""
     if search:
         result = requests_service.queue(QueueFilter(status="all", search=search), per_page=SEARCH_RESULTS)
     else:
@@ -164,145 +148,24 @@ def request_queue():
 # Logging a request received offline
 # ---------------------------------------------------------------------------------------------------------
 
-# Where a message from the service belongs on the form (the view checks most things first).
-OFFLINE_ERROR_FIELDS = (
-    ("how the request was received", "received-via"),
-    ("date received", "received-day"),
-    ("identity was confirmed", "identity-date-day"),
-    ("name of the person", "requester-name"),
-    ("receive the recordings", "format"),
-)
-
-
-def _call_details(errors: FormErrors, values: dict, today: date) -> requests_service.CallDetails | None:
-    """The calls asked for, read the way the patients' own form reads them."""
-    form = request.form
-    calls_from, values["calls-from"] = _staff_date(errors, "calls-from", "date of the calls", today)
-    calls_to, values["calls-to"] = _staff_date(errors, "calls-to", "last date of the calls", today, required=False)
-    for name, limit in (("approximate-time", 100), ("phone-number", 30), ("spoke-to", 200), ("description", 5000)):
-        values[name] = text(form, name, limit=limit)
-        if len(values[name]) > limit:
-            errors.add(name, f"Enter no more than {limit:,} characters")
-    values["format"] = text(form, "format", limit=30)
-    if values["format"] not in FORMATS:
-        errors.add("format", "Select how the patient would like to receive the recordings")
-    values["share"] = form.get("share-with-nhs-england") == "yes"
-    if calls_from and calls_to and calls_to < calls_from:
-        errors.add("calls-to-day", "The last date of the calls must be on or after the first date")
-    if errors or calls_from is None:
-        return None
-    return requests_service.CallDetails(
-        calls_from=calls_from,
-        calls_to=calls_to or calls_from,
-        approximate_time=values["approximate-time"],
-        phone_number=values["phone-number"],
-        spoke_to=values["spoke-to"],
-        description=values["description"],
-        preferred_format=values["format"],
-        share_with_nhs_england=values["share"],
-    )
-
-
-def _offline_request(errors: FormErrors, values: dict) -> requests_service.OfflineRequest | None:
-    form = request.form
-    today = requests_service.practice_today()
-    values["received-via"] = text(form, "received-via", limit=20)
-    if values["received-via"] not in OFFLINE_VIA:
-        errors.add("received-via", "Select how the request was received")
-    received_on, values["received"] = _staff_date(errors, "received", "date the request was received", today)
-
-    values["requester"] = text(form, "requester", limit=20)
-    patient = None
-    requester = {}
-    if values["requester"] == "registered":
-        values["patient-nhs-number"] = text(form, "patient-nhs-number", limit=20)
-        nhs_number = parse_nhs_number(values["patient-nhs-number"])
-        if not values["patient-nhs-number"]:
-            errors.add("patient-nhs-number", "Enter the patient's NHS number")
-        elif nhs_number is None:
-            errors.add("patient-nhs-number", "Enter a valid NHS number. It is 10 digits, like 485 777 3456")
-        else:
-            found = requests_service.patients_with_nhs_number(nhs_number)
-            if not found:
-                errors.add(
-                    "patient-nhs-number",
-                    "No patient account has this NHS number. Check it, or log the request for someone who is "
-                    "not registered on the portal",
-                )
-            elif len(found) > 1:
-                errors.add(
-                    "patient-nhs-number",
-                    "More than one patient account has this NHS number. Find the right one on the patients page "
-                    "and ask an admin to deactivate the other, or log the request as not registered",
-                )
-            else:
-                patient = found[0]
-    elif values["requester"] == "unregistered":
-        values["requester-name"] = text(form, "requester-name", limit=200)
-        values["requester-nhs-number"] = text(form, "requester-nhs-number", limit=20)
-        values["requester-contact"] = text(form, "requester-contact", limit=500)
-        if not values["requester-name"]:
-            errors.add("requester-name", "Enter the name of the person making the request")
-        nhs_number = parse_nhs_number(values["requester-nhs-number"]) if values["requester-nhs-number"] else None
-        if values["requester-nhs-number"] and nhs_number is None:
-            errors.add("requester-nhs-number", "Enter a valid NHS number. It is 10 digits, like 485 777 3456")
-        born, values["requester-dob"] = _staff_date(errors, "requester-dob", "date of birth", today, required=False)
-        if not values["requester-contact"]:
-            errors.add("requester-contact", "Enter how the practice can contact them about the request")
-        requester = {
-            "requester_name": values["requester-name"][:200],
-            "requester_nhs_number": nhs_number,
-            "requester_date_of_birth": born,
-            "requester_contact": values["requester-contact"][:500],
-        }
-    else:
-        errors.add("requester", "Select whether the patient has an account on the portal")
-
-    values["identity-checked"] = text(form, "identity-checked", limit=5)
-    identity_on = None
-    if values["identity-checked"] == "yes":
-        identity_on, values["identity-date"] = _staff_date(errors, "identity-date", "date identity was checked", today)
-    elif values["identity-checked"] != "no":
-        errors.add("identity-checked", "Select whether the requester's identity has been checked")
-
-    details = _call_details(errors, values, today)
-    if errors or details is None:
-        return None
-    return requests_service.OfflineRequest(
-        received_via=values["received-via"],
-        received_on=received_on,
-        details=details,
-        patient=patient,
-        identity_confirmed_on=identity_on,
-        **requester,
-    )
-
 
 @bp.route("/requests/new", methods=["GET", "POST"])
 def request_log_offline():
     """A request received by letter, phone, email or at the desk, logged with the day it really arrived."""
+    form = OfflineRequestForm()
     errors = FormErrors()
-    values: dict = {"format": "download"}
-    if request.method == "POST":
-        offline = _offline_request(errors, values)
-        if offline is not None:
-            try:
-                req = requests_service.log_offline_request(g.staff_user, offline)
-            except RequestError as exc:
-                message = str(exc)
-                field = next((f for words, f in OFFLINE_ERROR_FIELDS if words in message), "received-via")
-                errors.add(field, message.rstrip("."))
-            else:
-                due = f" It is due by {requests_service.long_date(req.due_on)}." if req.due_on else ""
-                flash(f"Request {req.reference} has been logged.{due}")
-                return redirect(url_for("admin.request_detail", reference=req.reference))
-    return render_template(
-        "admin/requests/log-offline.html",
-        errors=errors,
-        values=values,
-        received_via=OFFLINE_VIA,
-        formats=FORMATS,
-    ), (400 if errors else 200)
+    if form.validate_on_submit():
+        try:
+            req = requests_service.log_offline_request(g.staff_user, form.offline_request())
+        except RequestError as exc:
+            form.add_service_error(errors, exc)
+        else:
+            due = f" It is due by {requests_service.long_date(req.due_on)}." if req.due_on else ""
+            flash(f"Request {req.reference} has been logged.{due}")
+            return redirect(url_for("admin.request_detail", reference=req.reference))
+    for field_id, message in form.page_errors().items():
+        errors.add(field_id, message)
+    return render_template("admin/requests/log-offline.html", form=form, errors=errors), (400 if errors else 200)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -6,14 +6,15 @@ person's sessions and reset a lost authenticator. Every change is audited by the
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, url_for
 from sqlalchemy import select
 
 from admin import bp
+from admin.forms import InviteStaffForm, StaffResetAuthenticatorForm, StaffRoleForm, place_refusal
 from admin.guard import fresh_second_factor
 from core.extensions import db
-from core.forms import FormErrors, text
-from core.models.accounts import STAFF_ROLES, StaffUser
+from core.forms import FormErrors, PortalForm
+from core.models.accounts import StaffUser
 from core.services import accounts
 
 
@@ -30,38 +31,25 @@ def staff_list():
 @bp.route("/staff/invite", methods=["GET", "POST"])
 @fresh_second_factor
 def staff_invite():
+    form = InviteStaffForm()
     errors = FormErrors()
-    values = {"name": "", "email": "", "role": "staff", "clinician": ""}
-    if request.method == "POST":
-        values = {
-            "name": text(request.form, "name", limit=200),
-            "email": text(request.form, "email", limit=320),
-            "role": text(request.form, "role", limit=16),
-            "clinician": text(request.form, "clinician", limit=3),
-        }
-        if not values["name"]:
-            errors.add("name", "Enter the person's full name")
-        elif len(values["name"]) > 200:
-            errors.add("name", "Name must be 200 characters or fewer")
-        if not accounts.looks_like_email(values["email"]):
-            errors.add("email", "Enter an email address in the correct format, like name@example.com")
-        if values["role"] not in STAFF_ROLES:
-            errors.add("role", "Select a role")
-        if not errors:
-            try:
-                staff = accounts.invite_staff(
-                    g.staff_user,
-                    email=values["email"],
-                    name=values["name"],
-                    role=values["role"],
-                    is_clinician=values["clinician"] == "yes",
-                )
-            except accounts.AccountError as exc:
-                errors.add("email", str(exc))
-            else:
-                flash(f"Invitation sent to {staff.email}. It works for 72 hours.")
-                return redirect(url_for("admin.staff_detail", public_id=staff.public_id))
-    return render_template("admin/staff/invite.html", errors=errors, values=values), 400 if errors else 200
+    if form.validate_on_submit():
+        try:
+            staff = accounts.invite_staff(
+                g.staff_user,
+                email=form.email.data,
+                name=form.name.data,
+                role=form.role.data,
+                is_clinician=form.clinician.data,
+            )
+        except accounts.AccountError as exc:
+            place_refusal(form, errors, exc)
+        else:
+            flash(f"Invitation sent to {staff.email}. It works for 72 hours.")
+            return redirect(url_for("admin.staff_detail", public_id=staff.public_id))
+    for field_id, message in form.page_errors().items():
+        errors.add(field_id, message)
+    return render_template("admin/staff/invite.html", form=form, errors=errors), 400 if errors else 200
 
 
 @bp.get("/staff/<public_id>")
@@ -69,13 +57,17 @@ def staff_detail(public_id: str):
     return render_template("admin/staff/detail.html", staff=_staff_or_404(public_id), errors=FormErrors())
 
 
-def _staff_action(public_id: str, action, done: str):
+def _staff_action(public_id: str, action, done: str, form: PortalForm | None = None):
+    """Make the change `action` on the account, unless `form` (validated) has a problem; show the account's page
+    again with the problem or the service's refusal, else flash `done`."""
     staff = _staff_or_404(public_id)
-    try:
-        action(staff)
-    except accounts.AccountError as exc:
-        errors = FormErrors()
-        errors.add("action", str(exc))
+    errors = form.page_errors() if form is not None else FormErrors()
+    if not errors:
+        try:
+            action(staff)
+        except accounts.AccountError as exc:
+            errors.add("action", str(exc))
+    if errors:
         return render_template("admin/staff/detail.html", staff=staff, errors=errors), 400
     flash(done)
     return redirect(url_for("admin.staff_detail", public_id=staff.public_id))
@@ -84,9 +76,11 @@ def _staff_action(public_id: str, action, done: str):
 @bp.post("/staff/<public_id>/role")
 @fresh_second_factor
 def staff_role(public_id: str):
-    role = text(request.form, "role", limit=16)
+    form = StaffRoleForm()
     return _staff_action(
-        public_id, lambda staff: accounts.set_staff_role(g.staff_user, staff, role), "The role has been changed."
+        public_id,
+        lambda staff: accounts.set_staff_role(g.staff_user, staff, form.role.data or ""),
+        "The role has been changed.",
     )
 
 
@@ -111,15 +105,13 @@ def staff_reactivate(public_id: str):
 @bp.post("/staff/<public_id>/reset-authenticator")
 @fresh_second_factor
 def staff_reset_authenticator(public_id: str):
-    if request.form.get("identity-checked") != "yes":
-        staff = _staff_or_404(public_id)
-        errors = FormErrors()
-        errors.add("identity-checked", "Confirm that you have checked who they are in person")
-        return render_template("admin/staff/detail.html", staff=staff, errors=errors), 400
+    form = StaffResetAuthenticatorForm()
+    form.validate()
     return _staff_action(
         public_id,
         lambda staff: accounts.reset_authenticator(g.staff_user, staff, identity_check="in_person"),
         "The authenticator has been removed. They have been emailed a link to set up a new one.",
+        form,
     )
 
 

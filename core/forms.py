@@ -68,12 +68,13 @@ class PortalForm(FlaskForm):
             return unbound_field.bind(form=form, filters=filters, **options)
 
     def error_anchor(self, field: str | None = None) -> str:
-        """The id an error belongs to: the named field's (as a service names it), else the main field's, else
-        the form's."""
+        """The id an error belongs to: the named field's (a service names it as the form's attribute or as the
+        name it is posted under), else the main field's, else the form's. A field drawn as several inputs (a date)
+        says which of them an error links to (`error_id`)."""
         for name in (field, self.main_field):
-            bound = self._fields.get(name) if name else None
+            bound = (self._fields.get(name) or next((f for f in self if f.name == name), None)) if name else None
             if bound is not None:
-                return bound.id
+                return getattr(bound, "error_id", None) or bound.id
         return self.form_id
 
     def page_errors(self) -> FormErrors:
@@ -81,7 +82,7 @@ class PortalForm(FlaskForm):
         errors = FormErrors()
         for field in self:
             if field.errors and field.id != "csrf_token":
-                errors.add(field.id, field.errors[0])
+                errors.add(getattr(field, "error_id", None) or field.id, field.errors[0])
         if self.errors.get("csrf_token"):
             errors.add(self.form_id, "The form had expired. Try again")
         return errors

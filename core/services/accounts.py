@@ -838,10 +838,10 @@ def verify_identity(actor: StaffUser, patient: Patient, *, method: str, note: st
     if patient.email_verified_at is None:
         raise AccountError("The patient has not confirmed their email address yet.")
     if method not in STAFF_IDENTITY_METHODS:
-        raise AccountError("Select how you checked the patient's identity.")
+        raise AccountError("Select how you checked the patient's identity.", field="method")
     note = (note or "").strip()
     if method == "other" and not note:
-        raise AccountError("Describe how you checked the patient's identity.")
+        raise AccountError("Describe how you checked the patient's identity.", field="note")
     if patient.identity_status == "verified":
         raise AccountError("This patient's identity has already been verified.")
     patient.identity_status = "verified"
@@ -860,7 +860,7 @@ def reject_identity(actor: StaffUser, patient: Patient, *, reason: str) -> None:
         raise AccountError("The patient has not confirmed their email address yet.")
     reason = (reason or "").strip()
     if not reason:
-        raise AccountError("Enter the reason, in words the patient will understand.")
+        raise AccountError("Enter the reason, in words the patient will understand.", field="reason")
     if patient.identity_status == "verified":
         raise AccountError("This patient's identity has already been verified.")
     patient.identity_status = "rejected"

@@ -242,11 +242,11 @@ class CallDetails:
 
 def _check_details(details: CallDetails, today: date) -> None:
     if details.calls_from > details.calls_to:
-        raise RequestError("The first date of the calls must be on or before the last date.")
+        raise RequestError("The first date of the calls must be on or before the last date.", field="calls_to")
     if details.calls_to > today:
-        raise RequestError("The dates of the calls must be today or in the past.")
+        raise RequestError("The dates of the calls must be today or in the past.", field="calls_to")
     if details.preferred_format not in FORMATS:
-        raise RequestError("Select how you would like to receive the recordings.")
+        raise RequestError("Select how you would like to receive the recordings.", field="preferred_format")
 
 
 def _next_reference(year: int) -> str:
@@ -344,16 +344,19 @@ class OfflineRequest:
 def log_offline_request(actor: StaffUser, offline: OfflineRequest) -> RecordingRequest:
     """A request received by letter, phone, email or at the desk, with its true received date. The clock
     starts on the later of that date and the date identity was confirmed (the patient's verification, or a
-    check staff record here); until then the request waits in `awaiting_identity`."""
+    check staff record here); until then the request waits in `awaiting_identity`. A refusal names the field of
+    `OfflineRequest` (or of its `CallDetails`) at fault."""
     today = practice_today()
     if offline.received_via not in RECEIVED_VIA or offline.received_via == "online":
-        raise RequestError("Select how the request was received.")
+        raise RequestError("Select how the request was received.", field="received_via")
     if offline.received_on > today:
-        raise RequestError("The date received must be today or in the past.")
+        raise RequestError("The date received must be today or in the past.", field="received_on")
     if offline.identity_confirmed_on is not None and offline.identity_confirmed_on > today:
-        raise RequestError("The date identity was confirmed must be today or in the past.")
+        raise RequestError(
+            "The date identity was confirmed must be today or in the past.", field="identity_confirmed_on"
+        )
     if offline.patient is None and not offline.requester_name:
-        raise RequestError("Enter the name of the person making the request.")
+        raise RequestError("Enter the name of the person making the request.", field="requester_name")
     _check_details(offline.details, today)
     identity_on = offline.identity_confirmed_on
     if identity_on is None and offline.patient is not None and offline.patient.is_verified:
