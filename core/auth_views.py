@@ -38,8 +38,20 @@ from core.auth import (
     note_code_failure,
     safe_next_path,
 )
+from core.auth_forms import (
+    ChangePasswordForm,
+    CodeForm,
+    ForgotPasswordForm,
+    NewPasswordForm,
+    PasswordForm,
+    ReauthenticateForm,
+    RecoveryCodeForm,
+    SignInForm,
+    code_message,
+    recovery_code_message,
+)
 from core.extensions import limiter
-from core.forms import FormErrors, check_new_password, password_field, text
+from core.forms import FormErrors, PortalForm, text
 from core.limits import configured_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
@@ -49,33 +61,11 @@ from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 
 SIGN_IN_FAILED = "Enter a correct email address and password"
 TOO_MANY_CODES = "You entered too many incorrect codes. Sign in again."
-# One message per cause. A wrong code and one already used share a message: telling them apart would confirm
-# to someone guessing that a code they saw (over a shoulder, say) was right.
-CODE_MESSAGES = {
-    totp.EMPTY: "Enter the 6-digit security code from your authenticator app",
-    totp.MALFORMED: "The security code must be 6 numbers, like 123456",
-    "wrong": "This security code is wrong or has already been used. Enter the code your authenticator app shows now",
-}
-RECOVERY_CODE_MESSAGES = {
-    totp.EMPTY: "Enter one of your recovery codes",
-    totp.MALFORMED: "A recovery code is 16 letters and numbers, like ABCD-EFGH-JKLM-NPQR",
-    "wrong": "This recovery code is wrong or has already been used. Each code works once",
-}
 SET_UP_KEY_EXPIRED = (
     "The set-up key expired after 30 minutes, so here is a new one. "
     "Add it to your authenticator app, then enter the code the app shows"
 )
 REAUTHENTICATION_FAILED = "Enter your password and a current security code from your authenticator app"
-
-
-def code_message(raw: object) -> str:
-    """The message for a security code that was refused: empty, not 6 digits, or wrong (or already used)."""
-    return CODE_MESSAGES[totp.code_problem(raw) or "wrong"]
-
-
-def recovery_code_message(raw: object) -> str:
-    """The message for a recovery code that was refused: empty, not the shape of one, or wrong (or used)."""
-    return RECOVERY_CODE_MESSAGES[totp.recovery_code_problem(raw) or "wrong"]
 
 
 @dataclass(frozen=True)
@@ -155,8 +145,12 @@ def guessable(scope: str):
     return _guessable(scope)
 
 
-def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
-    return render_template(template, errors=errors, **context), 400 if errors else 200
+def form_page(template: str, form: PortalForm, errors: FormErrors | None = None, **context) -> tuple[str, int]:
+    """A form's page, with the form's own errors after `errors` (a service's refusals): status 400 if any."""
+    errors = errors if errors is not None else FormErrors()
+    for field_id, message in form.page_errors().items():
+        errors.add(field_id, message)
+    return render_template(template, form=form, errors=errors, **context), 400 if errors else 200
 
 
 # Recovery codes can be downloaded only straight after they are shown, in the same session: kept encrypted in
@@ -234,11 +228,10 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
 
     def sign_in():
         next_path = safe_next_path(request.values.get("next"), prefix=journey.area)
+        form = SignInForm()
         errors = FormErrors()
-        email = ""
-        if request.method == "POST":
-            email = text(request.form, "email", limit=320)
-            outcome = accounts.check_password(journey.kind, email, password_field(request.form, "password"))
+        if form.validate_on_submit():
+            outcome = accounts.check_password(journey.kind, form.email.data, form.password.data)
             if outcome.account is not None:
                 stage = begin_sign_in(outcome.account)
                 if next_path:
@@ -246,23 +239,23 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 return redirect(journey.url("sign_in_code" if stage == "password" else "set_up_authenticator"))
             if outcome.email_unconfirmed:
                 return redirect(journey.url("check_email"))
-            errors.add("email", SIGN_IN_FAILED)
+            errors.add(form.email.id, SIGN_IN_FAILED)
         timed_out = current_session().timed_out and request.method == "GET"
-        return _page(
-            "shared/auth/sign-in.html", errors, journey=journey, email=email, next_path=next_path, timed_out=timed_out
+        return form_page(
+            "shared/auth/sign-in.html", form, errors, journey=journey, next_path=next_path, timed_out=timed_out
         )
 
-    def _second_factor_step(field: str, template: str, message, accepts, signed_in):
-        """The step after the password: `accepts(account, value)` checks what was typed in `field`, and
-        `message(value)` says why it was refused; five refused in one sign-in start it again from the password
-        (SECURITY D7), whatever the reason."""
+    def _second_factor_step(form: CodeForm | RecoveryCodeForm, template: str, message, accepts, signed_in):
+        """The step after the password: `accepts(account, value)` checks what was typed in the form's one
+        field, and `message(value)` says why it was refused; five refused in one sign-in start it again from
+        the password (SECURITY D7), whatever the reason."""
         account = _mine(g.pending_account)
         if account is None or current_session().stage != "password":
             return redirect(journey.url("sign_in"))
         errors = FormErrors()
-        if request.method == "POST":
-            value = request.form.get(field)
-            if accepts(account, value):
+        if form.validate_on_submit():
+            field = form[form.main_field]
+            if accepts(account, field.data):
                 next_path = current_session().pop("next", None)
                 complete_sign_in(account)
                 return signed_in(next_path)
@@ -270,12 +263,12 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 accounts.record_pending_sign_in_abandoned(account)
                 flash(TOO_MANY_CODES)
                 return redirect(journey.url("sign_in"))
-            errors.add(field, message(value))
-        return _page(template, errors, journey=journey)
+            errors.add(field.id, message(field.data))
+        return form_page(template, form, errors, journey=journey)
 
     def sign_in_code():
         return _second_factor_step(
-            "code",
+            CodeForm(),
             "shared/auth/code.html",
             code_message,
             lambda account, code: accounts.check_second_factor(account, code=code) == "accepted",
@@ -291,12 +284,10 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
             return redirect(url_for(journey.home))
 
         return _second_factor_step(
-            "recovery-code",
+            RecoveryCodeForm(),
             "shared/auth/recovery-code.html",
             recovery_code_message,
-            lambda account, raw: (
-                accounts.check_second_factor(account, recovery_code=raw if isinstance(raw, str) else "") == "recovery"
-            ),
+            lambda account, raw: accounts.check_second_factor(account, recovery_code=raw) == "recovery",
             signed_in,
         )
 
@@ -315,13 +306,14 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         link_missing = not accounts.set_up_link_matches(account, link_token(SET_UP_AGAIN.name))
         if enrolling and accounts.set_up_link_needed(account) and link_missing:
             return render_template("shared/auth/set-up-link-needed.html", journey=journey)
+        form = CodeForm()
         errors = FormErrors()
-        if request.method == "POST":
+        if form.validate_on_submit():
             expired = totp.pending_has_expired(account)  # finish_enrolment clears an expired key
             try:
                 codes = accounts.finish_enrolment(
                     account,
-                    request.form.get("code"),
+                    form.code.data,
                     keep_session_id=current_session().session_id,
                     set_up_link=link_token(SET_UP_AGAIN.name),
                 )
@@ -334,11 +326,12 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
                 else:
                     current_session().prove_second_factor(now=datetime.now(UTC))
                 return show_recovery_codes(journey, codes)
-            errors.add("code", SET_UP_KEY_EXPIRED if expired else code_message(request.form.get("code")))
+            errors.add(form.code.id, SET_UP_KEY_EXPIRED if expired else code_message(form.code.data))
         secret = accounts.begin_enrolment(account)
         uri = totp.provisioning_uri(secret, account.email)
-        return _page(
+        return form_page(
             "shared/auth/set-up-authenticator.html",
+            form,
             errors,
             journey=journey,
             replacing=not enrolling,
@@ -361,34 +354,25 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         """Password and a code again, before a sensitive action (SECURITY E12)."""
         account = g.account
         next_path = safe_next_path(request.values.get("next"), prefix=journey.area) or url_for(journey.home)
+        form = ReauthenticateForm()
         errors = FormErrors()
-        if request.method == "POST":
-            password = password_field(request.form, "password")
-            problem = totp.code_problem(request.form.get("code"))
-            # A field left empty or a code that cannot be one is said so before anything is checked; a wrong
-            # password and a wrong code then share one message, so neither is confirmed on its own.
-            if not password:
-                errors.add("password", "Enter your password")
-            if problem:
-                errors.add("code", CODE_MESSAGES[problem])
-            if errors:
-                return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
-            matches, _ = verify_password(account.password_hash, password)
+        # A field left empty or a code that cannot be one is said so before anything is checked (the form's
+        # validators); a wrong password and a wrong code then share one message, so neither is confirmed alone.
+        if form.validate_on_submit():
+            matches, _ = verify_password(account.password_hash, form.password.data)
             if matches:
-                result = accounts.check_second_factor(
-                    account, code=request.form.get("code"), purpose="reauthentication"
-                )
+                result = accounts.check_second_factor(account, code=form.code.data, purpose="reauthentication")
             else:
                 accounts.record_reauthentication_failure(account)
                 result = "invalid"
             if result == "accepted":
                 current_session().prove_second_factor(now=datetime.now(UTC))
                 return redirect(next_path)
-            errors.add("password", REAUTHENTICATION_FAILED)
-        return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
+            errors.add(form.password.id, REAUTHENTICATION_FAILED)
+        return form_page("shared/auth/reauthenticate.html", form, errors, journey=journey, next_path=next_path)
 
     def regenerate_recovery_codes():
-        if request.method == "POST":
+        if PortalForm().validate_on_submit():
             codes = accounts.regenerate_recovery_codes(g.account)
             return show_recovery_codes(journey, codes)
         return render_template("shared/auth/regenerate-recovery-codes.html", journey=journey)
@@ -414,51 +398,45 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         ):
             current_session().pop(RECOVERY_CODES_KEY)
 
+    def _owner(account) -> dict:
+        """Whose new password a form checks (the password policy refuses one made of these)."""
+        return {"email": account.email, "names": journey.names(account), "staff": journey.kind == "staff"}
+
     def change_password():
         account = g.account
+        form = ChangePasswordForm(**_owner(account))
         errors = FormErrors()
-        if request.method == "POST":
-            current = password_field(request.form, "current-password")
-            if not current:
-                errors.add("current-password", "Enter your current password")
-            new = check_new_password(
-                errors,
-                request.form,
-                field="new-password",
-                email=account.email,
-                names=journey.names(account),
-                staff=journey.kind == "staff",
-            )
-            if not errors:
-                if accounts.change_password(account, current, new, keep_session_id=current_session().session_id):
-                    current_session().rotate_id()
-                    flash("Your password has been changed. Any other devices have been signed out.")
-                    return redirect(url_for(journey.home))
-                errors.add("current-password", "Your current password is not correct")
-        return _page("shared/auth/change-password.html", errors, journey=journey)
+        if form.validate_on_submit():
+            current, new = form.current_password.data, form.new_password.data
+            try:
+                accounts.change_password(account, current, new, keep_session_id=current_session().session_id)
+            except accounts.AccountError as refused:
+                form.add_service_error(errors, refused)
+            else:
+                current_session().rotate_id()
+                flash("Your password has been changed. Any other devices have been signed out.")
+                return redirect(url_for(journey.home))
+        return form_page("shared/auth/change-password.html", form, errors, journey=journey)
 
     def sign_out_other_devices():
+        form = PasswordForm()
         errors = FormErrors()
-        if request.method == "POST":
+        if form.validate_on_submit():
             ended = accounts.sign_out_other_devices(
-                g.account, password_field(request.form, "password"), keep_session_id=current_session().session_id
+                g.account, form.password.data, keep_session_id=current_session().session_id
             )
             if ended is not None:
                 flash("You have signed out of every other device.")
                 return redirect(url_for(journey.home))
-            errors.add("password", "Your password is not correct")
-        return _page("shared/auth/sign-out-other-devices.html", errors, journey=journey)
+            errors.add(form.password.id, "Your password is not correct")
+        return form_page("shared/auth/sign-out-other-devices.html", form, errors, journey=journey)
 
     def forgot_password():
-        errors = FormErrors()
-        if request.method == "POST":
-            email = text(request.form, "email", limit=320)
-            if not email:
-                errors.add("email", "Enter your email address")
-            else:
-                accounts.request_password_reset(journey.kind, email)
-                return redirect(journey.url("forgot_password_sent"))
-        return _page("shared/auth/forgot-password.html", errors, journey=journey)
+        form = ForgotPasswordForm()
+        if form.validate_on_submit():
+            accounts.request_password_reset(journey.kind, form.email.data)
+            return redirect(journey.url("forgot_password_sent"))
+        return form_page("shared/auth/forgot-password.html", form, journey=journey)
 
     def forgot_password_sent():
         return render_template("shared/auth/forgot-password-sent.html", journey=journey)
@@ -476,19 +454,15 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         account = accounts.get_account(row.account_kind, row.account_id) if row else None
         if account is None or account.kind != journey.kind:
             return link_invalid(journey, RESET_PASSWORD if row is None else None, token)
-        errors = FormErrors()
-        if request.method == "POST":
-            new = check_new_password(
-                errors, request.form, email=account.email, names=journey.names(account), staff=journey.kind == "staff"
-            )
-            if not errors:
-                forget_link_token(RESET_PASSWORD.name)
-                if accounts.reset_password(journey.kind, token, new) is None:
-                    return link_invalid(journey)
-                current_session().drop_account()
-                flash("Your password has been reset. Sign in with your new password and your authenticator app.")
-                return redirect(journey.url("sign_in"))
-        return _page("shared/auth/reset-password.html", errors, journey=journey)
+        form = NewPasswordForm(**_owner(account))
+        if form.validate_on_submit():
+            forget_link_token(RESET_PASSWORD.name)
+            if accounts.reset_password(journey.kind, token, form.password.data) is None:
+                return link_invalid(journey)
+            current_session().drop_account()
+            flash("Your password has been reset. Sign in with your new password and your authenticator app.")
+            return redirect(journey.url("sign_in"))
+        return form_page("shared/auth/reset-password.html", form, journey=journey)
 
     ip_limit = guess_ip_limit()
     sign_in_limits = (
