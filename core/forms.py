@@ -1,7 +1,9 @@
 """Reading and checking submitted forms, shared by the patient and staff areas.
 
-Every form is a WTForms class built on `PortalForm` (through Flask-WTF, which brings the CSRF check). The
-helpers below it (`text`, `check_new_password`, `date_from_parts`) are what those forms' validators share.
+Every form is a WTForms class built on `PortalForm` (through Flask-WTF, which brings the CSRF check). Below it
+are what those forms share: `new_password_field` and `check_new_password` (a new password and its
+confirmation), `DateInputField` (an NHS date input; `read_date` is the one reader of date inputs, which
+`date_from_parts` also uses for pages still read by hand, with `text`) and `YesField` (a "yes" checkbox).
 
 Forms read only the fields they name (an explicit allow-list: extra fields such as `role` or `is_verified`
 are never looked at, SECURITY G5). Every value is treated as untrusted text of bounded length. Errors are
