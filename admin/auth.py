@@ -3,12 +3,12 @@ home page (`admin.dashboard`) is in admin.dashboard."""
 
 from __future__ import annotations
 
-from flask import redirect, render_template, request, url_for
+from flask import redirect, url_for
 
 from admin import bp
 from core.auth import begin_sign_in, forget_link_token, link_token
-from core.auth_views import Journey, add_auth_views, link_invalid, open_emailed_link
-from core.forms import FormErrors, check_new_password
+from core.auth_forms import NewPasswordForm
+from core.auth_views import Journey, add_auth_views, form_page, link_invalid, open_emailed_link
 from core.services import accounts
 from core.services.tokens import STAFF_INVITATION, peek_token
 
@@ -29,16 +29,12 @@ def set_up_account():
     staff = accounts.get_account("staff", row.account_id) if row and row.account_kind == "staff" else None
     if staff is None or staff.password_hash is not None or not staff.is_active:
         return link_invalid(JOURNEY, STAFF_INVITATION if row is None else None, token)
-    errors = FormErrors()
-    if request.method == "POST":
-        password = check_new_password(
-            errors, request.form, email=staff.email, names=tuple(staff.name.split()), staff=True
-        )
-        if not errors:
-            forget_link_token(STAFF_INVITATION.name)
-            staff = accounts.accept_invitation(token, password)
-            if staff is None:
-                return link_invalid(JOURNEY)
-            begin_sign_in(staff)
-            return redirect(url_for("admin.set_up_authenticator"))
-    return render_template("admin/auth/accept-invitation.html", errors=errors, staff=staff), (400 if errors else 200)
+    form = NewPasswordForm(email=staff.email, names=JOURNEY.names(staff), staff=True)
+    if form.validate_on_submit():
+        forget_link_token(STAFF_INVITATION.name)
+        staff = accounts.accept_invitation(token, form.password.data)
+        if staff is None:
+            return link_invalid(JOURNEY)
+        begin_sign_in(staff)
+        return redirect(url_for("admin.set_up_authenticator"))
+    return form_page("admin/auth/accept-invitation.html", form, staff=staff)

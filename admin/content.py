@@ -19,7 +19,7 @@ import functools
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
-from admin.forms import NoticeEditorForm, place_refusal
+from admin.forms import NoticeEditorForm
 from admin.guard import fresh_second_factor
 from core.auth import is_fresh
 from core.forms import FormErrors
@@ -36,7 +36,7 @@ def _overview_or_404(slug: str) -> content.PageOverview:
 def _editor(overview: content.PageOverview, form: NoticeEditorForm, *, exc: ContentError | None = None, preview=None):
     errors = FormErrors()
     if exc is not None:
-        place_refusal(form, errors, exc)
+        form.add_service_error(errors, exc)
     page = render_template(
         "admin/content/edit.html",
         overview=overview,

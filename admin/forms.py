@@ -13,14 +13,12 @@ import re
 from datetime import UTC, datetime
 
 from flask_wtf.file import FileField, FileRequired
-from werkzeug.datastructures import MultiDict
-from wtforms import BooleanField, Field, HiddenField, RadioField, StringField, TextAreaField
+from wtforms import Field, HiddenField, RadioField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.utils import unset_value
 from wtforms.validators import DataRequired, Length, StopValidation, ValidationError
 
 from admin.request_forms import ChosenFrom
-from core.forms import FormErrors, PortalForm, date_from_parts, normalise_text
+from core.forms import DateInputField, DateWording, PortalForm, YesField
 from core.models.accounts import STAFF_ROLES
 from core.models.requests import DIRECTIONS, FORMATS, RECEIVED_VIA
 from core.services import accounts
@@ -51,13 +49,6 @@ def cut(limit: int):
     return lambda value: value[:limit] if isinstance(value, str) else value
 
 
-class YesBox(BooleanField):
-    """A checkbox posted as `yes`: ticked only when that value was sent (BooleanField alone takes any value)."""
-
-    def process_formdata(self, valuelist):
-        self.data = bool(valuelist) and valuelist[0] == "yes"
-
-
 class AskedWhen:
     """Validate the field only when another field has one of the given values (the follow-up questions of a
     radio answer); otherwise it is not asked, and nothing about it is checked."""
@@ -71,51 +62,22 @@ class AskedWhen:
             raise StopValidation()
 
 
-class DateParts(Field):
-    """An NHS date input: three boxes posted as `<name>-day`, `<name>-month` and `<name>-year`. `data` is the
-    date (or None), `parts` what was typed (shown again with an error). It is checked by
-    core.forms.date_from_parts, its messages worded for staff ("Enter the date received"); `error_id` is the box
-    an error links to."""
-
-    def __init__(self, label=None, validators=None, *, what: str, required: bool = True, **kwargs) -> None:
-        super().__init__(label, [*(validators or ()), self._check], **kwargs)
-        self.what, self.required = what, required
-        self.parts: dict[str, str] = {}
-        self.error_id = f"{self.id}-day"
-
-    def process(self, formdata, data=unset_value, extra_filters=None) -> None:
-        self.process_errors = []
-        self.object_data = self.data = None if data is unset_value else data
-        if formdata is not None:
-            self.parts = {part: self._part(formdata, part) for part in ("day", "month", "year")}
-
-    def _part(self, formdata, part: str) -> str:
-        value = formdata.get(f"{self.name}-{part}", "")
-        return normalise_text(value)[:5] if isinstance(value, str) else ""
-
-    def _check(self, form, field: Field) -> None:
-        self.data = None
-        if not self.required and not any(self.parts.values()):
-            return
-        found = FormErrors()
-        posted = MultiDict({f"{self.name}-{part}": value for part, value in self.parts.items()})
-        value, _ = date_from_parts(found, posted, self.name, label=self.what, today=requests_service.practice_today())
-        if found:  # one message at most: the reader stops at the first problem
-            self.error_id, message = next(iter(found.items()))
-            message = message.replace("Enter your ", "Enter the ", 1).replace("Your ", "The ", 1)
-            raise ValidationError(message.replace("must be in the past", "must be today or in the past"))
-        self.data = value
-
-    def _value(self) -> str:
-        return ""
+STAFF_DATE = dict(
+    empty="Enter the {label}",
+    missing="The {label} must include a {part}",
+    not_real="The {label} must be a real date, like 15 3 1984",
+    future="The {label} must be today or in the past",
+    too_early="The {label} must be after 1890",
+)
 
 
-def place_refusal(form: PortalForm, errors: FormErrors, exc: Exception) -> None:
-    """A service's refusal beside the field(s) it names (else the form's main field), each message as the
-    service wrote it, full stop and all (PortalForm.add_service_error drops the full stop, as the request pages
-    show their messages)."""
-    for field, message in (getattr(exc, "problems", None) or {None: str(exc)}).items():
-        errors.add(form.error_anchor(field), message)
+def staff_date(*, name: str, what: str, required: bool = True, **kwargs) -> DateInputField:
+    """An NHS date input on a staff page (core.forms.DateInputField), worded for staff ("Enter the date
+    received") and checked against the practice's today."""
+    wording = DateWording(what, **STAFF_DATE)
+    return DateInputField(
+        name=name, wording=wording, today=lambda: requests_service.practice_today(), required=required, **kwargs
+    )
 
 
 def _choices(labels: dict[str, str]) -> list[SelectChoice]:
@@ -150,7 +112,7 @@ class OfflineRequestForm(PortalForm):
         validate_choice=False,
         validators=[ChosenFrom("Select how the request was received")],
     )
-    received_on = DateParts(name="received", what="date the request was received")
+    received_on = staff_date(name="received", what="date the request was received")
     requester = RadioField(
         name="requester",
         choices=[SelectChoice("registered", "Yes"), SelectChoice("unregistered", "No")],
@@ -170,7 +132,7 @@ class OfflineRequestForm(PortalForm):
         validators=[AskedWhen("requester", "unregistered")],
     )
     requester_nhs_number = _text("requester-nhs-number", 20, validators=[AskedWhen("requester", "unregistered")])
-    requester_date_of_birth = DateParts(
+    requester_date_of_birth = staff_date(
         name="requester-dob", what="date of birth", required=False, validators=[AskedWhen("requester", "unregistered")]
     )
     requester_contact = _text(
@@ -186,11 +148,11 @@ class OfflineRequestForm(PortalForm):
         validate_choice=False,
         validators=[ChosenFrom("Select whether the requester's identity has been checked")],
     )
-    identity_confirmed_on = DateParts(
+    identity_confirmed_on = staff_date(
         name="identity-date", what="date identity was checked", validators=[AskedWhen("identity_checked", "yes")]
     )
-    calls_from = DateParts(name="calls-from", what="date of the calls")
-    calls_to = DateParts(name="calls-to", what="last date of the calls", required=False)
+    calls_from = staff_date(name="calls-from", what="date of the calls")
+    calls_to = staff_date(name="calls-to", what="last date of the calls", required=False)
     approximate_time = _text("approximate-time", 100)
     phone_number = _text("phone-number", 30)
     spoke_to = _text("spoke-to", 200)
@@ -202,7 +164,7 @@ class OfflineRequestForm(PortalForm):
         validate_choice=False,
         validators=[ChosenFrom("Select how the patient would like to receive the recordings")],
     )
-    share_with_nhs_england = YesBox(name="share-with-nhs-england")
+    share_with_nhs_england = YesField(name="share-with-nhs-england")
 
     patient = None  # the account the NHS number found, once validated
 
@@ -269,7 +231,7 @@ class UploadForm(PortalForm):
 
     main_field = "recording"
     recording = FileField(name="recording", id="recording", validators=[FileRequired("Select a recording to upload")])
-    call_date = DateParts(name="call-date", what="date of the call", required=False)
+    call_date = staff_date(name="call-date", what="date of the call", required=False)
     call_time = StringField(name="call-time", id="call-time", filters=[cut(6)])
     caller_number = StringField(name="caller-number", id="caller-number", filters=[cut(30)])
     direction = RadioField(
@@ -304,7 +266,7 @@ class IdentityForm(PortalForm):
     """Confirming the identity of a requester without an account: the day it was checked."""
 
     main_field = "identity_date"
-    identity_date = DateParts(name="identity-date", what="date identity was checked")
+    identity_date = staff_date(name="identity-date", what="date identity was checked")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,7 +298,7 @@ class RejectIdentityForm(PortalForm):
 
 
 class PhotoIdCheckedForm(PortalForm):
-    photo_id_checked = YesBox(
+    photo_id_checked = YesField(
         name="photo-id-checked",
         id="photo-id-checked",
         validators=[DataRequired("Confirm that you have checked the patient's photo ID in person")],
@@ -345,6 +307,8 @@ class PhotoIdCheckedForm(PortalForm):
 
 class InviteStaffForm(PortalForm):
     """Inviting a member of staff. A refusal from the service (an address already in use) is about the email."""
+
+    trim_full_stop = False  # its messages are shown as the service wrote them, full stop and all
 
     main_field = "email"
     name = StringField(
@@ -363,7 +327,7 @@ class InviteStaffForm(PortalForm):
         validate_choice=False,
         validators=[ChosenFrom("Select a role")],
     )
-    clinician = YesBox(name="clinician", id="clinician")
+    clinician = YesField(name="clinician", id="clinician")
 
     def validate_email(self, field: Field) -> None:
         if not accounts.looks_like_email(field.data):
@@ -377,7 +341,7 @@ class StaffRoleForm(PortalForm):
 
 
 class StaffResetAuthenticatorForm(PortalForm):
-    identity_checked = YesBox(
+    identity_checked = YesField(
         name="identity-checked",
         id="identity-checked",
         validators=[DataRequired("Confirm that you have checked who they are in person")],
@@ -392,6 +356,8 @@ class StaffResetAuthenticatorForm(PortalForm):
 class NoticeEditorForm(PortalForm):
     """The notice editor's text. The service checks every field and names those at fault (ContentError); a
     value over its limit comes back whole with the message, not cut short."""
+
+    trim_full_stop = False  # its messages are shown as the service wrote them, full stop and all
 
     main_field = "source"
     title = StringField(name="title", id="title", filters=[cut(400)])
@@ -416,6 +382,8 @@ def _setting(name: str):
 class SettingsForm(PortalForm):
     """The practice settings, named as the settings are (SettingsError names them so); `version` is the version
     the form was opened on, so that a save over someone else's is noticed."""
+
+    trim_full_stop = False  # its messages are shown as the service wrote them, full stop and all
 
     main_field = "practice_name"
     version = HiddenField(name="version", filters=[cut(12)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import flash, g, redirect, render_template, url_for
 
 from admin import bp
-from admin.forms import SettingsForm, place_refusal
+from admin.forms import SettingsForm
 from admin.guard import fresh_second_factor
 from core.forms import FormErrors
 from core.services import settings as settings_service
@@ -52,7 +52,7 @@ def settings_save():
         )
     except SettingsError as exc:
         errors = FormErrors()
-        place_refusal(form, errors, exc)
+        form.add_service_error(errors, exc)
         if exc.conflict:  # show what the other admin saved, to be checked and saved again
             form = _current_form()
         return _page(form, errors, 400)

@@ -10,7 +10,7 @@ from flask import abort, flash, g, redirect, render_template, url_for
 from sqlalchemy import select
 
 from admin import bp
-from admin.forms import InviteStaffForm, StaffResetAuthenticatorForm, StaffRoleForm, place_refusal
+from admin.forms import InviteStaffForm, StaffResetAuthenticatorForm, StaffRoleForm
 from admin.guard import fresh_second_factor
 from core.extensions import db
 from core.forms import FormErrors, PortalForm
@@ -43,7 +43,7 @@ def staff_invite():
                 is_clinician=form.clinician.data,
             )
         except accounts.AccountError as exc:
-            place_refusal(form, errors, exc)
+            form.add_service_error(errors, exc)
         else:
             flash(f"Invitation sent to {staff.email}. It works for 72 hours.")
             return redirect(url_for("admin.staff_detail", public_id=staff.public_id))

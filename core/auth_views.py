@@ -8,6 +8,7 @@ journey ends differ. Every form reads only the fields it names.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -38,8 +39,20 @@ from core.auth import (
     note_code_failure,
     safe_next_path,
 )
+from core.auth_forms import (
+    ChangePasswordForm,
+    CodeForm,
+    ForgotPasswordForm,
+    NewPasswordForm,
+    PasswordForm,
+    ReauthenticateForm,
+    RecoveryCodeForm,
+    SignInForm,
+    code_message,
+    recovery_code_message,
+)
 from core.extensions import limiter
-from core.forms import FormErrors, check_new_password, password_field, text
+from core.forms import FormErrors, PortalForm, text
 from core.limits import configured_limit, on_breach
 from core.services import accounts, totp
 from core.services.passwords import verify_password
@@ -49,33 +62,11 @@ from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 
 SIGN_IN_FAILED = "Enter a correct email address and password"
 TOO_MANY_CODES = "You entered too many incorrect codes. Sign in again."
-# One message per cause. A wrong code and one already used share a message: telling them apart would confirm
-# to someone guessing that a code they saw (over a shoulder, say) was right.
-CODE_MESSAGES = {
-    totp.EMPTY: "Enter the 6-digit security code from your authenticator app",
-    totp.MALFORMED: "The security code must be 6 numbers, like 123456",
-    "wrong": "This security code is wrong or has already been used. Enter the code your authenticator app shows now",
-}
-RECOVERY_CODE_MESSAGES = {
-    totp.EMPTY: "Enter one of your recovery codes",
-    totp.MALFORMED: "A recovery code is 16 letters and numbers, like ABCD-EFGH-JKLM-NPQR",
-    "wrong": "This recovery code is wrong or has already been used. Each code works once",
-}
 SET_UP_KEY_EXPIRED = (
     "The set-up key expired after 30 minutes, so here is a new one. "
     "Add it to your authenticator app, then enter the code the app shows"
 )
 REAUTHENTICATION_FAILED = "Enter your password and a current security code from your authenticator app"
-
-
-def code_message(raw: object) -> str:
-    """The message for a security code that was refused: empty, not 6 digits, or wrong (or already used)."""
-    return CODE_MESSAGES[totp.code_problem(raw) or "wrong"]
-
-
-def recovery_code_message(raw: object) -> str:
-    """The message for a recovery code that was refused: empty, not the shape of one, or wrong (or used)."""
-    return RECOVERY_CODE_MESSAGES[totp.recovery_code_problem(raw) or "wrong"]
 
 
 @dataclass(frozen=True)
@@ -155,8 +146,12 @@ def guessable(scope: str):
     return _guessable(scope)
 
 
-def _page(template: str, errors: FormErrors, **context) -> tuple[str, int]:
-    return render_template(template, errors=errors, **context), 400 if errors else 200
+def form_page(template: str, form: PortalForm, errors: FormErrors | None = None, **context) -> tuple[str, int]:
+    """A form's page, with the form's own errors after `errors` (a service's refusals): status 400 if any."""
+    errors = errors if errors is not None else FormErrors()
+    for field_id, message in form.page_errors().items():
+        errors.add(field_id, message)
+    return render_template(template, form=form, errors=errors, **context), 400 if errors else 200
 
 
 # Recovery codes can be downloaded only straight after they are shown, in the same session: kept encrypted in
@@ -225,271 +220,270 @@ def open_emailed_link(purpose, token: str, form_endpoint: str, journey: Journey)
     return follow_emailed_link(purpose.name, token, form_endpoint)
 
 
-def add_auth_views(bp: Blueprint, journey: Journey) -> None:
-    p = journey.prefix
+def _mine(journey: Journey, account):
+    """The account, if it is the kind this journey is for (a patient never uses the staff sign-in pages)."""
+    return account if account is not None and account.kind == journey.kind else None
 
-    def _mine(account):
-        """The account, if it is the kind this journey is for (a patient never uses the staff sign-in pages)."""
-        return account if account is not None and account.kind == journey.kind else None
 
-    def sign_in():
-        next_path = safe_next_path(request.values.get("next"), prefix=journey.area)
-        errors = FormErrors()
-        email = ""
-        if request.method == "POST":
-            email = text(request.form, "email", limit=320)
-            outcome = accounts.check_password(journey.kind, email, password_field(request.form, "password"))
-            if outcome.account is not None:
-                stage = begin_sign_in(outcome.account)
-                if next_path:
-                    current_session()["next"] = next_path
-                return redirect(journey.url("sign_in_code" if stage == "password" else "set_up_authenticator"))
-            if outcome.email_unconfirmed:
-                return redirect(journey.url("check_email"))
-            errors.add("email", SIGN_IN_FAILED)
-        timed_out = current_session().timed_out and request.method == "GET"
-        return _page(
-            "shared/auth/sign-in.html", errors, journey=journey, email=email, next_path=next_path, timed_out=timed_out
-        )
+def sign_in(journey: Journey):
+    next_path = safe_next_path(request.values.get("next"), prefix=journey.area)
+    form = SignInForm()
+    errors = FormErrors()
+    if form.validate_on_submit():
+        outcome = accounts.check_password(journey.kind, form.email.data, form.password.data)
+        if outcome.account is not None:
+            stage = begin_sign_in(outcome.account)
+            if next_path:
+                current_session()["next"] = next_path
+            return redirect(journey.url("sign_in_code" if stage == "password" else "set_up_authenticator"))
+        if outcome.email_unconfirmed:
+            return redirect(journey.url("check_email"))
+        errors.add(form.email.id, SIGN_IN_FAILED)
+    timed_out = current_session().timed_out and request.method == "GET"
+    return form_page(
+        "shared/auth/sign-in.html", form, errors, journey=journey, next_path=next_path, timed_out=timed_out
+    )
 
-    def _second_factor_step(field: str, template: str, message, accepts, signed_in):
-        """The step after the password: `accepts(account, value)` checks what was typed in `field`, and
-        `message(value)` says why it was refused; five refused in one sign-in start it again from the password
-        (SECURITY D7), whatever the reason."""
-        account = _mine(g.pending_account)
-        if account is None or current_session().stage != "password":
+
+def _second_factor_step(
+    journey: Journey, form: CodeForm | RecoveryCodeForm, template: str, message, accepts, signed_in
+):
+    """The step after the password: `accepts(account, value)` checks what was typed in the form's one
+    field, and `message(value)` says why it was refused; five refused in one sign-in start it again from
+    the password (SECURITY D7), whatever the reason."""
+    account = _mine(journey, g.pending_account)
+    if account is None or current_session().stage != "password":
+        return redirect(journey.url("sign_in"))
+    errors = FormErrors()
+    if form.validate_on_submit():
+        field = form[form.main_field]
+        if accepts(account, field.data):
+            next_path = current_session().pop("next", None)
+            complete_sign_in(account)
+            return signed_in(next_path)
+        if note_code_failure():
+            accounts.record_pending_sign_in_abandoned(account)
+            flash(TOO_MANY_CODES)
             return redirect(journey.url("sign_in"))
-        errors = FormErrors()
-        if request.method == "POST":
-            value = request.form.get(field)
-            if accepts(account, value):
-                next_path = current_session().pop("next", None)
+        errors.add(field.id, message(field.data))
+    return form_page(template, form, errors, journey=journey)
+
+
+def sign_in_code(journey: Journey):
+    return _second_factor_step(
+        journey,
+        CodeForm(),
+        "shared/auth/code.html",
+        code_message,
+        lambda account, code: accounts.check_second_factor(account, code=code) == "accepted",
+        lambda next_path: redirect(safe_next_path(next_path) or url_for(journey.home)),
+    )
+
+
+def sign_in_recovery(journey: Journey):
+    def signed_in(_next_path):
+        flash(
+            "You signed in with a recovery code, which cannot be used again. "
+            "If you have lost your phone, set up your authenticator app again."
+        )
+        return redirect(url_for(journey.home))
+
+    return _second_factor_step(
+        journey,
+        RecoveryCodeForm(),
+        "shared/auth/recovery-code.html",
+        recovery_code_message,
+        lambda account, raw: accounts.check_second_factor(account, recovery_code=raw) == "recovery",
+        signed_in,
+    )
+
+
+def set_up_authenticator(journey: Journey):
+    """First set-up (straight after the password), or a new phone (needs a fresh second factor)."""
+    enrolling = current_session().stage == "enrol"
+    account = _mine(journey, g.pending_account if enrolling else g.account)
+    if account is None:
+        return redirect(journey.url("sign_in"))
+    if enrolling and account.has_authenticator:
+        # Set up meanwhile (in another browser): the password alone must not replace it.
+        current_session().drop_account()
+        return redirect(journey.url("sign_in"))
+    if not enrolling and not is_fresh():
+        return redirect(journey.url("reauthenticate", next=journey.url("set_up_authenticator")))
+    link_missing = not accounts.set_up_link_matches(account, link_token(SET_UP_AGAIN.name))
+    if enrolling and accounts.set_up_link_needed(account) and link_missing:
+        return render_template("shared/auth/set-up-link-needed.html", journey=journey)
+    form = CodeForm()
+    errors = FormErrors()
+    if form.validate_on_submit():
+        expired = totp.pending_has_expired(account)  # finish_enrolment clears an expired key
+        try:
+            codes = accounts.finish_enrolment(
+                account,
+                form.code.data,
+                keep_session_id=current_session().session_id,
+                set_up_link=link_token(SET_UP_AGAIN.name),
+            )
+        except accounts.AccountError:  # the link was used by a second submission of this form meanwhile
+            return link_invalid(journey)
+        if codes is not None:
+            forget_link_token(SET_UP_AGAIN.name)
+            if enrolling:
                 complete_sign_in(account)
-                return signed_in(next_path)
-            if note_code_failure():
-                accounts.record_pending_sign_in_abandoned(account)
-                flash(TOO_MANY_CODES)
-                return redirect(journey.url("sign_in"))
-            errors.add(field, message(value))
-        return _page(template, errors, journey=journey)
-
-    def sign_in_code():
-        return _second_factor_step(
-            "code",
-            "shared/auth/code.html",
-            code_message,
-            lambda account, code: accounts.check_second_factor(account, code=code) == "accepted",
-            lambda next_path: redirect(safe_next_path(next_path) or url_for(journey.home)),
-        )
-
-    def sign_in_recovery():
-        def signed_in(_next_path):
-            flash(
-                "You signed in with a recovery code, which cannot be used again. "
-                "If you have lost your phone, set up your authenticator app again."
-            )
-            return redirect(url_for(journey.home))
-
-        return _second_factor_step(
-            "recovery-code",
-            "shared/auth/recovery-code.html",
-            recovery_code_message,
-            lambda account, raw: (
-                accounts.check_second_factor(account, recovery_code=raw if isinstance(raw, str) else "") == "recovery"
-            ),
-            signed_in,
-        )
-
-    def set_up_authenticator():
-        """First set-up (straight after the password), or a new phone (needs a fresh second factor)."""
-        enrolling = current_session().stage == "enrol"
-        account = _mine(g.pending_account if enrolling else g.account)
-        if account is None:
-            return redirect(journey.url("sign_in"))
-        if enrolling and account.has_authenticator:
-            # Set up meanwhile (in another browser): the password alone must not replace it.
-            current_session().drop_account()
-            return redirect(journey.url("sign_in"))
-        if not enrolling and not is_fresh():
-            return redirect(journey.url("reauthenticate", next=journey.url("set_up_authenticator")))
-        link_missing = not accounts.set_up_link_matches(account, link_token(SET_UP_AGAIN.name))
-        if enrolling and accounts.set_up_link_needed(account) and link_missing:
-            return render_template("shared/auth/set-up-link-needed.html", journey=journey)
-        errors = FormErrors()
-        if request.method == "POST":
-            expired = totp.pending_has_expired(account)  # finish_enrolment clears an expired key
-            try:
-                codes = accounts.finish_enrolment(
-                    account,
-                    request.form.get("code"),
-                    keep_session_id=current_session().session_id,
-                    set_up_link=link_token(SET_UP_AGAIN.name),
-                )
-            except accounts.AccountError:  # the link was used by a second submission of this form meanwhile
-                return link_invalid(journey)
-            if codes is not None:
-                forget_link_token(SET_UP_AGAIN.name)
-                if enrolling:
-                    complete_sign_in(account)
-                else:
-                    current_session().prove_second_factor(now=datetime.now(UTC))
-                return show_recovery_codes(journey, codes)
-            errors.add("code", SET_UP_KEY_EXPIRED if expired else code_message(request.form.get("code")))
-        secret = accounts.begin_enrolment(account)
-        uri = totp.provisioning_uri(secret, account.email)
-        return _page(
-            "shared/auth/set-up-authenticator.html",
-            errors,
-            journey=journey,
-            replacing=not enrolling,
-            secret=secret,
-            otpauth_uri=uri,  # a link for the phone showing the page; the QR code for another device
-            qr=totp.qr_code(uri),
-        )
-
-    def sign_out():
-        account = g.account or g.pending_account
-        if account is not None:
-            accounts.record_sign_out(account, reason="signed_out")
-        current_session().end()
-        g.account = g.pending_account = None  # the page below is for someone signed out
-        response = make_response(render_template("shared/auth/signed-out.html", journey=journey))
-        response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
-        return response
-
-    def reauthenticate():
-        """Password and a code again, before a sensitive action (SECURITY E12)."""
-        account = g.account
-        next_path = safe_next_path(request.values.get("next"), prefix=journey.area) or url_for(journey.home)
-        errors = FormErrors()
-        if request.method == "POST":
-            password = password_field(request.form, "password")
-            problem = totp.code_problem(request.form.get("code"))
-            # A field left empty or a code that cannot be one is said so before anything is checked; a wrong
-            # password and a wrong code then share one message, so neither is confirmed on its own.
-            if not password:
-                errors.add("password", "Enter your password")
-            if problem:
-                errors.add("code", CODE_MESSAGES[problem])
-            if errors:
-                return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
-            matches, _ = verify_password(account.password_hash, password)
-            if matches:
-                result = accounts.check_second_factor(
-                    account, code=request.form.get("code"), purpose="reauthentication"
-                )
             else:
-                accounts.record_reauthentication_failure(account)
-                result = "invalid"
-            if result == "accepted":
                 current_session().prove_second_factor(now=datetime.now(UTC))
-                return redirect(next_path)
-            errors.add("password", REAUTHENTICATION_FAILED)
-        return _page("shared/auth/reauthenticate.html", errors, journey=journey, next_path=next_path)
-
-    def regenerate_recovery_codes():
-        if request.method == "POST":
-            codes = accounts.regenerate_recovery_codes(g.account)
             return show_recovery_codes(journey, codes)
-        return render_template("shared/auth/regenerate-recovery-codes.html", journey=journey)
+        errors.add(form.code.id, SET_UP_KEY_EXPIRED if expired else code_message(form.code.data))
+    secret = accounts.begin_enrolment(account)
+    uri = totp.provisioning_uri(secret, account.email)
+    return form_page(
+        "shared/auth/set-up-authenticator.html",
+        form,
+        errors,
+        journey=journey,
+        replacing=not enrolling,
+        secret=secret,
+        otpauth_uri=uri,  # a link for the phone showing the page; the QR code for another device
+        qr=totp.qr_code(uri),
+    )
 
-    def download_recovery_codes():
-        """The codes just shown, as a text file: only in the session that was shown them, within a few minutes
-        and before it moves on to another page (a POST, so nothing fetches it by following a link)."""
-        codes = _codes_kept_for_download()
-        if codes is None:
-            flash(
-                "For your safety, recovery codes can be downloaded only straight after they are shown. "
-                "If you did not save yours, get new ones."
-            )
-            return redirect(journey.url("regenerate_recovery_codes"))
-        return recovery_codes_file(codes)
 
-    @bp.before_request
-    def forget_recovery_codes_elsewhere():
-        """Any other page of this area forgets the codes kept for the download button."""
-        if (
-            request.endpoint != f"{journey.blueprint}.download_recovery_codes"
-            and RECOVERY_CODES_KEY in current_session()
-        ):
-            current_session().pop(RECOVERY_CODES_KEY)
+def sign_out(journey: Journey):
+    account = g.account or g.pending_account
+    if account is not None:
+        accounts.record_sign_out(account, reason="signed_out")
+    current_session().end()
+    g.account = g.pending_account = None  # the page below is for someone signed out
+    response = make_response(render_template("shared/auth/signed-out.html", journey=journey))
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
 
-    def change_password():
-        account = g.account
-        errors = FormErrors()
-        if request.method == "POST":
-            current = password_field(request.form, "current-password")
-            if not current:
-                errors.add("current-password", "Enter your current password")
-            new = check_new_password(
-                errors,
-                request.form,
-                field="new-password",
-                email=account.email,
-                names=journey.names(account),
-                staff=journey.kind == "staff",
-            )
-            if not errors:
-                if accounts.change_password(account, current, new, keep_session_id=current_session().session_id):
-                    current_session().rotate_id()
-                    flash("Your password has been changed. Any other devices have been signed out.")
-                    return redirect(url_for(journey.home))
-                errors.add("current-password", "Your current password is not correct")
-        return _page("shared/auth/change-password.html", errors, journey=journey)
 
-    def sign_out_other_devices():
-        errors = FormErrors()
-        if request.method == "POST":
-            ended = accounts.sign_out_other_devices(
-                g.account, password_field(request.form, "password"), keep_session_id=current_session().session_id
-            )
-            if ended is not None:
-                flash("You have signed out of every other device.")
-                return redirect(url_for(journey.home))
-            errors.add("password", "Your password is not correct")
-        return _page("shared/auth/sign-out-other-devices.html", errors, journey=journey)
+def reauthenticate(journey: Journey):
+    """Password and a code again, before a sensitive action (SECURITY E12)."""
+    account = g.account
+    next_path = safe_next_path(request.values.get("next"), prefix=journey.area) or url_for(journey.home)
+    form = ReauthenticateForm()
+    errors = FormErrors()
+    # A field left empty or a code that cannot be one is said so before anything is checked (the form's
+    # validators); a wrong password and a wrong code then share one message, so neither is confirmed alone.
+    if form.validate_on_submit():
+        matches, _ = verify_password(account.password_hash, form.password.data)
+        if matches:
+            result = accounts.check_second_factor(account, code=form.code.data, purpose="reauthentication")
+        else:
+            accounts.record_reauthentication_failure(account)
+            result = "invalid"
+        if result == "accepted":
+            current_session().prove_second_factor(now=datetime.now(UTC))
+            return redirect(next_path)
+        errors.add(form.password.id, REAUTHENTICATION_FAILED)
+    return form_page("shared/auth/reauthenticate.html", form, errors, journey=journey, next_path=next_path)
 
-    def forgot_password():
-        errors = FormErrors()
-        if request.method == "POST":
-            email = text(request.form, "email", limit=320)
-            if not email:
-                errors.add("email", "Enter your email address")
-            else:
-                accounts.request_password_reset(journey.kind, email)
-                return redirect(journey.url("forgot_password_sent"))
-        return _page("shared/auth/forgot-password.html", errors, journey=journey)
 
-    def forgot_password_sent():
-        return render_template("shared/auth/forgot-password-sent.html", journey=journey)
+def regenerate_recovery_codes(journey: Journey):
+    if PortalForm().validate_on_submit():
+        codes = accounts.regenerate_recovery_codes(g.account)
+        return show_recovery_codes(journey, codes)
+    return render_template("shared/auth/regenerate-recovery-codes.html", journey=journey)
 
-    def set_up_link(token: str):
-        """The link staff send after removing a lost authenticator: kept in the session, then sign in."""
-        return open_emailed_link(SET_UP_AGAIN, token, f"{journey.blueprint}.sign_in", journey)
 
-    def reset_password(token: str):
-        return open_emailed_link(RESET_PASSWORD, token, f"{journey.blueprint}.choose_new_password", journey)
+def download_recovery_codes(journey: Journey):
+    """The codes just shown, as a text file: only in the session that was shown them, within a few minutes
+    and before it moves on to another page (a POST, so nothing fetches it by following a link)."""
+    codes = _codes_kept_for_download()
+    if codes is None:
+        flash(
+            "For your safety, recovery codes can be downloaded only straight after they are shown. "
+            "If you did not save yours, get new ones."
+        )
+        return redirect(journey.url("regenerate_recovery_codes"))
+    return recovery_codes_file(codes)
 
-    def choose_new_password():
-        token = link_token(RESET_PASSWORD.name)
-        row = peek_token(RESET_PASSWORD, token)
-        account = accounts.get_account(row.account_kind, row.account_id) if row else None
-        if account is None or account.kind != journey.kind:
-            return link_invalid(journey, RESET_PASSWORD if row is None else None, token)
-        errors = FormErrors()
-        if request.method == "POST":
-            new = check_new_password(
-                errors, request.form, email=account.email, names=journey.names(account), staff=journey.kind == "staff"
-            )
-            if not errors:
-                forget_link_token(RESET_PASSWORD.name)
-                if accounts.reset_password(journey.kind, token, new) is None:
-                    return link_invalid(journey)
-                current_session().drop_account()
-                flash("Your password has been reset. Sign in with your new password and your authenticator app.")
-                return redirect(journey.url("sign_in"))
-        return _page("shared/auth/reset-password.html", errors, journey=journey)
 
+def forget_recovery_codes_elsewhere(journey: Journey):
+    """Any other page of this area forgets the codes kept for the download button."""
+    if request.endpoint != f"{journey.blueprint}.download_recovery_codes" and RECOVERY_CODES_KEY in current_session():
+        current_session().pop(RECOVERY_CODES_KEY)
+
+
+def _owner(journey: Journey, account) -> dict:
+    """Whose new password a form checks (the password policy refuses one made of these)."""
+    return {"email": account.email, "names": journey.names(account), "staff": journey.kind == "staff"}
+
+
+def change_password(journey: Journey):
+    account = g.account
+    form = ChangePasswordForm(**_owner(journey, account))
+    errors = FormErrors()
+    if form.validate_on_submit():
+        current, new = form.current_password.data, form.new_password.data
+        try:
+            accounts.change_password(account, current, new, keep_session_id=current_session().session_id)
+        except accounts.AccountError as refused:
+            form.add_service_error(errors, refused)
+        else:
+            current_session().rotate_id()
+            flash("Your password has been changed. Any other devices have been signed out.")
+            return redirect(url_for(journey.home))
+    return form_page("shared/auth/change-password.html", form, errors, journey=journey)
+
+
+def sign_out_other_devices(journey: Journey):
+    form = PasswordForm()
+    errors = FormErrors()
+    if form.validate_on_submit():
+        ended = accounts.sign_out_other_devices(
+            g.account, form.password.data, keep_session_id=current_session().session_id
+        )
+        if ended is not None:
+            flash("You have signed out of every other device.")
+            return redirect(url_for(journey.home))
+        errors.add(form.password.id, "Your password is not correct")
+    return form_page("shared/auth/sign-out-other-devices.html", form, errors, journey=journey)
+
+
+def forgot_password(journey: Journey):
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        accounts.request_password_reset(journey.kind, form.email.data)
+        return redirect(journey.url("forgot_password_sent"))
+    return form_page("shared/auth/forgot-password.html", form, journey=journey)
+
+
+def forgot_password_sent(journey: Journey):
+    return render_template("shared/auth/forgot-password-sent.html", journey=journey)
+
+
+def set_up_link(journey: Journey, token: str):
+    """The link staff send after removing a lost authenticator: kept in the session, then sign in."""
+    return open_emailed_link(SET_UP_AGAIN, token, f"{journey.blueprint}.sign_in", journey)
+
+
+def reset_password(journey: Journey, token: str):
+    return open_emailed_link(RESET_PASSWORD, token, f"{journey.blueprint}.choose_new_password", journey)
+
+
+def choose_new_password(journey: Journey):
+    token = link_token(RESET_PASSWORD.name)
+    row = peek_token(RESET_PASSWORD, token)
+    account = accounts.get_account(row.account_kind, row.account_id) if row else None
+    if account is None or account.kind != journey.kind:
+        return link_invalid(journey, RESET_PASSWORD if row is None else None, token)
+    form = NewPasswordForm(**_owner(journey, account))
+    if form.validate_on_submit():
+        forget_link_token(RESET_PASSWORD.name)
+        if accounts.reset_password(journey.kind, token, form.password.data) is None:
+            return link_invalid(journey)
+        current_session().drop_account()
+        flash("Your password has been reset. Sign in with your new password and your authenticator app.")
+        return redirect(journey.url("sign_in"))
+    return form_page("shared/auth/reset-password.html", form, journey=journey)
+
+
+def add_auth_views(bp: Blueprint, journey: Journey) -> None:
+    """Add the journey's views to `bp`, with their rate limits."""
+    bp.before_request(functools.partial(forget_recovery_codes_elsewhere, journey))
     ip_limit = guess_ip_limit()
     sign_in_limits = (
         ip_limit,
@@ -524,9 +518,20 @@ def add_auth_views(bp: Blueprint, journey: Journey) -> None:
         ("/authenticator/set-up/<token>", set_up_link, ["GET"], ()),
         ("/reset-password", choose_new_password, both, ()),
     ]
-    for rule, view, methods, decorators in routes:
-        # A name per blueprint: Flask-Limiter files decorated limits under the function's qualified name.
-        view.__qualname__ = f"{journey.blueprint}.{view.__name__}"
+    for rule, func, methods, decorators in routes:
+        view = _journey_view(journey, func)
         for decorator in reversed(decorators):
             view = decorator(view)
-        bp.add_url_rule(f"{p}{rule}", view_func=view, methods=methods)
+        bp.add_url_rule(f"{journey.prefix}{rule}", view_func=view, methods=methods)
+
+
+def _journey_view(journey: Journey, func):
+    """The view of `func` for this journey, named per blueprint: Flask-Limiter files decorated limits under the
+    function's qualified name."""
+
+    @functools.wraps(func)
+    def view(**values):
+        return func(journey, **values)
+
+    view.__qualname__ = f"{journey.blueprint}.{func.__name__}"
+    return view

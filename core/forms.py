@@ -1,7 +1,9 @@
 """Reading and checking submitted forms, shared by the patient and staff areas.
 
-Every form is a WTForms class built on `PortalForm` (through Flask-WTF, which brings the CSRF check). The
-helpers below it (`text`, `check_new_password`, `date_from_parts`) are what those forms' validators share.
+Every form is a WTForms class built on `PortalForm` (through Flask-WTF, which brings the CSRF check). Below it
+are what those forms share: `new_password_field` and `check_new_password` (a new password and its
+confirmation), `DateInputField` (an NHS date input; `read_date` is the one reader of date inputs, which
+`date_from_parts` also uses for pages still read by hand, with `text`) and `YesField` (a "yes" checkbox).
 
 Forms read only the fields they name (an explicit allow-list: extra fields such as `role` or `is_verified`
 are never looked at, SECURITY G5). Every value is treated as untrusted text of bounded length. Errors are
@@ -11,13 +13,18 @@ collected in `FormErrors`, in the order of the fields on the page, worded as the
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 
 from flask import current_app
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
-from wtforms import PasswordField, StringField
+from wtforms import BooleanField, Field, PasswordField, StringField
+from wtforms.utils import unset_value
+from wtforms.validators import StopValidation
 
 from core.services.breached import is_breached
 from core.services.passwords import MAX_LENGTH, normalise_password, password_problems
@@ -54,10 +61,12 @@ class PortalForm(FlaskForm):
 
     `main_field` names the field the page asks for: a refusal from a service that names no field is shown
     against it. A form without fields (a confirmation button) has such a refusal shown against the form itself
-    (`form_id`, the id of the page's <form>)."""
+    (`form_id`, the id of the page's <form>). The patient's pages show a service's message as written, full
+    stop and all (`trim_full_stop = False`)."""
 
     main_field: str | None = None
     form_id: str = "action-form"
+    trim_full_stop: bool = True  # a service's message is shown without its full stop, as field errors are
 
     class Meta:
         def bind_field(self, form, unbound_field, options):
@@ -92,7 +101,7 @@ class PortalForm(FlaskForm):
         against the main field."""
         problems = getattr(exc, "problems", None) or {getattr(exc, "field", None): str(exc)}
         for field, message in problems.items():
-            errors.add(self.error_anchor(field), str(message).rstrip("."))
+            errors.add(self.error_anchor(field), str(message).rstrip(".") if self.trim_full_stop else str(message))
 
 
 def text(form: MultiDict, name: str, *, limit: int = MAX_FIELD_LENGTH) -> str:
@@ -104,68 +113,152 @@ def text(form: MultiDict, name: str, *, limit: int = MAX_FIELD_LENGTH) -> str:
     return unicodedata.normalize("NFC", value[: limit * 4]).strip()[: limit + 1]
 
 
-def password_field(form: MultiDict, name: str) -> str:
+def bounded_password(value):
     """A password exactly as typed (no trimming: spaces may be part of it), bounded in length."""
-    value = form.get(name, "")
     return value[: MAX_LENGTH * 8] if isinstance(value, str) else ""
 
 
+def new_password_field(name: str = "password") -> PasswordField:
+    """A new password's field: checked by `check_new_password` (from the form's `validate`), not by validators
+    of its own, so that the outside breached-password service is asked only about an otherwise valid form."""
+    return PasswordField(name=name, id=name, filters=[bounded_password])
+
+
 def check_new_password(
-    errors: FormErrors,
-    form: MultiDict,
+    form: PortalForm,
     *,
     field: str = "password",
-    confirm_field: str | None = "confirm-password",
+    confirm_field: str | None = "confirm_password",
     email: str | None = None,
     names: tuple[str, ...] = (),
     staff: bool = False,
-) -> str:
-    """Validate a new password (and its confirmation); return it, with any problems added to `errors`.
+) -> bool:
+    """Validate a form's new password (attribute `field`) and its confirmation (`confirm_field`), adding any
+    problem to the field; True when both are fine. Called from the form's `validate`, after its fields.
 
-    The breached-password check runs last, only on a password that passes everything else; for `staff` it
-    fails closed when the check cannot be made (see core.services.breached)."""
-    password = password_field(form, field)
-    problems = password_problems(password, email=email, names=names)
-    if not problems and not errors:  # the outside service is asked only about an otherwise complete form
-        breached = is_breached(normalise_password(password))
+    The breached-password check runs last, only on a password that passes everything else and when no field
+    above it on the page has an error; for `staff` it fails closed when the check cannot be made (see
+    core.services.breached)."""
+    password = form[field]
+    problems = password_problems(password.data or "", email=email, names=names)
+    above = itertools.takewhile(lambda each: each is not password, form)
+    if not problems and not any(each.errors for each in above):  # only an otherwise complete form is sent out
+        breached = is_breached(normalise_password(password.data))
         if breached:
             problems = [BREACHED]
         elif breached is None and staff and current_app.config.get("PWNED_PASSWORDS_URL"):
             problems = [CANNOT_CHECK]
     if problems:
-        errors.add(field, problems[0])
-    elif confirm_field is not None and normalise_password(password_field(form, confirm_field)) != normalise_password(
-        password
-    ):
-        errors.add(confirm_field, "The passwords do not match. Enter the same password twice")
-    return password
+        password.errors = [*password.errors, problems[0]]
+        return False
+    confirm = form[confirm_field] if confirm_field else None
+    if confirm is not None and normalise_password(confirm.data or "") != normalise_password(password.data):
+        confirm.errors = [*confirm.errors, "The passwords do not match. Enter the same password twice"]
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class DateWording:
+    """The messages of an NHS date input, worded for what it asks ({label}, {Label} capitalised, {part})."""
+
+    label: str
+    empty: str = "Enter your {label}"
+    missing: str = "Your {label} must include a {part}"
+    not_real: str = "Your {label} must be a real date, like 15 3 1984"
+    future: str = "Your {label} must be in the past"
+    too_early: str = "Your {label} must be after 1890"
+    earliest_year: int | None = 1890
+
+    def say(self, message: str, part: str = "") -> str:
+        return message.format(label=self.label, Label=self.label[:1].upper() + self.label[1:], part=part)
+
+
+DATE_PARTS = ("day", "month", "year")
+
+
+def read_date(parts: dict[str, str], wording: DateWording, today: date) -> tuple[date | None, str, str]:
+    """The one reader of NHS date inputs: the date the parts (day, month, year) make, or None with the part
+    the problem is shown against and the message ("" when nothing was typed: the caller decides whether the
+    date was required)."""
+    if not any(parts.values()):
+        return None, "day", ""
+    missing = [part for part in DATE_PARTS if not parts[part]]
+    if missing:
+        return None, missing[0], wording.say(wording.missing, missing[0])
+    try:
+        if not all(value.isascii() and value.isdigit() for value in parts.values()) or len(parts["year"]) != 4:
+            raise ValueError(parts)
+        value = date(int(parts["year"]), int(parts["month"]), int(parts["day"]))
+    except ValueError:
+        return None, "day", wording.say(wording.not_real)
+    if value > today:
+        return None, "day", wording.say(wording.future)
+    if wording.earliest_year is not None and value.year < wording.earliest_year:
+        return None, "year", wording.say(wording.too_early)
+    return value, "", ""
 
 
 def date_from_parts(
     errors: FormErrors, form: MultiDict, prefix: str, *, label: str, today: date
 ) -> tuple[date | None, dict[str, str]]:
-    """Read an NHS date input (`prefix-day`, `prefix-month`, `prefix-year`). Returns the date (or None) and
-    the values typed, so the form can be shown again with them."""
-    parts = {part: text(form, f"{prefix}-{part}", limit=4) for part in ("day", "month", "year")}
-    if not any(parts.values()):
-        errors.add(f"{prefix}-day", f"Enter your {label}")
-        return None, parts
-    missing = [part for part in ("day", "month", "year") if not parts[part]]
-    if missing:
-        errors.add(f"{prefix}-{missing[0]}", f"Your {label} must include a {missing[0]}")
-        return None, parts
-    if not all(value.isascii() and value.isdigit() for value in parts.values()) or len(parts["year"]) != 4:
-        errors.add(f"{prefix}-day", f"Your {label} must be a real date, like 15 3 1984")
-        return None, parts
-    try:
-        value = date(int(parts["year"]), int(parts["month"]), int(parts["day"]))
-    except ValueError:
-        errors.add(f"{prefix}-day", f"Your {label} must be a real date, like 15 3 1984")
-        return None, parts
-    if value > today:
-        errors.add(f"{prefix}-day", f"Your {label} must be in the past")
-        return None, parts
-    if value.year < 1890:
-        errors.add(f"{prefix}-year", f"Your {label} must be after 1890")
-        return None, parts
+    """Read an NHS date input (`prefix-day`, `prefix-month`, `prefix-year`) from a request's form, for pages
+    that do not have a form class. Returns the date (or None) and the values typed, so the form can be shown
+    again with them."""
+    parts = {part: text(form, f"{prefix}-{part}", limit=4) for part in DATE_PARTS}
+    wording = DateWording(label)
+    value, part, message = read_date(parts, wording, today)
+    if value is None:
+        errors.add(f"{prefix}-{part}", message or wording.say(wording.empty))
     return value, parts
+
+
+class DateInputField(Field):
+    """An NHS date input as one field: its parts are posted as `<name>-day`, `<name>-month` and `<name>-year`
+    (as templates/shared/fields.html draws them); `data` is the date, `parts` what was typed. An error is
+    shown against the part it is about (`error_id`), as the NHS.UK design system asks."""
+
+    def __init__(
+        self,
+        label=None,
+        validators=None,
+        *,
+        wording: DateWording,
+        today: Callable[[], date],
+        required: bool = True,
+        **kwargs,
+    ):
+        # The date is read by the last validator, so that one before it (admin.forms.AskedWhen: a follow-up
+        # question not asked) can stop it being checked at all.
+        super().__init__(label, [*(validators or ()), self._read], **kwargs)
+        self.wording, self.today, self.required = wording, today, required
+        self.parts = dict.fromkeys(DATE_PARTS, "")
+        self.error_id = f"{self.id}-day"
+
+    def process(self, formdata, data=unset_value, extra_filters=None):
+        self.process_errors, self.raw_data = [], None
+        self.data = None if data is unset_value else data
+        if isinstance(self.data, date):
+            self.parts = {"day": str(self.data.day), "month": str(self.data.month), "year": str(self.data.year)}
+        if formdata is not None:
+            self.raw_data = [formdata.get(f"{self.name}-{part}", "") for part in DATE_PARTS]
+            self.parts = {
+                part: normalise_text(value[:16])[:5] if isinstance(value, str) else ""
+                for part, value in zip(DATE_PARTS, self.raw_data, strict=True)
+            }
+            self.data = None
+
+    def _read(self, form, field) -> None:
+        if self.raw_data is None:
+            return
+        self.data, part, message = read_date(self.parts, self.wording, self.today())
+        if self.data is None and (message or self.required):
+            self.error_id = f"{self.id}-{part}"
+            raise StopValidation(message or self.wording.say(self.wording.empty))
+
+
+class YesField(BooleanField):
+    """A checkbox whose value is "yes": ticked only when exactly that was posted."""
+
+    def process_formdata(self, valuelist):
+        self.data = bool(valuelist) and valuelist[0] == "yes"

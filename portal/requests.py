@@ -21,7 +21,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from core import legal_clock
 from core.auth import current_session, fresh_second_factor_required
-from core.forms import FormErrors, text
+from core.forms import FormErrors, PortalForm
 from core.models.requests import FORMATS, RecordingRequest
 from core.services import releases
 from core.services import requests as requests_service
@@ -30,15 +30,19 @@ from core.services.requests import CallDetails, RequestError
 from core.services.settings import practice_settings
 from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from portal import bp
+from portal.forms import (
+    COMPLAINT_MAX,
+    DESCRIPTION_MAX,
+    REPLY_MAX,
+    ComplaintForm,
+    NewLinkForm,
+    ReplyForm,
+    RequestDetailsForm,
+    SubmitRequestForm,
+    WithdrawForm,
+)
 
 DRAFT_KEY = "request-draft"
-DESCRIPTION_MAX = 2000
-REPLY_MAX = 5000
-COMPLAINT_MAX = 5000
-PHONE_MAX = 20
-APPROXIMATE_TIME_MAX = 100
-SPOKE_TO_MAX = 200
-PHONE_CHARACTERS = frozenset("0123456789 +")
 
 fresh_second_factor = fresh_second_factor_required("portal.reauthenticate")
 
@@ -58,10 +62,18 @@ def own_request_or_404(reference: str) -> RecordingRequest:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _render(template: str, status: int = 200, **context):
+def _render(template: str, status: int = 200, *, form: PortalForm | None = None, errors=None, **context):
+    """A page of this area; given a form, with its errors after `errors` (a service's refusals), and status 400
+    if there are any."""
+    errors = errors if errors is not None else FormErrors()
+    if form is not None:
+        for field_id, message in form.page_errors().items():
+            errors.add(field_id, message)
     return (
         render_template(
             template,
+            form=form,
+            errors=errors,
             formats=FORMATS,
             # One number for each limit: the form's character count and its error message both show it.
             description_max=DESCRIPTION_MAX,
@@ -69,7 +81,7 @@ def _render(template: str, status: int = 200, **context):
             complaint_max=COMPLAINT_MAX,
             **context,
         ),
-        status,
+        400 if errors else status,
     )
 
 
@@ -88,97 +100,21 @@ def requests_list():
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _call_date(
-    errors: FormErrors, form, prefix: str, *, label: str, today: date, required: bool
-) -> tuple[date | None, dict[str, str]]:
-    """An NHS date input for a call (`prefix-day`, `-month`, `-year`): a real date, today or earlier.
-
-    core.forms.date_from_parts words its messages for a date of birth ("Your date of birth ..."); these are
-    about the calls ("The date of the call ...")."""
-    parts = {part: text(form, f"{prefix}-{part}", limit=4) for part in ("day", "month", "year")}
-    sentence_label = label[0].upper() + label[1:]
-    if not any(parts.values()):
-        if required:
-            errors.add(f"{prefix}-day", f"Enter the {label}")
-        return None, parts
-    missing = [part for part in ("day", "month", "year") if not parts[part]]
-    if missing:
-        errors.add(f"{prefix}-{missing[0]}", f"The {label} must include a {missing[0]}")
-        return None, parts
-    try:
-        if not all(value.isascii() and value.isdigit() for value in parts.values()) or len(parts["year"]) != 4:
-            raise ValueError(parts)
-        value = date(int(parts["year"]), int(parts["month"]), int(parts["day"]))
-    except ValueError:
-        errors.add(f"{prefix}-day", f"{sentence_label} must be a real date, like 15 3 2026")
-        return None, parts
-    if value > today:
-        errors.add(f"{prefix}-day", f"The {label} must be today or in the past")
-        return None, parts
-    return value, parts
-
-
-def _optional_text(errors: FormErrors, form, field: str, *, label: str, limit: int) -> str:
-    value = text(form, field, limit=limit)
-    if len(value) > limit:
-        errors.add(field, f"{label} must be {limit:,} characters or fewer")
-    return value
-
-
-def _long_text(form, field: str, *, limit: int) -> str:
-    """A textarea's text, with each line break counted as one character, as the character count shows it."""
-    return text(form, field, limit=limit * 2).replace("\r\n", "\n").replace("\r", "\n")[: limit + 1]
-
-
-def _read_request_form(form, today: date) -> tuple[dict, FormErrors, dict | None]:
-    """Check the request form. Returns the values to show again, the errors, and (when there are none) the
-    answers to keep in the session. Only the fields named here are read (SECURITY G5)."""
-    errors = FormErrors()
-    values: dict = {}
-    calls_from, values["calls-from"] = _call_date(
-        errors, form, "calls-from", label="date of the call", today=today, required=True
-    )
-    calls_to, values["calls-to"] = _call_date(
-        errors, form, "calls-to", label="date of the last call", today=today, required=False
-    )
-    if calls_from and calls_to and calls_to < calls_from:
-        errors.add("calls-to-day", "The date of the last call must be the same as or after the date of the call")
-    values["approximate-time"] = _optional_text(
-        errors, form, "approximate-time", label="Approximate time", limit=APPROXIMATE_TIME_MAX
-    )
-    phone_number = _optional_text(errors, form, "phone-number", label="Phone number", limit=PHONE_MAX)
-    values["phone-number"] = phone_number
-    looks_like_a_number = set(phone_number) <= PHONE_CHARACTERS and any(char.isdigit() for char in phone_number)
-    if phone_number and "phone-number" not in errors and not looks_like_a_number:
-        errors.add("phone-number", "Enter a phone number using only numbers, spaces and +, like 020 7946 0000")
-    values["spoke-to"] = _optional_text(errors, form, "spoke-to", label="Who you spoke to", limit=SPOKE_TO_MAX)
-    description = _long_text(form, "description", limit=DESCRIPTION_MAX)
-    values["description"] = description
-    if not description:
-        errors.add("description", "Enter a description of the calls")
-    elif len(description) > DESCRIPTION_MAX:
-        errors.add("description", f"Description must be {DESCRIPTION_MAX:,} characters or fewer")
-    preferred_format = text(form, "preferred-format", limit=30)
-    values["preferred-format"] = preferred_format
-    if preferred_format not in FORMATS:
-        errors.add("preferred-format", "Select how you would like to get the recordings")
-    share = form.get("share-with-nhs-england") == "yes"
-    values["share-with-nhs-england"] = share
-    if errors:
-        return values, errors, None
-    draft = {
-        "calls_from": calls_from.isoformat(),
-        "calls_to": (calls_to or calls_from).isoformat(),
-        "approximate_time": values["approximate-time"],
-        "phone_number": phone_number,
-        "spoke_to": values["spoke-to"],
-        "description": description,
-        "preferred_format": preferred_format,
-        "share_with_nhs_england": share,
+def _draft_of(form: RequestDetailsForm) -> dict:
+    """The checked answers to keep in the session, with a new submission key."""
+    details = form.details()
+    return {
+        "calls_from": details.calls_from.isoformat(),
+        "calls_to": details.calls_to.isoformat(),
+        "approximate_time": details.approximate_time,
+        "phone_number": details.phone_number,
+        "spoke_to": details.spoke_to,
+        "description": details.description,
+        "preferred_format": details.preferred_format,
+        "share_with_nhs_england": details.share_with_nhs_england,
         # Sent by the check page with the final submit; the service makes one request per key.
         "key": secrets.token_urlsafe(24),
     }
-    return values, errors, draft
 
 
 def _keep_draft(draft: dict) -> None:
@@ -215,21 +151,17 @@ def _details(draft: dict) -> CallDetails | None:
         return None
 
 
-def _values_from(details: CallDetails) -> dict:
-    """The form's values for answers already given (the patient came back from the check page to change one)."""
-
-    def parts(day: date) -> dict[str, str]:
-        return {"day": str(day.day), "month": str(day.month), "year": str(day.year)}
-
+def _answers_given(details: CallDetails) -> dict:
+    """The form's data for answers already given (the patient came back from the check page to change one)."""
     return {
-        "calls-from": parts(details.calls_from),
-        "calls-to": parts(details.calls_to) if details.calls_to != details.calls_from else {},
-        "approximate-time": details.approximate_time,
-        "phone-number": details.phone_number,
-        "spoke-to": details.spoke_to,
+        "calls_from": details.calls_from,
+        "calls_to": details.calls_to if details.calls_to != details.calls_from else None,
+        "approximate_time": details.approximate_time,
+        "phone_number": details.phone_number,
+        "spoke_to": details.spoke_to,
         "description": details.description,
-        "preferred-format": details.preferred_format,
-        "share-with-nhs-england": details.share_with_nhs_england,
+        "preferred_format": details.preferred_format,
+        "share_with_nhs_england": details.share_with_nhs_england,
     }
 
 
@@ -240,27 +172,24 @@ def _oldest_kept(today: date) -> date:
 
 @bp.route("/requests/new", methods=["GET", "POST"])
 def request_new():
-    if request.method == "POST":
-        values, errors, draft = _read_request_form(request.form, requests_service.practice_today())
-        if not errors:
-            _keep_draft(draft)
-            return redirect(url_for("portal.request_check"))
-        return _render("portal/requests/new.html", 400, errors=errors, values=values)
-    draft = _draft()
+    draft = _draft() if request.method == "GET" else None
     details = _details(draft) if draft else None
-    values = _values_from(details) if details else {}
-    return _render("portal/requests/new.html", errors=FormErrors(), values=values)
+    form = RequestDetailsForm(**(_answers_given(details) if details else {}))
+    if form.validate_on_submit():
+        _keep_draft(_draft_of(form))
+        return redirect(url_for("portal.request_check"))
+    return _render("portal/requests/new.html", form=form)
 
 
-def _check_page(draft: dict, details: CallDetails, errors: FormErrors | None = None, status: int = 200):
+def _check_page(draft: dict, details: CallDetails, form: SubmitRequestForm, errors: FormErrors | None = None):
     today = requests_service.practice_today()
     oldest_kept = _oldest_kept(today)
     return _render(
         "portal/requests/check.html",
-        status,
+        form=form,
+        errors=errors,
         details=details,
         submission_key=draft["key"],
-        errors=errors or FormErrors(),
         oldest_kept=oldest_kept if details.calls_from < oldest_kept else None,
         kept_months=practice_settings().recordings_kept_months,
         patient=g.account,
@@ -274,7 +203,7 @@ def request_check():
     if details is None:
         # Already sent, or never filled in (a bookmark, the back button after submitting).
         return _render("portal/requests/nothing-to-check.html")
-    return _check_page(draft, details)
+    return _check_page(draft, details, SubmitRequestForm())
 
 
 @bp.post("/requests/new/check")
@@ -282,7 +211,10 @@ def request_check():
 def request_submit():
     """Submit the checked answers. The same key sent again (a double click, a resend after a slow answer)
     leads to the request the first one made."""
-    key = text(request.form, "submission-key", limit=64)
+    form = SubmitRequestForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("portal.request_check"))
+    key = form.submission_key.data[:65]
     if key:
         made = requests_service.request_by_submission_key(g.account, key)
         if made is not None:
@@ -298,10 +230,10 @@ def request_submit():
         return redirect(url_for("portal.request_check"))
     try:
         req = requests_service.submit_request(g.account, details, submission_key=key)
-    except RequestError as problem:
+    except RequestError as refused:
         errors = FormErrors()
-        errors.add("submit", str(problem))
-        return _check_page(draft, details, errors, 400)
+        form.add_service_error(errors, refused)
+        return _check_page(draft, details, form, errors)
     current_session().pop(DRAFT_KEY, None)
     return redirect(url_for("portal.request_submitted", reference=req.reference))
 
@@ -317,18 +249,18 @@ def request_submitted(reference: str):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _detail_page(req: RecordingRequest, *, errors: FormErrors | None = None, values: dict | None = None):
-    errors = errors or FormErrors()
+def _detail_page(req: RecordingRequest, form: PortalForm | None = None, errors: FormErrors | None = None):
+    """The request's page; the form is the one just posted from it (the answer, or asking for a new link)."""
     return _render(
         "portal/requests/detail.html",
-        400 if errors else 200,
         req=req,
         events=requests_service.timeline(req, for_patient=True),
         question=requests_service.latest_question(req),
         complaints=requests_service.complaints_for(req),
         rights_text=requests_service.RIGHTS_TEXT,
+        form=form,
+        reply_form=form if isinstance(form, ReplyForm) else ReplyForm(formdata=None),
         errors=errors,
-        values=values or {},
     )
 
 
@@ -340,70 +272,61 @@ def request_detail(reference: str):
 @bp.post("/requests/<reference>/reply")
 def request_reply(reference: str):
     req = own_request_or_404(reference)
-    answer = _long_text(request.form, "answer", limit=REPLY_MAX)
+    form = ReplyForm()
     errors = FormErrors()
-    if not answer:
-        errors.add("answer", "Enter your answer")
-    elif len(answer) > REPLY_MAX:
-        errors.add("answer", f"Your answer must be {REPLY_MAX:,} characters or fewer")
-    else:
+    if form.validate_on_submit():
         try:
-            requests_service.answer_clarification(g.account, req, answer)
-        except RequestError as problem:
-            errors.add("answer", str(problem))
-    if errors:
-        return _detail_page(req, errors=errors, values={"answer": answer})
-    flash("We have sent your answer to the practice.")
-    return redirect(url_for("portal.request_detail", reference=req.reference))
+            requests_service.answer_clarification(g.account, req, form.answer.data)
+        except RequestError as refused:
+            form.add_service_error(errors, refused)
+        else:
+            flash("We have sent your answer to the practice.")
+            return redirect(url_for("portal.request_detail", reference=req.reference))
+    return _detail_page(req, form, errors)
 
 
 @bp.route("/requests/<reference>/withdraw", methods=["GET", "POST"])
 @fresh_second_factor  # withdrawing ends a request the law gives the patient: confirm it is them
 def request_withdraw(reference: str):
     req = own_request_or_404(reference)
+    form = WithdrawForm()
     errors = FormErrors()
-    if request.method == "POST":
+    if form.validate_on_submit():
         try:
             requests_service.withdraw(g.account, req)
-        except RequestError as problem:
-            errors.add("withdraw", str(problem))
+        except RequestError as refused:
+            form.add_service_error(errors, refused)
         else:
             flash("You have withdrawn your request. The practice will take no further action on it.")
             return redirect(url_for("portal.request_detail", reference=req.reference))
-    return _render("portal/requests/withdraw.html", 400 if errors else 200, req=req, errors=errors)
+    return _render("portal/requests/withdraw.html", form=form, errors=errors, req=req)
 
 
 @bp.route("/requests/<reference>/complaint", methods=["GET", "POST"])
 def request_complaint(reference: str):
     req = own_request_or_404(reference)
-    errors = FormErrors()
-    complaint = ""
-    if request.method == "POST":
-        complaint = _long_text(request.form, "complaint", limit=COMPLAINT_MAX)
-        if not complaint:
-            errors.add("complaint", "Enter your complaint")
-        elif len(complaint) > COMPLAINT_MAX:
-            errors.add("complaint", f"Your complaint must be {COMPLAINT_MAX:,} characters or fewer")
-        else:
-            made = requests_service.complain(g.account, req, complaint)
-            flash(
-                "We have received your complaint. We will acknowledge it by "
-                f"{requests_service.long_date(made.acknowledge_by)}."
-            )
-            return redirect(url_for("portal.request_detail", reference=req.reference))
-    return _render(
-        "portal/requests/complaint.html", 400 if errors else 200, req=req, errors=errors, complaint=complaint
-    )
+    form = ComplaintForm()
+    if form.validate_on_submit():
+        made = requests_service.complain(g.account, req, form.complaint.data)
+        flash(
+            "We have received your complaint. We will acknowledge it by "
+            f"{requests_service.long_date(made.acknowledge_by)}."
+        )
+        return redirect(url_for("portal.request_detail", reference=req.reference))
+    return _render("portal/requests/complaint.html", form=form, req=req)
 
 
 @bp.post("/requests/<reference>/new-link")
 def request_new_link(reference: str):
     req = own_request_or_404(reference)
-    try:
-        releases.ask_for_new_link(g.account, req)
-    except RequestError as problem:
-        errors = FormErrors()
-        errors.add("new-link", str(problem))
-        return _detail_page(req, errors=errors)
-    flash("We have asked the practice to send you a new link.")
-    return redirect(url_for("portal.request_detail", reference=req.reference))
+    form = NewLinkForm()
+    errors = FormErrors()
+    if form.validate_on_submit():
+        try:
+            releases.ask_for_new_link(g.account, req)
+        except RequestError as refused:
+            form.add_service_error(errors, refused)
+        else:
+            flash("We have asked the practice to send you a new link.")
+            return redirect(url_for("portal.request_detail", reference=req.reference))
+    return _detail_page(req, form, errors)

@@ -608,8 +608,15 @@ def _set_password(account, password: str) -> None:
     void_tokens(RESET_PASSWORD, account)
 
 
+def change_password(account, current: str, new: str, *, keep_session_id: str | None) -> None:
+    """Change a signed-in account's password, ending its other sessions. A wrong current password is refused
+    (AccountError naming the `current-password` field) once the failed attempt is in the audit trail."""
+    if not _change_password(account, current, new, keep_session_id=keep_session_id):
+        raise AccountError("Your current password is not correct", field="current-password")
+
+
 @transactional
-def change_password(account, current: str, new: str, *, keep_session_id: str | None) -> bool:
+def _change_password(account, current: str, new: str, *, keep_session_id: str | None) -> bool:
     matches, _ = verify_password(account.password_hash, current or "")
     if not matches:
         record_event(action="password_change_failed", **_actor(account), **_subject(account), outcome="failure")
