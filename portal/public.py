@@ -2,18 +2,31 @@
 
 Content pages are cacheable by browsers and proxies: no cookie is set, and `ETag`/`Last-Modified` let a
 client revalidate cheaply (`Cache-Control: no-cache` means "store, but ask before reuse").
+
+They are also cached whole in the process. A signed-out visitor's request costs one indexed query (which
+version and which settings are current: core.services.content.page_state) and the headers: a conditional
+request is answered 304 before anything else, and otherwise the page's bytes come from the cache, drawn once
+per (page version, settings version, release). The bytes are the same for every visitor: the page is drawn
+without a CSP nonce, under a policy that allows its one inline script by hash (core.security.without_nonce),
+so the ETag is strong. A signed-in person, or one with a message waiting, sees their own header or the
+message: their page is drawn for them, as every other page is.
 """
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, jsonify, make_response, render_template, request
+import threading
+from collections.abc import Callable
+
+from flask import Response, abort, current_app, jsonify, make_response, render_template, request, session
 from werkzeug.http import is_resource_modified
 
-from core.services.content import get_published_page
+from core.security import without_nonce
+from core.services.content import PAGE_SLUGS, PageState, page_state, published_page
 from core.services.health import database_is_reachable
-from core.services.settings import practice_settings
 from core.services.worker import job_status
 from portal import bp
+
+PAGES_KEY = "portal.rendered_content_pages"
 
 
 @bp.get("/")
@@ -21,22 +34,64 @@ def home():
     return render_template("portal/public/home.html")
 
 
+class RenderedPages:
+    """The bytes of each content page as a signed-out visitor sees it, for its current cache key only: at
+    most one entry per page, so the cache can never grow. Safe under threads: a page is drawn under its own
+    lock, so threads that miss together draw it once."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[str, tuple[str, bytes]] = {}  # slug: (cache key, body)
+        self._locks = {slug: threading.Lock() for slug in PAGE_SLUGS}
+
+    def body(self, slug: str, key: str, draw: Callable[[], str]) -> bytes:
+        cached = self._bodies.get(slug)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with self._locks[slug]:
+            cached = self._bodies.get(slug)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            body = draw().encode()
+            self._bodies[slug] = (key, body)
+            return body
+
+
+def _rendered_pages() -> RenderedPages:
+    pages = current_app.extensions.get(PAGES_KEY)
+    if pages is None:
+        pages = current_app.extensions.setdefault(PAGES_KEY, RenderedPages())
+    return pages
+
+
+def _shared_page_wanted() -> bool:
+    """True when this visitor sees the page every signed-out visitor sees: no account in the session and no
+    message waiting to be shown (the header and the banner area are the only parts that differ)."""
+    active = session
+    return active.account_kind is None and not active.ended and "_flashes" not in active
+
+
 def content_page(slug: str) -> Response:
-    page = get_published_page(slug)
-    if page is None:
+    state = page_state(slug)
+    if state is None:
         abort(404)
-    # The header and footer show the practice's details, which admins may change: they are part of the page.
-    settings = practice_settings()
-    etag = page.etag(f"{current_app.config['RELEASE_ID']}-{settings.details_fingerprint}")
-    last_modified = max(page.published_at, settings.updated_at) if settings.updated_at else page.published_at
-    if not is_resource_modified(request.environ, etag=etag, last_modified=last_modified):
+    if not _shared_page_wanted():
+        return make_response(_draw(slug, state))  # drawn for this visitor alone; core.auth marks it no-store
+    key = state.cache_key(current_app.config["RELEASE_ID"])
+    without_nonce()  # the body is shared by every visitor: it must hold nothing made for this response
+    if not is_resource_modified(request.environ, etag=key, last_modified=state.last_modified):
         response = Response(status=304)
     else:
-        response = make_response(render_template("portal/public/content-page.html", page=page))
-    response.set_etag(etag, weak=True)  # weak: the body differs per response by its CSP nonce
-    response.last_modified = last_modified
+        body = _rendered_pages().body(slug, key, lambda: _draw(slug, state))
+        response = Response(body, mimetype="text/html")
+    response.set_etag(key)
+    response.last_modified = state.last_modified
     response.cache_control.no_cache = True
     return response
+
+
+def _draw(slug: str, state: PageState) -> str:
+    page = published_page(slug, state.version_id, state.content_sha256)
+    return render_template("portal/public/content-page.html", page=page)
 
 
 for _slug in ("call-recording-notice", "how-to-request", "accessibility-statement"):
