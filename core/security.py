@@ -101,6 +101,14 @@ def hash_only_policy() -> str:
 
 
 REFERRER_POLICY = "same-origin"
+# Set on every response, whatever the view sent.
+FIXED_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Permissions-Policy", PERMISSIONS_POLICY),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+)
 
 
 def set_security_headers(response: Response) -> Response:
@@ -110,20 +118,26 @@ def set_security_headers(response: Response) -> Response:
     if "Content-Security-Policy" not in headers:
         no_nonce = request.environ.get(NO_NONCE)
         headers["Content-Security-Policy"] = hash_only_policy() if no_nonce else content_security_policy(csp_nonce())
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["X-Frame-Options"] = "DENY"
+    for name, value in FIXED_HEADERS:
+        headers[name] = value
     # same-origin, not no-referrer: browsers then send a Referer to our own origin only, and nothing to any
     # other. With no-referrer they send none at all (and a form POST's Origin becomes "null"), so every HTTPS
     # form would fail the strict referrer check of CSRF protection (WTF_CSRF_SSL_STRICT, SECURITY J4).
     headers.setdefault("Referrer-Policy", REFERRER_POLICY)  # a page may ask for stricter (no-referrer)
-    headers["Permissions-Policy"] = PERMISSIONS_POLICY
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["Cross-Origin-Resource-Policy"] = "same-origin"
     if request.is_secure:
         headers["Strict-Transport-Security"] = HSTS_VALUE
     headers.pop("Server", None)
     headers.pop("X-Powered-By", None)
     return response
+
+
+def shared_page_headers(*, secure: bool) -> list[tuple[str, str]]:
+    """The security headers of a page drawn `without_nonce()`, as `set_security_headers` gives them, for
+    a response sent without Flask's request handling (portal.public's cached content pages)."""
+    headers = [("Content-Security-Policy", hash_only_policy()), *FIXED_HEADERS, ("Referrer-Policy", REFERRER_POLICY)]
+    if secure:
+        headers.append(("Strict-Transport-Security", HSTS_VALUE))
+    return headers
 
 
 def refuse_nul_characters() -> None:

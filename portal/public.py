@@ -15,12 +15,18 @@ message: their page is drawn for them, as every other page is.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
-from flask import Response, abort, current_app, jsonify, make_response, render_template, request, session
-from werkzeug.http import is_resource_modified
+from flask import Flask, Response, abort, current_app, jsonify, make_response, render_template, request, session
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import SecurityError
+from werkzeug.http import http_date, is_resource_modified, quote_etag, remove_entity_headers
+from werkzeug.wsgi import get_host
 
-from core.security import without_nonce
+from core.extensions import limiter
+from core.log import log_request_line, request_id_for
+from core.security import shared_page_headers, without_nonce
 from core.services.content import PAGE_SLUGS, PageState, page_state, published_page
 from core.services.health import database_is_reachable
 from core.services.worker import job_status
@@ -43,6 +49,10 @@ class RenderedPages:
         self._bodies: dict[str, tuple[str, bytes]] = {}  # slug: (cache key, body)
         self._locks = {slug: threading.Lock() for slug in PAGE_SLUGS}
 
+    def cached(self, slug: str, key: str) -> bytes | None:
+        cached = self._bodies.get(slug)
+        return cached[1] if cached is not None and cached[0] == key else None
+
     def body(self, slug: str, key: str, draw: Callable[[], str]) -> bytes:
         cached = self._bodies.get(slug)
         if cached is not None and cached[0] == key:
@@ -54,6 +64,74 @@ class RenderedPages:
             body = draw().encode()
             self._bodies[slug] = (key, body)
             return body
+
+
+class CachedPagesFirst:
+    """WSGI middleware in front of Flask's request handling (inside ProxyFix, so the scheme and client are the
+    proxy's): a signed-out visitor's plain GET or HEAD of a content page whose current bytes are cached is
+    answered here, with the one version check, the headers Flask's path would send (the security headers
+    from core.security, the request id) and the request's log line, and nothing else. Anything else goes to
+    Flask as usual: a query string, a session cookie, a host not trusted, a page not cached yet (Flask draws
+    and caches it), no published page (404), a database that does not answer."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.pages = {f"/{slug}": slug for slug in PAGE_SLUGS}
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        slug = self.pages.get(environ.get("PATH_INFO", ""))
+        if slug is None or environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
+            return self.wsgi_app(environ, start_response)
+        app = self.app
+        if app.config["SESSION_COOKIE_NAME"] in environ.get("HTTP_COOKIE", "") or not _trusted_host(environ, app):
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        with app.app_context():
+            try:
+                state = page_state(slug)
+            except SQLAlchemyError:
+                state = None  # Flask's path asks again and answers as it does for any failing request
+            if state is None:
+                return self.wsgi_app(environ, start_response)
+            key = state.cache_key(app.config["RELEASE_ID"])
+            body = _rendered_pages().cached(slug, key)
+            if body is None:
+                return self.wsgi_app(environ, start_response)
+            request_id = request_id_for(environ, app.config)
+            modified = is_resource_modified(environ, etag=key, last_modified=state.last_modified)
+            status = 200 if modified else 304
+            headers = [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("ETag", quote_etag(key)),
+                ("Last-Modified", http_date(state.last_modified)),
+                ("Cache-Control", "no-cache"),
+                *shared_page_headers(secure=environ.get("wsgi.url_scheme") == "https"),
+                ("X-Request-ID", request_id),
+            ]
+            if not modified:
+                remove_entity_headers(headers)  # as werkzeug does for Flask's 304
+            start_response("200 OK" if modified else "304 NOT MODIFIED", headers)
+            log_request_line(environ["REQUEST_METHOD"], f"/{slug}", _endpoint(slug), status, started, request_id)
+        return [body] if modified and environ["REQUEST_METHOD"] == "GET" else []
+
+
+def _trusted_host(environ: dict, app: Flask) -> bool:
+    try:
+        get_host(environ, app.config["TRUSTED_HOSTS"])
+    except SecurityError:
+        return False  # Flask's path refuses it
+    return True
+
+
+def _endpoint(slug: str) -> str:
+    return f"portal.{slug.replace('-', '_')}"
+
+
+@bp.record_once
+def _serve_cached_pages_first(state) -> None:
+    state.app.wsgi_app = CachedPagesFirst(state.app, state.app.wsgi_app)
 
 
 def _rendered_pages() -> RenderedPages:
@@ -94,8 +172,15 @@ def _draw(slug: str, state: PageState) -> str:
     return render_template("portal/public/content-page.html", page=page)
 
 
-for _slug in ("call-recording-notice", "how-to-request", "accessibility-statement"):
+CONTENT_ENDPOINTS = frozenset(_endpoint(slug) for slug in PAGE_SLUGS)
+for _slug in sorted(PAGE_SLUGS):
     bp.add_url_rule(f"/{_slug}", endpoint=_slug.replace("-", "_"), view_func=content_page, defaults={"slug": _slug})
+
+
+@limiter.request_filter
+def _content_pages_have_no_limits() -> bool:
+    """No rate limit applies to a content page: skip the limiter's look-up of which ones do."""
+    return request.endpoint in CONTENT_ENDPOINTS
 
 
 @bp.get("/healthz")

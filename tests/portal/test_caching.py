@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 from bs4 import BeautifulSoup
-from flask import template_rendered
+from flask import request_started, template_rendered
 from sqlalchemy import event
 
 from core.factory import create_app
@@ -148,10 +148,16 @@ def test_each_version_of_a_page_is_drawn_once_however_often_it_is_read(app, clie
         assert drawn == ["call-recording-notice"] * 2
 
 
-def test_a_cached_read_asks_the_database_one_question(app, client):
+def test_a_cached_read_asks_the_database_one_question_and_skips_the_rest_of_flask(app, client):
     client.get("/how-to-request")
-    with counting_statements(app) as statements:
-        assert client.get("/how-to-request").status_code == 200
+    flask_requests = []
+    request_started.connect(flask_requests.append, app)
+    try:
+        with counting_statements(app) as statements:
+            assert client.get("/how-to-request").status_code == 200
+    finally:
+        request_started.disconnect(flask_requests.append, app)
+    assert flask_requests == []
     assert len(statements) == 1, statements
     assert "notice_version" in statements[0] and "practice_settings" in statements[0]
 
@@ -255,3 +261,51 @@ def test_threads_that_miss_together_draw_the_page_once():
     pages.body("how-to-request", "key-2", lambda: "<html>new</html>")
     assert pages.body("how-to-request", "key-1", lambda: "<html>old again</html>") == b"<html>old again</html>"
     assert len(pages._bodies) == 1
+
+
+def comparable(response) -> dict[str, str]:
+    """The headers, less the request id's value (each request has its own)."""
+    headers = dict(response.headers)
+    assert len(headers.pop("X-Request-ID")) >= 8
+    return headers
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_page_served_from_the_cache_has_exactly_the_headers_flask_sends(app, scheme):
+    client = app.test_client()
+    base = f"{scheme}://localhost"
+    app.extensions.pop("portal.rendered_content_pages", None)
+    with counting_renders(app) as drawn:
+        drawn_by_flask = client.get("/how-to-request", base_url=base)
+        from_cache = client.get("/how-to-request", base_url=base)
+        # A query string always goes through Flask, which has the page cached by now.
+        through_flask = client.get("/how-to-request?from=search", base_url=base)
+    assert drawn == ["how-to-request"]
+    assert from_cache.data == drawn_by_flask.data == through_flask.data
+    assert comparable(from_cache) == comparable(drawn_by_flask) == comparable(through_flask)
+    assert ("Strict-Transport-Security" in from_cache.headers) == (scheme == "https")
+
+    etag = {"If-None-Match": drawn_by_flask.headers["ETag"]}
+    not_modified = client.get("/how-to-request", base_url=base, headers=etag)
+    not_modified_by_flask = client.get("/how-to-request?from=search", base_url=base, headers=etag)
+    assert not_modified.status_code == not_modified_by_flask.status_code == 304
+    assert comparable(not_modified) == comparable(not_modified_by_flask)
+
+    head = client.head("/how-to-request", base_url=base)
+    assert head.data == b""
+    assert comparable(head) == comparable(from_cache)
+
+
+def test_a_page_served_from_the_cache_is_logged_like_any_other(app, client, caplog):
+    client.get("/accessibility-statement")
+    caplog.clear()
+    response = client.get("/accessibility-statement")
+    lines = [record for record in caplog.records if record.name == "portal"]
+    assert [line.getMessage() for line in lines] == ["GET /accessibility-statement 200"]
+    assert lines[0].endpoint == "portal.accessibility_statement"
+    assert lines[0].request_id == response.headers["X-Request-ID"]
+
+
+def test_a_host_that_is_not_trusted_is_refused_before_the_cache(app, client):
+    client.get("/call-recording-notice")
+    assert client.get("/call-recording-notice", base_url="http://evil.example").status_code == 400
