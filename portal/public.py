@@ -78,51 +78,68 @@ class CachedPagesFirst:
         self.app = app
         self.wsgi_app = wsgi_app
         self.pages = {f"/{slug}": slug for slug in PAGE_SLUGS}
+        self.trusted_hosts: set[tuple] = set()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         slug = self.pages.get(environ.get("PATH_INFO", ""))
         if slug is None or environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
             return self.wsgi_app(environ, start_response)
         app = self.app
-        if app.config["SESSION_COOKIE_NAME"] in environ.get("HTTP_COOKIE", "") or not _trusted_host(environ, app):
+        if app.config["SESSION_COOKIE_NAME"] in environ.get("HTTP_COOKIE", "") or not self._trusted_host(environ):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        with app.app_context():
-            try:
-                state = page_state(slug)
-            except SQLAlchemyError:
-                state = None  # Flask's path asks again and answers as it does for any failing request
-            if state is None:
-                return self.wsgi_app(environ, start_response)
-            key = state.cache_key(app.config["RELEASE_ID"])
-            body = _rendered_pages().cached(slug, key)
-            if body is None:
-                return self.wsgi_app(environ, start_response)
-            request_id = request_id_for(environ, app.config)
-            modified = is_resource_modified(environ, etag=key, last_modified=state.last_modified)
-            status = 200 if modified else 304
-            headers = [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                ("ETag", quote_etag(key)),
-                ("Last-Modified", http_date(state.last_modified)),
-                ("Cache-Control", "no-cache"),
-                *shared_page_headers(secure=environ.get("wsgi.url_scheme") == "https"),
-                ("X-Request-ID", request_id),
-            ]
-            if not modified:
-                remove_entity_headers(headers)  # as werkzeug does for Flask's 304
-            start_response("200 OK" if modified else "304 NOT MODIFIED", headers)
-            log_request_line(environ["REQUEST_METHOD"], f"/{slug}", _endpoint(slug), status, started, request_id)
-        return [body] if modified and environ["REQUEST_METHOD"] == "GET" else []
+        with app.app_context():  # left before Flask's path, which pushes contexts of its own
+            answer = self._answer(environ, slug)
+            if answer is not None:
+                status, headers, body = answer
+                start_response(status, headers)
+                request_id = headers[-1][1]
+                log_request_line(
+                    environ["REQUEST_METHOD"], f"/{slug}", _endpoint(slug), int(status[:3]), started, request_id
+                )
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        return [body]
 
+    def _answer(self, environ: dict, slug: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """The status, headers (the request id last) and body, or None when Flask's path must answer."""
+        try:
+            state = page_state(slug)
+        except SQLAlchemyError:
+            return None  # Flask's path asks again and answers as it does for any failing request
+        if state is None:
+            return None
+        key = state.cache_key(self.app.config["RELEASE_ID"])
+        body = _rendered_pages().cached(slug, key)
+        if body is None:
+            return None
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("ETag", quote_etag(key)),
+            ("Last-Modified", http_date(state.last_modified)),
+            ("Cache-Control", "no-cache"),
+            *shared_page_headers(secure=environ.get("wsgi.url_scheme") == "https"),
+        ]
+        modified = is_resource_modified(environ, etag=key, last_modified=state.last_modified)
+        if not modified:
+            remove_entity_headers(headers)  # as werkzeug does for Flask's 304
+        headers.append(("X-Request-ID", request_id_for(environ, self.app.config)))
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        return ("200 OK" if modified else "304 NOT MODIFIED"), headers, (body if modified and not head else b"")
 
-def _trusted_host(environ: dict, app: Flask) -> bool:
-    try:
-        get_host(environ, app.config["TRUSTED_HOSTS"])
-    except SecurityError:
-        return False  # Flask's path refuses it
-    return True
+    def _trusted_host(self, environ: dict) -> bool:
+        """Flask's check of the Host header (TRUSTED_HOSTS); the few hosts found trusted are remembered."""
+        host = (environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"), environ.get("SERVER_NAME"))
+        if host in self.trusted_hosts:
+            return True
+        try:
+            get_host(environ, self.app.config["TRUSTED_HOSTS"])
+        except SecurityError:
+            return False  # Flask's path refuses it
+        if len(self.trusted_hosts) < 64:  # a host name with any port is trusted: keep the set small
+            self.trusted_hosts.add(host)
+        return True
 
 
 def _endpoint(slug: str) -> str:
