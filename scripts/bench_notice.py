@@ -32,8 +32,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,16 +39,15 @@ import tempfile
 import threading
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 import bench_support  # first: importing it puts the project's packages on the path
 
-from core.config import PROJECT_ROOT
 from core.extensions import db
 from core.services.content import load_default_content, page_state
 
 PATH = "/call-recording-notice"
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 CONNECTIONS = 16
 BODY_FILE_VARIABLE = "BENCH_NOTICE_BODY_FILE"
 
@@ -68,47 +65,6 @@ def bare_app():
         return Response(body, mimetype="text/html")
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(port: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server on port {port} stopped:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{PATH}", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"the server on port {port} did not answer within 60 s:\n{log.read_text()[-3000:]}")
-
-
-def start_gunicorn(app_spec: str, port: int, env: dict, log: Path, *extra: str) -> subprocess.Popen:
-    command = [str(GUNICORN), "-c", "deploy/gunicorn.conf.py", *extra, app_spec]
-    environment = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
-    with log.open("ab") as handle:
-        process = subprocess.Popen(  # noqa: S603 (our own gunicorn with fixed arguments)
-            command, cwd=PROJECT_ROOT, env=environment, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    wait_until_up(port, process, log)
-    return process
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def fetch(port: int) -> bytes:
@@ -228,41 +184,39 @@ def main(argv: list[str] | None = None) -> int:
     if client == "wrk" and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian), or use --client python")
     load = load_with_wrk if client == "wrk" else load_with_python
-    portal_port, bare_port = (int(port) for port in args.ports.split(",")) if args.ports else (free_port(), free_port())
+    if args.ports:
+        portal_port, bare_port = (int(port) for port in args.ports.split(","))
+    else:
+        portal_port, bare_port = bench_support.free_port(), bench_support.free_port()
 
-    with bench_support.database_url(args.database_url, "bench-notice-") as url, tempfile.TemporaryDirectory() as work:
-        folder = Path(work)
+    with bench_support.database_url(args.database_url, "bench-notice-") as url, ExitStack() as servers:
+        folder = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-notice-")))
         prepare_database(url)
-        servers = []
-        try:
-            env = {"PORTAL_ENV": "test", "TEST_DATABASE_URL": url, "LOG_LEVEL": "INFO"}
-            servers.append(start_gunicorn("wsgi:app", portal_port, env, folder / "portal.log"))
-            body = fetch(portal_port)
-            (folder / "notice.html").write_bytes(body)
-            bare_env = {BODY_FILE_VARIABLE: str(folder / "notice.html")}
-            servers.append(
-                start_gunicorn(
-                    "bench_notice:bare_app()", bare_port, bare_env, folder / "bare.log", "--pythonpath", "scripts"
-                )
-            )
-            if fetch(bare_port) != body or fetch(portal_port) != body:
-                raise SystemExit("the two servers do not send the same bytes")
-            print(
-                f"database: {url.split(':')[0]}; page {PATH}: {len(body):,} bytes; gunicorn: deploy/gunicorn.conf.py;"
-                f" load: {client}, {CONNECTIONS} connections; {args.rounds} rounds of {args.seconds:g} s each"
-            )
-            for port in (portal_port, bare_port):
-                load(port, args.warm_up)
-            rates: dict[str, list[float]] = {"portal": [], "bare": []}
-            for round_number in range(1, args.rounds + 1):
-                for name, port in (("portal", portal_port), ("bare", bare_port)):
-                    rate, bad = load(port, args.seconds)
-                    rates[name].append(rate)
-                    note = f"  ({bad} answers other than 200)" if bad else ""
-                    print(f"  round {round_number}: {name:<6} {rate:>8,.0f} requests/s{note}")
-        finally:
-            for server in servers:
-                stop(server)
+        portal_env = {"PORTAL_ENV": "test", "TEST_DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+        servers.enter_context(bench_support.gunicorn("wsgi:app", portal_port, portal_env, ready_path=PATH))
+        body = fetch(portal_port)
+        (folder / "notice.html").write_bytes(body)
+        bare_env = {BODY_FILE_VARIABLE: str(folder / "notice.html")}
+        bare_spec = "bench_notice:bare_app()"
+        servers.enter_context(
+            bench_support.gunicorn(bare_spec, bare_port, bare_env, "--pythonpath", "scripts", ready_path=PATH)
+        )
+        if fetch(bare_port) != body or fetch(portal_port) != body:
+            raise SystemExit("the two servers do not send the same bytes")
+        print(
+            f"database: {url.split(':')[0]}; page {PATH}: {len(body):,} bytes; gunicorn: deploy/gunicorn.conf.py;"
+            f" load: {client}, {CONNECTIONS} connections; {args.rounds} rounds of {args.seconds:g} s each"
+        )
+        for port in (portal_port, bare_port):
+            load(port, args.warm_up)
+        rates: dict[str, list[float]] = {"portal": [], "bare": []}
+        for round_number in range(1, args.rounds + 1):
+            for name, port in (("portal", portal_port), ("bare", bare_port)):
+                rate, bad = load(port, args.seconds)
+                rates[name].append(rate)
+                note = f"  ({bad} answers other than 200)" if bad else ""
+                print(f"  round {round_number}: {name:<6} {rate:>8,.0f} requests/s{note}")
+        servers.close()
         portal, bare = statistics.median(rates["portal"]), statistics.median(rates["bare"])
         ratios = [mine / theirs for mine, theirs in zip(rates["portal"], rates["bare"], strict=True)]
         print(
