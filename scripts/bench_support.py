@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import MetaData, event, insert
+from sqlalchemy import Engine, MetaData, event, insert
 
 from core.config import PROJECT_ROOT, normalise_database_url
 from core.extensions import db
@@ -140,18 +140,20 @@ def print_figures(
         print(f"{line} {columns(result)}" if columns else line)
 
 
-def statements_run_by(case: Callable[[], object]) -> list[tuple[str, object]]:
-    """Runs `case` and returns each statement it sent to the database, with its parameters."""
+def statements_run_by(case: Callable[[], object], engine: Engine | None = None) -> list[tuple[str, object]]:
+    """Runs `case` and returns each statement it sent to the database (through `engine`, by default the
+    application's), with its parameters."""
     seen: list[tuple[str, object]] = []
+    engine = engine or db.engine
 
     def capture(_conn, _cursor, statement, parameters, _context, _many):
         seen.append((statement, parameters))
 
-    event.listen(db.engine, "before_cursor_execute", capture)
+    event.listen(engine, "before_cursor_execute", capture)
     try:
         case()
     finally:
-        event.remove(db.engine, "before_cursor_execute", capture)
+        event.remove(engine, "before_cursor_execute", capture)
     return seen
 
 
@@ -170,9 +172,11 @@ def one_line(statement: str) -> str:
     return " ".join(statement.split())
 
 
-def plans_of(case: Callable[[], object], width: int) -> Plans:
-    """Each statement `case` runs, on one line and cut to `width` characters, with its query plan."""
-    return [(one_line(statement)[:width], lines) for statement, lines in query_plans(statements_run_by(case))]
+def plans_of(case: Callable[[], object], width: int, engine: Engine | None = None) -> Plans:
+    """Each statement `case` runs (through `engine`, by default the application's), on one line and cut to
+    `width` characters, with its query plan."""
+    statements = statements_run_by(case, engine)
+    return [(one_line(statement)[:width], lines) for statement, lines in query_plans(statements)]
 
 
 def add_people(role: str, patients: int, *, first_nhs_number: str | None = None) -> StaffUser:

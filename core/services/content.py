@@ -18,7 +18,7 @@ from pathlib import Path
 from string import Template
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Engine, bindparam, create_engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.extensions import db
@@ -360,13 +360,41 @@ _PAGE_STATE = (
 )
 
 
+PAGE_STATE_ENGINE = "portal.page_state_engine"
+_engine_lock = threading.Lock()
+
+
+def page_state_engine() -> Engine:
+    """The engine `page_state` reads with: the application's database, in autocommit and without the ping
+    before each use, so the check is one round trip to the database rather than four (ping, BEGIN, the query,
+    ROLLBACK). A connection that has gone bad makes the read fail, and SQLAlchemy then replaces every pooled
+    connection; the cached page's caller answers that request through Flask, which asks again. An in-memory
+    SQLite database exists on its one connection only: it is read with the application's engine."""
+    engine = current_app.extensions.get(PAGE_STATE_ENGINE)
+    if engine is None:
+        with _engine_lock:
+            engine = current_app.extensions.get(PAGE_STATE_ENGINE)
+            if engine is None:
+                main = db.engine
+                in_memory = main.dialect.name == "sqlite" and main.url.database in (None, "", ":memory:")
+                engine = (
+                    main
+                    if in_memory
+                    else create_engine(
+                        main.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, hide_parameters=True
+                    )
+                )
+                current_app.extensions[PAGE_STATE_ENGINE] = engine
+    return engine
+
+
 def page_state(slug: str) -> PageState | None:
     """The state of public page `slug` in one indexed query (the newest published version by the unique
     (slug, version) index, the settings row by its primary key), or None when nothing is published.
 
-    It reads on a connection of its own, outside the request's session: a read that needs no transaction
-    with anything else, and the cheapest way to ask (scripts/bench_notice.py times it)."""
-    with db.engine.connect() as connection:
+    It reads outside the request's session (see page_state_engine): a read that needs no transaction with
+    anything else, made the cheapest way (scripts/bench_notice.py times it)."""
+    with page_state_engine().connect() as connection:
         row = connection.execute(_PAGE_STATE, {"slug": slug}).first()
     if row is None:
         return None

@@ -16,7 +16,7 @@ from sqlalchemy import event
 
 from core.factory import create_app
 from core.security import page_template_script_hash
-from core.services.content import get_published_page, publish_version
+from core.services.content import get_published_page, page_state_engine, publish_version
 from core.services.settings import form_values_of, practice_settings, save_settings
 from portal.public import RenderedPages
 from tests.accounts_support import make_patient, make_staff, signed_in_browser
@@ -118,7 +118,8 @@ def counting_renders(app) -> Iterator[list[str]]:
 @contextmanager
 def counting_statements(app) -> Iterator[list[str]]:
     seen: list[str] = []
-    engine = app.extensions["sqlalchemy"].engines[None]
+    with app.app_context():
+        engine = page_state_engine()
 
     def note(_conn, _cursor, statement, _parameters, _context, _many):
         seen.append(statement)
