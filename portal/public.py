@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from flask import Flask, Response, abort, current_app, jsonify, make_response, render_template, request, session
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import SecurityError
 from werkzeug.http import http_date, is_resource_modified, quote_etag, remove_entity_headers
@@ -27,7 +28,7 @@ from werkzeug.wsgi import get_host
 from core.extensions import limiter
 from core.log import log_request_line, request_id_for
 from core.security import shared_page_headers, without_nonce
-from core.services.content import PAGE_SLUGS, PageState, page_state, published_page
+from core.services.content import PAGE_SLUGS, PageState, page_state, page_state_engine, published_page
 from core.services.health import database_is_reachable
 from core.services.worker import job_status
 from portal import bp
@@ -79,6 +80,7 @@ class CachedPagesFirst:
         self.wsgi_app = wsgi_app
         self.pages = {f"/{slug}": slug for slug in PAGE_SLUGS}
         self.trusted_hosts: set[tuple] = set()
+        self.engine: Engine | None = None
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         slug = self.pages.get(environ.get("PATH_INFO", ""))
@@ -88,29 +90,32 @@ class CachedPagesFirst:
         if app.config["SESSION_COOKIE_NAME"] in environ.get("HTTP_COOKIE", "") or not self._trusted_host(environ):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        with app.app_context():  # left before Flask's path, which pushes contexts of its own
-            answer = self._answer(environ, slug)
-            if answer is not None:
-                status, headers, body = answer
-                start_response(status, headers)
-                request_id = headers[-1][1]
-                log_request_line(
-                    environ["REQUEST_METHOD"], f"/{slug}", _endpoint(slug), int(status[:3]), started, request_id
-                )
+        answer = self._answer(environ, slug)
         if answer is None:
             return self.wsgi_app(environ, start_response)
+        status, headers, body = answer
+        start_response(status, headers)
+        request_id = headers[-1][1]
+        log_request_line(environ["REQUEST_METHOD"], f"/{slug}", _endpoint(slug), int(status[:3]), started, request_id)
         return [body]
 
     def _answer(self, environ: dict, slug: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
-        """The status, headers (the request id last) and body, or None when Flask's path must answer."""
+        """The status, headers (the request id last) and body, or None when Flask's path must answer. No
+        application context is needed: the app's page cache and the engine of the version check are at hand."""
+        pages = self.app.extensions.get(PAGES_KEY)
+        if pages is None:
+            return None  # nothing drawn yet
+        if self.engine is None:
+            with self.app.app_context():
+                self.engine = page_state_engine()
         try:
-            state = page_state(slug)
+            state = page_state(slug, engine=self.engine)
         except SQLAlchemyError:
             return None  # Flask's path asks again and answers as it does for any failing request
         if state is None:
             return None
         key = state.cache_key(self.app.config["RELEASE_ID"])
-        body = _rendered_pages().cached(slug, key)
+        body = pages.cached(slug, key)
         if body is None:
             return None
         headers = [

@@ -388,13 +388,14 @@ def page_state_engine() -> Engine:
     return engine
 
 
-def page_state(slug: str) -> PageState | None:
+def page_state(slug: str, *, engine: Engine | None = None) -> PageState | None:
     """The state of public page `slug` in one indexed query (the newest published version by the unique
     (slug, version) index, the settings row by its primary key), or None when nothing is published.
 
-    It reads outside the request's session (see page_state_engine): a read that needs no transaction with
-    anything else, made the cheapest way (scripts/bench_notice.py times it)."""
-    with page_state_engine().connect() as connection:
+    It reads outside the request's session, through `engine` (the current application's page_state_engine
+    unless given): a read that needs no transaction with anything else, made the cheapest way
+    (scripts/bench_notice.py times it)."""
+    with (engine or page_state_engine()).connect() as connection:
         row = connection.execute(_PAGE_STATE, {"slug": slug}).first()
     if row is None:
         return None
