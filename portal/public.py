@@ -8,8 +8,9 @@ version and which settings are current: core.services.content.page_state) and th
 request is answered 304 before anything else, and otherwise the page's bytes come from the cache, drawn once
 per (page version, settings version, release). The bytes are the same for every visitor: the page is drawn
 without a CSP nonce, under a policy that allows its one inline script by hash (core.security.without_nonce),
-so the ETag is strong. A signed-in person, or one with a message waiting, sees their own header or the
-message: their page is drawn for them, as every other page is.
+so the ETag is strong. CachedPagesFirst answers such a request before the rest of Flask's request handling.
+A signed-in person, or one with a message waiting, sees their own header or the message: their page is drawn
+for them, as every other page is, and not stored.
 """
 
 from __future__ import annotations
@@ -175,7 +176,9 @@ def content_page(slug: str) -> Response:
     if state is None:
         abort(404)
     if not _shared_page_wanted():
-        return make_response(_draw(slug, state))  # drawn for this visitor alone; core.auth marks it no-store
+        response = make_response(_draw(slug, state))  # drawn for this visitor alone: never stored
+        response.cache_control.no_store = True
+        return response
     key = state.cache_key(current_app.config["RELEASE_ID"])
     without_nonce()  # the body is shared by every visitor: it must hold nothing made for this response
     if not is_resource_modified(request.environ, etag=key, last_modified=state.last_modified):
