@@ -72,13 +72,7 @@ def configure_logging(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> None:
-        # Only a proxy the deployment trusts to set the header may name the request (TRUST_PROXY_REQUEST_ID);
-        # a client could otherwise choose an id that collides with another request's in the logs. Having a
-        # proxy (PROXY_FIX_HOPS) is not enough: a standard proxy passes a client's X-Request-ID on unchanged.
-        incoming = request.headers.get("X-Request-ID", "") if app.config.get("TRUST_PROXY_REQUEST_ID") else ""
-        # Kept in the environ, which belongs to this one request (see core.security.csp_nonce).
-        trusted = REQUEST_ID_PATTERN.fullmatch(incoming) is not None
-        request.environ["portal.request_id"] = incoming if trusted else uuid.uuid4().hex
+        request.environ["portal.request_id"] = request_id_for(request.environ, app.config)
         request.environ["portal.request_started"] = time.perf_counter()
 
     @app.after_request
@@ -86,18 +80,34 @@ def configure_logging(app: Flask) -> None:
         request_id = current_request_id()
         if request_id:
             response.headers["X-Request-ID"] = request_id
-        started = request.environ.get("portal.request_started")
-        logger.info(
-            "%s %s %s",
-            request.method,
-            request.url_rule.rule if request.url_rule else "(no route)",
-            response.status_code,
-            extra={
-                "method": request.method,
-                "rule": request.url_rule.rule if request.url_rule else None,
-                "endpoint": request.endpoint,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
-            },
+        rule = request.url_rule.rule if request.url_rule else None
+        log_request_line(
+            request.method, rule, request.endpoint, response.status_code, request.environ.get("portal.request_started")
         )
         return response
+
+
+def request_id_for(environ: dict, config) -> str:
+    """The id of the request in `environ`: the proxy's, when the deployment trusts it to set one, else new."""
+    # Only a proxy the deployment trusts to set the header may name the request (TRUST_PROXY_REQUEST_ID);
+    # a client could otherwise choose an id that collides with another request's in the logs. Having a
+    # proxy (PROXY_FIX_HOPS) is not enough: a standard proxy passes a client's X-Request-ID on unchanged.
+    incoming = environ.get("HTTP_X_REQUEST_ID", "") if config.get("TRUST_PROXY_REQUEST_ID") else ""
+    # Kept in the environ, which belongs to this one request (see core.security.csp_nonce).
+    return incoming if REQUEST_ID_PATTERN.fullmatch(incoming) is not None else uuid.uuid4().hex
+
+
+def log_request_line(
+    method: str, rule: str | None, endpoint: str | None, status: int, started: float | None, request_id=None
+) -> None:
+    """The one line logged for each request (the URL rule, never the path: see the module's docstring)."""
+    extra = {
+        "method": method,
+        "rule": rule,
+        "endpoint": endpoint,
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+    }
+    if request_id:
+        extra["request_id"] = request_id
+    logger.info("%s %s %s", method, rule or "(no route)", status, extra=extra)

@@ -1,7 +1,9 @@
 """HTTP security: per-request CSP nonce and the security headers every response carries.
 
 See SECURITY.md rows K1-K12 and X6. Headers are set in one `after_request` hook so that every response,
-error pages and static files included, gets them.
+error pages and static files included, gets them. A page whose body is cached and sent to many visitors (the
+public content pages) asks for `without_nonce()`: it is drawn with no nonce, and its policy allows inline
+script by hash only.
 """
 
 from __future__ import annotations
@@ -32,13 +34,29 @@ PERMISSIONS_POLICY = ", ".join(
 HSTS_VALUE = "max-age=31536000; includeSubDomains"
 
 
+NO_NONCE = "portal.csp_without_nonce"
+
+
 def csp_nonce() -> str:
-    """The CSP nonce for this request: 128 bits from `secrets`, made on first use.
+    """The CSP nonce for this request: 128 bits from `secrets`, made on first use; "" for a request that
+    asked for `without_nonce()` (templates then write no nonce attribute).
 
     Kept in the WSGI environ, which belongs to exactly one request (`g` can outlive a request when an
     application context is already active, as in tests).
     """
-    return request.environ.setdefault("portal.csp_nonce", secrets.token_urlsafe(16))
+    environ = request.environ
+    if environ.get(NO_NONCE):
+        return ""
+    return environ.setdefault("portal.csp_nonce", secrets.token_urlsafe(16))
+
+
+def without_nonce() -> None:
+    """Draw and serve this request's page without a nonce: its policy allows only our own scripts and the
+    design system's one inline script, by hash. For pages whose body is cached and sent to every visitor,
+    which must therefore hold nothing that differs per response. Call it before anything is rendered."""
+    if "portal.csp_nonce" in request.environ:
+        raise RuntimeError("this request already used a nonce")
+    request.environ[NO_NONCE] = True
 
 
 @cache
@@ -56,12 +74,13 @@ def page_template_script_hash() -> str:
     return "'sha256-" + base64.b64encode(digest).decode() + "'"
 
 
-def content_security_policy(nonce: str) -> str:
+def content_security_policy(nonce: str | None) -> str:
     """The page policy: our own origin only; inline script only with this response's nonce (or the
-    design system's one fixed script, by hash)."""
+    design system's one fixed script, by hash); with no `nonce`, inline script by that hash alone."""
+    nonce_source = f" 'nonce-{nonce}'" if nonce else ""
     directives = {
         "default-src": "'self'",
-        "script-src": f"'self' 'nonce-{nonce}' {page_template_script_hash()}",
+        "script-src": f"'self'{nonce_source} {page_template_script_hash()}",
         "style-src": "'self'",
         "img-src": "'self'",
         "font-src": "'self'",
@@ -75,28 +94,50 @@ def content_security_policy(nonce: str) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
+@cache
+def hash_only_policy() -> str:
+    """The policy of a page drawn `without_nonce()` (the same for every response, so made once)."""
+    return content_security_policy(None)
+
+
 REFERRER_POLICY = "same-origin"
+# Set on every response, whatever the view sent.
+FIXED_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Permissions-Policy", PERMISSIONS_POLICY),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+)
 
 
 def set_security_headers(response: Response) -> Response:
     """Add the security headers to `response` (runs after every request)."""
     headers = response.headers
     # A response may bring a stricter policy of its own (a recording file: `sandbox; default-src 'none'`).
-    headers.setdefault("Content-Security-Policy", content_security_policy(csp_nonce()))
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["X-Frame-Options"] = "DENY"
+    if "Content-Security-Policy" not in headers:
+        no_nonce = request.environ.get(NO_NONCE)
+        headers["Content-Security-Policy"] = hash_only_policy() if no_nonce else content_security_policy(csp_nonce())
+    for name, value in FIXED_HEADERS:
+        headers[name] = value
     # same-origin, not no-referrer: browsers then send a Referer to our own origin only, and nothing to any
     # other. With no-referrer they send none at all (and a form POST's Origin becomes "null"), so every HTTPS
     # form would fail the strict referrer check of CSRF protection (WTF_CSRF_SSL_STRICT, SECURITY J4).
     headers.setdefault("Referrer-Policy", REFERRER_POLICY)  # a page may ask for stricter (no-referrer)
-    headers["Permissions-Policy"] = PERMISSIONS_POLICY
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["Cross-Origin-Resource-Policy"] = "same-origin"
     if request.is_secure:
         headers["Strict-Transport-Security"] = HSTS_VALUE
     headers.pop("Server", None)
     headers.pop("X-Powered-By", None)
     return response
+
+
+def shared_page_headers(*, secure: bool) -> list[tuple[str, str]]:
+    """The security headers of a page drawn `without_nonce()`, as `set_security_headers` gives them, for
+    a response sent without Flask's request handling (portal.public's cached content pages)."""
+    headers = [("Content-Security-Policy", hash_only_policy()), *FIXED_HEADERS, ("Referrer-Policy", REFERRER_POLICY)]
+    if secure:
+        headers.append(("Strict-Transport-Security", HSTS_VALUE))
+    return headers
 
 
 def refuse_nul_characters() -> None:

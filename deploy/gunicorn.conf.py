@@ -14,9 +14,11 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-# Recycle workers now and then, so a slow leak can never grow without bound.
-max_requests = 2000
-max_requests_jitter = 200
+# Recycle workers now and then, so a slow leak can never grow without bound. Not too often: a new worker
+# imports the portal and draws the public pages again (about a second of CPU), which at 2,000 requests cost
+# the cached notice page more than serving it did (scripts/bench_notice.py).
+max_requests = 50000
+max_requests_jitter = 5000
 # Only nginx on this host may say who the client is and that the request came over HTTPS.
 forwarded_allow_ips = "127.0.0.1,::1"
 # The portal writes one JSON line per request itself, without paths that hold tokens: no access log here.

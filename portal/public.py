@@ -2,18 +2,39 @@
 
 Content pages are cacheable by browsers and proxies: no cookie is set, and `ETag`/`Last-Modified` let a
 client revalidate cheaply (`Cache-Control: no-cache` means "store, but ask before reuse").
+
+They are also cached whole in the process. A signed-out visitor's request costs one indexed query (which
+version and which settings are current: core.services.content.page_state) and the headers: a conditional
+request is answered 304 before anything else, and otherwise the page's bytes come from the cache, drawn once
+per (page version, settings version, release). The bytes are the same for every visitor: the page is drawn
+without a CSP nonce, under a policy that allows its one inline script by hash (core.security.without_nonce),
+so the ETag is strong. CachedPagesFirst answers such a request before the rest of Flask's request handling.
+A signed-in person, or one with a message waiting, sees their own header or the message: their page is drawn
+for them, as every other page is, and not stored.
 """
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, jsonify, make_response, render_template, request
-from werkzeug.http import is_resource_modified
+import threading
+import time
+from collections.abc import Callable, Iterable
 
-from core.services.content import get_published_page
+from flask import Flask, Response, abort, current_app, jsonify, make_response, render_template, request, session
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import SecurityError
+from werkzeug.http import http_date, is_resource_modified, quote_etag, remove_entity_headers
+from werkzeug.wsgi import get_host
+
+from core.extensions import limiter
+from core.log import log_request_line, request_id_for
+from core.security import shared_page_headers, without_nonce
+from core.services.content import PAGE_SLUGS, PageState, page_state, page_state_engine, published_page
 from core.services.health import database_is_reachable
-from core.services.settings import practice_settings
 from core.services.worker import job_status
 from portal import bp
+
+PAGES_KEY = "portal.rendered_content_pages"
 
 
 @bp.get("/")
@@ -21,26 +42,170 @@ def home():
     return render_template("portal/public/home.html")
 
 
+class RenderedPages:
+    """The bytes of each content page as a signed-out visitor sees it, for its current cache key only: at
+    most one entry per page, so the cache can never grow. Safe under threads: a page is drawn under its own
+    lock, so threads that miss together draw it once."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[str, tuple[str, bytes]] = {}  # slug: (cache key, body)
+        self._locks = {slug: threading.Lock() for slug in PAGE_SLUGS}
+
+    def cached(self, slug: str, key: str) -> bytes | None:
+        cached = self._bodies.get(slug)
+        return cached[1] if cached is not None and cached[0] == key else None
+
+    def body(self, slug: str, key: str, draw: Callable[[], str]) -> bytes:
+        cached = self._bodies.get(slug)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with self._locks[slug]:
+            cached = self._bodies.get(slug)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            body = draw().encode()
+            self._bodies[slug] = (key, body)
+            return body
+
+
+class CachedPagesFirst:
+    """WSGI middleware in front of Flask's request handling (inside ProxyFix, so the scheme and client are the
+    proxy's): a signed-out visitor's plain GET or HEAD of a content page whose current bytes are cached is
+    answered here, with the one version check, the headers Flask's path would send (the security headers
+    from core.security, the request id) and the request's log line, and nothing else. Anything else goes to
+    Flask as usual: a query string, a session cookie, a host not trusted, a page not cached yet (Flask draws
+    and caches it), no published page (404), a database that does not answer."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.pages = {f"/{slug}": slug for slug in PAGE_SLUGS}
+        self.trusted_hosts: set[tuple] = set()
+        self.engine: Engine | None = None
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        slug = self.pages.get(environ.get("PATH_INFO", ""))
+        if slug is None or environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
+            return self.wsgi_app(environ, start_response)
+        app = self.app
+        if app.config["SESSION_COOKIE_NAME"] in environ.get("HTTP_COOKIE", "") or not self._trusted_host(environ):
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        answer = self._answer(environ, slug)
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        status, headers, body = answer
+        start_response(status, headers)
+        request_id = headers[-1][1]
+        log_request_line(environ["REQUEST_METHOD"], f"/{slug}", _endpoint(slug), int(status[:3]), started, request_id)
+        return [body]
+
+    def _answer(self, environ: dict, slug: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """The status, headers (the request id last) and body, or None when Flask's path must answer. No
+        application context is needed: the app's page cache and the engine of the version check are at hand."""
+        pages = self.app.extensions.get(PAGES_KEY)
+        if pages is None:
+            return None  # nothing drawn yet
+        if self.engine is None:
+            with self.app.app_context():
+                self.engine = page_state_engine()
+        try:
+            state = page_state(slug, engine=self.engine)
+        except SQLAlchemyError:
+            return None  # Flask's path asks again and answers as it does for any failing request
+        if state is None:
+            return None
+        key = state.cache_key(self.app.config["RELEASE_ID"])
+        body = pages.cached(slug, key)
+        if body is None:
+            return None
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("ETag", quote_etag(key)),
+            ("Last-Modified", http_date(state.last_modified)),
+            ("Cache-Control", "no-cache"),
+            *shared_page_headers(secure=environ.get("wsgi.url_scheme") == "https"),
+        ]
+        modified = is_resource_modified(environ, etag=key, last_modified=state.last_modified)
+        if not modified:
+            remove_entity_headers(headers)  # as werkzeug does for Flask's 304
+        headers.append(("X-Request-ID", request_id_for(environ, self.app.config)))
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        return ("200 OK" if modified else "304 NOT MODIFIED"), headers, (body if modified and not head else b"")
+
+    def _trusted_host(self, environ: dict) -> bool:
+        """Flask's check of the Host header (TRUSTED_HOSTS); the few hosts found trusted are remembered."""
+        host = (environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"), environ.get("SERVER_NAME"))
+        if host in self.trusted_hosts:
+            return True
+        try:
+            get_host(environ, self.app.config["TRUSTED_HOSTS"])
+        except SecurityError:
+            return False  # Flask's path refuses it
+        if len(self.trusted_hosts) < 64:  # a host name with any port is trusted: keep the set small
+            self.trusted_hosts.add(host)
+        return True
+
+
+def _endpoint(slug: str) -> str:
+    return f"portal.{slug.replace('-', '_')}"
+
+
+@bp.record_once
+def _serve_cached_pages_first(state) -> None:
+    state.app.wsgi_app = CachedPagesFirst(state.app, state.app.wsgi_app)
+
+
+def _rendered_pages() -> RenderedPages:
+    pages = current_app.extensions.get(PAGES_KEY)
+    if pages is None:
+        pages = current_app.extensions.setdefault(PAGES_KEY, RenderedPages())
+    return pages
+
+
+def _shared_page_wanted() -> bool:
+    """True when this visitor sees the page every signed-out visitor sees: no account in the session and no
+    message waiting to be shown (the header and the banner area are the only parts that differ)."""
+    active = session
+    return active.account_kind is None and not active.ended and "_flashes" not in active
+
+
 def content_page(slug: str) -> Response:
-    page = get_published_page(slug)
-    if page is None:
+    state = page_state(slug)
+    if state is None:
         abort(404)
-    # The header and footer show the practice's details, which admins may change: they are part of the page.
-    settings = practice_settings()
-    etag = page.etag(f"{current_app.config['RELEASE_ID']}-{settings.details_fingerprint}")
-    last_modified = max(page.published_at, settings.updated_at) if settings.updated_at else page.published_at
-    if not is_resource_modified(request.environ, etag=etag, last_modified=last_modified):
+    if not _shared_page_wanted():
+        response = make_response(_draw(slug, state))  # drawn for this visitor alone: never stored
+        response.cache_control.no_store = True
+        return response
+    key = state.cache_key(current_app.config["RELEASE_ID"])
+    without_nonce()  # the body is shared by every visitor: it must hold nothing made for this response
+    if not is_resource_modified(request.environ, etag=key, last_modified=state.last_modified):
         response = Response(status=304)
     else:
-        response = make_response(render_template("portal/public/content-page.html", page=page))
-    response.set_etag(etag, weak=True)  # weak: the body differs per response by its CSP nonce
-    response.last_modified = last_modified
+        body = _rendered_pages().body(slug, key, lambda: _draw(slug, state))
+        response = Response(body, mimetype="text/html")
+    response.set_etag(key)
+    response.last_modified = state.last_modified
     response.cache_control.no_cache = True
     return response
 
 
-for _slug in ("call-recording-notice", "how-to-request", "accessibility-statement"):
+def _draw(slug: str, state: PageState) -> str:
+    page = published_page(slug, state.version_id, state.content_sha256)
+    return render_template("portal/public/content-page.html", page=page)
+
+
+CONTENT_ENDPOINTS = frozenset(_endpoint(slug) for slug in PAGE_SLUGS)
+for _slug in sorted(PAGE_SLUGS):
     bp.add_url_rule(f"/{_slug}", endpoint=_slug.replace("-", "_"), view_func=content_page, defaults={"slug": _slug})
+
+
+@limiter.request_filter
+def _content_pages_have_no_limits() -> bool:
+    """No rate limit applies to a content page: skip the limiter's look-up of which ones do."""
+    return request.endpoint in CONTENT_ENDPOINTS
 
 
 @bp.get("/healthz")

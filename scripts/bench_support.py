@@ -1,7 +1,8 @@
 """What the benchmarks in scripts/ share: the project on the import path, the database they run on (from
 --database-url or TEST_DATABASE_URL, else a SQLite file in a temporary folder), the app made on it with
 the migrations, the common arguments, the people the request benchmarks need, the timing of cases and the
-query plans of the statements they run.
+query plans of the statements they run; and for the HTTP figures, gunicorn with the production settings, a
+signed-in staff session and a keep-alive client.
 
 Import it before anything from the project: importing it is what puts the project's packages on the path.
 """
@@ -9,11 +10,17 @@ Import it before anything from the project: importing it is what puts the projec
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
+import secrets
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -25,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import MetaData, event, insert
+from sqlalchemy import Engine, MetaData, event, insert
 
 from core.config import PROJECT_ROOT, normalise_database_url
 from core.extensions import db
 from core.factory import create_app
-from core.models.accounts import Patient, StaffUser
+from core.models.accounts import Patient, StaffUser, WebSession
+from core.sessions import hash_session_id
 
 T = TypeVar("T")
 Plans = list[tuple[str, list[str]]]  # each statement with the lines of its query plan
@@ -132,18 +140,20 @@ def print_figures(
         print(f"{line} {columns(result)}" if columns else line)
 
 
-def statements_run_by(case: Callable[[], object]) -> list[tuple[str, object]]:
-    """Runs `case` and returns each statement it sent to the database, with its parameters."""
+def statements_run_by(case: Callable[[], object], engine: Engine | None = None) -> list[tuple[str, object]]:
+    """Runs `case` and returns each statement it sent to the database (through `engine`, by default the
+    application's), with its parameters."""
     seen: list[tuple[str, object]] = []
+    engine = engine or db.engine
 
     def capture(_conn, _cursor, statement, parameters, _context, _many):
         seen.append((statement, parameters))
 
-    event.listen(db.engine, "before_cursor_execute", capture)
+    event.listen(engine, "before_cursor_execute", capture)
     try:
         case()
     finally:
-        event.remove(db.engine, "before_cursor_execute", capture)
+        event.remove(engine, "before_cursor_execute", capture)
     return seen
 
 
@@ -162,9 +172,11 @@ def one_line(statement: str) -> str:
     return " ".join(statement.split())
 
 
-def plans_of(case: Callable[[], object], width: int) -> Plans:
-    """Each statement `case` runs, on one line and cut to `width` characters, with its query plan."""
-    return [(one_line(statement)[:width], lines) for statement, lines in query_plans(statements_run_by(case))]
+def plans_of(case: Callable[[], object], width: int, engine: Engine | None = None) -> Plans:
+    """Each statement `case` runs (through `engine`, by default the application's), on one line and cut to
+    `width` characters, with its query plan."""
+    statements = statements_run_by(case, engine)
+    return [(one_line(statement)[:width], lines) for statement, lines in query_plans(statements)]
 
 
 def add_people(role: str, patients: int, *, first_nhs_number: str | None = None) -> StaffUser:
@@ -203,3 +215,107 @@ def print_plans(cases: dict[str, Callable], plans: Callable[[Callable], Plans]) 
             print(f"  {statement}")
             for line in lines:
                 print(f"    {line}")
+
+
+# --- servers: the portal (or another app) under gunicorn with the production settings ---------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(app_spec: str, port: int, env: dict, *extra: str, ready_path: str = "/healthz") -> Iterator[Path]:
+    """`app_spec` served by gunicorn with deploy/gunicorn.conf.py on 127.0.0.1:`port`, with `env` added to
+    this process's environment, until the block ends; yields the file its output goes to. Waits (60 s at
+    most) until `ready_path` answers 200."""
+    gunicorn_bin = Path(sys.executable).parent / "gunicorn"
+    with tempfile.TemporaryDirectory(prefix="bench-gunicorn-") as folder:
+        log = Path(folder) / "gunicorn.log"
+        environment = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+        with log.open("ab") as handle:
+            process = subprocess.Popen(  # noqa: S603 (our own gunicorn with fixed arguments)
+                [str(gunicorn_bin), "-c", "deploy/gunicorn.conf.py", *extra, app_spec],
+                cwd=PROJECT_ROOT,
+                env=environment,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait_until_up(port, ready_path, process, log)
+            yield log
+        finally:
+            _stop(process)
+
+
+def _wait_until_up(port: int, path: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn on port {port} stopped:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"gunicorn on port {port} did not answer within 60 s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def timed_gets(port: int, path: str, repeats: int, headers: dict[str, str] | None = None) -> list[float]:
+    """GET `path` `repeats` times, one after another on one keep-alive connection, after one untimed GET;
+    the times in milliseconds. Any answer other than 200 stops the benchmark."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    times = []
+    try:
+        for number in range(repeats + 1):
+            started = time.perf_counter()
+            connection.request("GET", path, headers=headers or {})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"GET {path} answered {response.status}")
+            if number:
+                times.append((time.perf_counter() - started) * 1000)
+    finally:
+        connection.close()
+    return times
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def staff_session(staff_id: int) -> str:
+    """A session signed in with both factors for member of staff `staff_id`, written as sign-in writes it;
+    returns the cookie value that names it."""
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    db.session.execute(
+        insert(WebSession).values(
+            id_hash=hash_session_id(session_id),
+            account_kind="staff",
+            account_id=staff_id,
+            stage="full",
+            data="{}",
+            created_at=now,
+            last_seen_at=now,
+            second_factor_at=now,
+        )
+    )
+    db.session.commit()
+    return session_id

@@ -18,16 +18,18 @@ from pathlib import Path
 from string import Template
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Engine, bindparam, create_engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.extensions import db
 from core.models import NoticeVersion
 from core.models.content import DEFAULT_CONTENT_AUTHOR
+from core.models.settings import PracticeSettings
 from core.sanitise import render_markdown, sanitise_html
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.errors import ServiceError
+from core.services.settings import ROW_ID as SETTINGS_ROW_ID
 from core.services.settings import Settings, practice_settings
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "default_content"
@@ -280,13 +282,16 @@ def get_published_page(slug: str) -> PublishedPage | None:
     current = current_version(slug)
     if current is None:
         return None
+    return published_page(slug, current.id, current.content_sha256)
+
+
+def published_page(slug: str, version_id: int, content_sha256: str) -> PublishedPage:
+    """Version `version_id` of `slug` (a published one: see current_version or page_state) ready to show,
+    from this process's cache when it has that version."""
     cache = _cache()
-    page = cache.get(slug, current.id, current.content_sha256)
+    page = cache.get(slug, version_id, content_sha256)
     if page is None:
-        row = db.session.get(NoticeVersion, current.id)
-        published_at = row.published_at
-        if published_at.tzinfo is None:  # SQLite returns naive datetimes; we only ever store UTC.
-            published_at = published_at.replace(tzinfo=UTC)
+        row = db.session.get(NoticeVersion, version_id)
         page = PublishedPage(
             slug=row.slug,
             title=row.title,
@@ -295,10 +300,114 @@ def get_published_page(slug: str) -> PublishedPage | None:
             version=row.version,
             version_id=row.id,
             content_sha256=row.content_sha256,
-            published_at=published_at,
+            published_at=_utc(row.published_at),
         )
         cache.put(page)
     return page
+
+
+@dataclass(frozen=True)
+class PageState:
+    """Everything a public content page depends on besides the release: the current published version and
+    the version of the practice settings (the header and footer show the practice's details)."""
+
+    slug: str
+    version: int
+    version_id: int
+    content_sha256: str
+    published_at: datetime
+    settings_version: int | None
+    settings_updated_at: datetime | None
+
+    def cache_key(self, release_id: str) -> str:
+        """A key that changes whenever the page's bytes may change: a publish, a settings save, a release."""
+        parts = (
+            self.slug,
+            self.version_id,
+            self.version,
+            self.content_sha256,
+            self.published_at.isoformat(),
+            self.settings_version,
+            self.settings_updated_at.isoformat() if self.settings_updated_at else "",
+            release_id,
+        )
+        digest = hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
+        return f"{self.slug}-v{self.version}-{digest[:24]}"
+
+    @property
+    def last_modified(self) -> datetime:
+        if self.settings_updated_at is None:
+            return self.published_at
+        return max(self.published_at, self.settings_updated_at)
+
+
+# Built once: a request for a cached page spends its time on the query, not on building it.
+_SETTINGS_ROW = select(PracticeSettings.version, PracticeSettings.updated_at).where(
+    PracticeSettings.id == SETTINGS_ROW_ID
+)
+_PAGE_STATE = (
+    select(
+        NoticeVersion.id,
+        NoticeVersion.version,
+        NoticeVersion.content_sha256,
+        NoticeVersion.published_at,
+        _SETTINGS_ROW.with_only_columns(PracticeSettings.version).scalar_subquery().label("settings_version"),
+        _SETTINGS_ROW.with_only_columns(PracticeSettings.updated_at).scalar_subquery().label("settings_updated_at"),
+    )
+    .where(NoticeVersion.slug == bindparam("slug"), NoticeVersion.published_at.is_not(None))
+    .order_by(NoticeVersion.version.desc())
+    .limit(1)
+)
+
+
+PAGE_STATE_ENGINE = "portal.page_state_engine"
+_engine_lock = threading.Lock()
+
+
+def page_state_engine() -> Engine:
+    """The engine `page_state` reads with: the application's database, in autocommit and without the ping
+    before each use, so the check is one round trip to the database rather than four (ping, BEGIN, the query,
+    ROLLBACK). A connection that has gone bad makes the read fail, and SQLAlchemy then replaces every pooled
+    connection; the cached page's caller answers that request through Flask, which asks again. An in-memory
+    SQLite database exists on its one connection only: it is read with the application's engine."""
+    engine = current_app.extensions.get(PAGE_STATE_ENGINE)
+    if engine is None:
+        with _engine_lock:
+            engine = current_app.extensions.get(PAGE_STATE_ENGINE)
+            if engine is None:
+                main = db.engine
+                in_memory = main.dialect.name == "sqlite" and main.url.database in (None, "", ":memory:")
+                engine = (
+                    main
+                    if in_memory
+                    else create_engine(
+                        main.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, hide_parameters=True
+                    )
+                )
+                current_app.extensions[PAGE_STATE_ENGINE] = engine
+    return engine
+
+
+def page_state(slug: str, *, engine: Engine | None = None) -> PageState | None:
+    """The state of public page `slug` in one indexed query (the newest published version by the unique
+    (slug, version) index, the settings row by its primary key), or None when nothing is published.
+
+    It reads outside the request's session, through `engine` (the current application's page_state_engine
+    unless given): a read that needs no transaction with anything else, made the cheapest way
+    (scripts/bench_notice.py times it)."""
+    with (engine or page_state_engine()).connect() as connection:
+        row = connection.execute(_PAGE_STATE, {"slug": slug}).first()
+    if row is None:
+        return None
+    return PageState(
+        slug=slug,
+        version=row.version,
+        version_id=row.id,
+        content_sha256=row.content_sha256,
+        published_at=_utc(row.published_at),
+        settings_version=row.settings_version,
+        settings_updated_at=_utc(row.settings_updated_at) if row.settings_updated_at else None,
+    )
 
 
 # --- The notice editor: previews, drafts, history, diffs and roll-back (admin/content.py) ----------------

@@ -1,0 +1,231 @@
+"""Benchmark for the public notice page against a bare Flask app serving the same bytes, side by side.
+
+It migrates a fresh database and loads the default content (as `make run` does), then starts two servers with
+the production gunicorn settings (deploy/gunicorn.conf.py: gthread, 2 workers, 4 threads): the portal
+(`wsgi:app`, PORTAL_ENV=test on that database, logging a line a request as in production) and a bare Flask
+app whose one view returns the portal's notice page as bytes. It loads them in turn, `--rounds` times each
+(default 5) for `--seconds` each (default 3), with 16 connections that keep alive, and prints the requests per
+second of every run, the median of each server, their ratio portal / bare and the median of the ratios of
+each round (the steadier figure on a busy machine). Each run also counts answers
+other than 200, and the body served is checked to be the same bytes first. Then, in this process, it times
+the one question a cached page asks the database (core.services.content.page_state) and prints its query
+plan. Figures only: it never fails on them.
+
+The load comes from wrk when it is installed (`apt-get install wrk`: `wrk -t2 -c16`), else from this script's
+own client: 2 processes of 8 threads, each thread one keep-alive connection (http.client). The two do not
+give the same figures: compare only figures from one of them. The machine's cores are shared by the servers
+and the client, as they would be on one small host.
+
+    PORTAL_ENV=test .venv/bin/python scripts/bench_notice.py
+    PORTAL_ENV=test .venv/bin/python scripts/bench_notice.py --client python --ports 5130,5131
+    PORTAL_ENV=test TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench_notice_db \\
+        .venv/bin/python scripts/bench_notice.py
+
+Without --database-url (or TEST_DATABASE_URL) the database is a SQLite file in a temporary folder. A
+PostgreSQL database must be a scratch one: every table in it is dropped first.
+"""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+import bench_support  # first: importing it puts the project's packages on the path
+
+from core.extensions import db
+from core.services.content import load_default_content, page_state, page_state_engine
+
+PATH = "/call-recording-notice"
+CONNECTIONS = 16
+BODY_FILE_VARIABLE = "BENCH_NOTICE_BODY_FILE"
+
+
+def bare_app():
+    """The baseline: a Flask app with one view returning the bytes in the file BENCH_NOTICE_BODY_FILE names
+    (gunicorn loads it as `bench_notice:bare_app()`)."""
+    from flask import Flask, Response
+
+    body = Path(os.environ[BODY_FILE_VARIABLE]).read_bytes()
+    app = Flask("bare")
+
+    @app.get(PATH)
+    def notice():
+        return Response(body, mimetype="text/html")
+
+    return app
+
+
+def fetch(port: int) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{PATH}", timeout=5) as response:
+        return response.read()
+
+
+# --- load generators: each returns (requests per second, answers other than 200) -------------------------
+
+
+def load_with_wrk(port: int, seconds: float) -> tuple[float, int]:
+    output = subprocess.run(  # noqa: S603 (wrk with fixed arguments)
+        [shutil.which("wrk"), "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}{PATH}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:.*", output)
+    if errors:
+        print(f"    wrk: {errors.group(0)}")
+    return rate, int(bad.group(1)) if bad else 0
+
+
+def _client_threads(port: int, seconds: float, threads: int, results) -> None:
+    """One client process: `threads` threads, each with one keep-alive connection, for `seconds`."""
+    counts = [[0, 0] for _ in range(threads)]
+    deadline = time.perf_counter() + seconds
+
+    def run(tally: list[int]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while time.perf_counter() < deadline:
+            connection.request("GET", PATH)
+            response = connection.getresponse()
+            response.read()
+            tally[0 if response.status == 200 else 1] += 1
+        connection.close()
+
+    workers = [threading.Thread(target=run, args=(tally,)) for tally in counts]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    results.put((sum(tally[0] for tally in counts), sum(tally[1] for tally in counts)))
+
+
+def load_with_python(port: int, seconds: float) -> tuple[float, int]:
+    processes, per_process = 2, CONNECTIONS // 2
+    results = multiprocessing.Queue()
+    clients = [
+        multiprocessing.Process(target=_client_threads, args=(port, seconds, per_process, results))
+        for _ in range(processes)
+    ]
+    started = time.perf_counter()
+    for client in clients:
+        client.start()
+    totals = [results.get() for _ in clients]
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        client.join()
+    good, bad = sum(t[0] for t in totals), sum(t[1] for t in totals)
+    return (good + bad) / elapsed, bad
+
+
+# --- the database side ------------------------------------------------------------------------------------
+
+
+def prepare_database(url: str) -> None:
+    app = bench_support.build_app(url)
+    with app.app_context():
+        load_default_content(config=app.config)
+        db.session.remove()
+        db.engine.dispose()
+
+
+def time_the_version_check(url: str, repeats: int = 2000) -> None:
+    """The median and 99th percentile of page_state, and the plan of the one statement it runs."""
+    app = bench_support.build_app(url, drop_tables=False)
+    with app.app_context():
+        slug = PATH.lstrip("/")
+        page_state(slug)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            page_state(slug)
+            times.append((time.perf_counter() - started) * 1_000_000)
+        times.sort()
+        print(
+            f"\nversion check (page_state, in this process, {repeats} times): median {statistics.median(times):.0f} µs,"
+            f" 99th percentile {times[int(repeats * 0.99)]:.0f} µs"
+        )
+        for statement, lines in bench_support.plans_of(lambda: page_state(slug), 400, page_state_engine()):
+            print(f"  {statement}")
+            for line in lines:
+                print(f"    {line}")
+        page_state_engine().dispose()
+        db.session.remove()
+        db.engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_support.argument_parser(__doc__)
+    parser.add_argument("--database-url", help="a scratch database (default: TEST_DATABASE_URL, else SQLite)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each server (default 5)")
+    parser.add_argument("--seconds", type=float, default=3, help="length of each run (default 3)")
+    parser.add_argument("--warm-up", type=float, default=2, help="seconds of load before the timed runs (default 2)")
+    parser.add_argument(
+        "--client", choices=("auto", "wrk", "python"), default="auto", help="load generator (default: wrk if installed)"
+    )
+    parser.add_argument("--ports", help="the portal's and the bare app's ports, as 5130,5131 (default: free ones)")
+    args = parser.parse_args(argv)
+
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    if client == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian), or use --client python")
+    load = load_with_wrk if client == "wrk" else load_with_python
+    if args.ports:
+        portal_port, bare_port = (int(port) for port in args.ports.split(","))
+    else:
+        portal_port, bare_port = bench_support.free_port(), bench_support.free_port()
+
+    with bench_support.database_url(args.database_url, "bench-notice-") as url, ExitStack() as servers:
+        folder = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-notice-")))
+        prepare_database(url)
+        portal_env = {"PORTAL_ENV": "test", "TEST_DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+        servers.enter_context(bench_support.gunicorn("wsgi:app", portal_port, portal_env, ready_path=PATH))
+        body = fetch(portal_port)
+        (folder / "notice.html").write_bytes(body)
+        bare_env = {BODY_FILE_VARIABLE: str(folder / "notice.html")}
+        bare_spec = "bench_notice:bare_app()"
+        servers.enter_context(
+            bench_support.gunicorn(bare_spec, bare_port, bare_env, "--pythonpath", "scripts", ready_path=PATH)
+        )
+        if fetch(bare_port) != body or fetch(portal_port) != body:
+            raise SystemExit("the two servers do not send the same bytes")
+        print(
+            f"database: {url.split(':')[0]}; page {PATH}: {len(body):,} bytes; gunicorn: deploy/gunicorn.conf.py;"
+            f" load: {client}, {CONNECTIONS} connections; {args.rounds} rounds of {args.seconds:g} s each"
+        )
+        for port in (portal_port, bare_port):
+            load(port, args.warm_up)
+        rates: dict[str, list[float]] = {"portal": [], "bare": []}
+        for round_number in range(1, args.rounds + 1):
+            for name, port in (("portal", portal_port), ("bare", bare_port)):
+                rate, bad = load(port, args.seconds)
+                rates[name].append(rate)
+                note = f"  ({bad} answers other than 200)" if bad else ""
+                print(f"  round {round_number}: {name:<6} {rate:>8,.0f} requests/s{note}")
+        servers.close()
+        portal, bare = statistics.median(rates["portal"]), statistics.median(rates["bare"])
+        ratios = [mine / theirs for mine, theirs in zip(rates["portal"], rates["bare"], strict=True)]
+        print(
+            f"\nportal {portal:,.0f} requests/s, bare Flask {bare:,.0f} requests/s (medians): ratio"
+            f" {portal / bare:.2f}; median of the rounds' ratios {statistics.median(ratios):.2f}"
+        )
+        time_the_version_check(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
