@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
 from admin.guard import fresh_second_factor
@@ -23,6 +23,7 @@ from core.extensions import csrf
 from core.formatters import format_file_size
 from core.forms import FormErrors, text
 from core.models.requests import DIRECTIONS, RecordingRequest
+from core.recording_http import Reader, RecordingMissingError, RecordingRefusedError, send_recording
 from core.services import accounts, recordings, releases
 from core.services import requests as requests_service
 from core.services.requests import LONDON, RequestError
@@ -183,8 +184,8 @@ def _call_started_at(errors: FormErrors, values: dict) -> datetime | None:
 @csrf.exempt  # checked below, once this form's larger size limit is in place
 @fresh_second_factor
 def recording_upload(reference: str):
-    """Attach an audio file. The type comes from the file's bytes, and the file is stored under a random name
-    in RECORDINGS_DIR (core.services.recordings); the name the browser sent is only shown, cleaned."""
+    """Attach an audio file. The type comes from the file's bytes, and the file is stored encrypted under a
+    random name (core.services.recordings); the name the browser sent is only shown, cleaned."""
     req = _request_or_404(reference)
     # The application reads at most MAX_CONTENT_LENGTH (1 MiB) of any request. This form alone may carry a
     # recording: raise the limit for it before anything reads the body. The CSRF check reads the form, so it
@@ -225,12 +226,17 @@ def recording_audio(reference: str, public_id: str):
     """The recording for the page's audio player: streamed with HTTP Range, never cached or sniffed."""
     req = _request_or_404(reference)
     recording = _recording_or_404(req, public_id)
-    path = recordings.stored_path(recording) if recording.removed_at is None else None
-    if path is None:
+    if recording.removed_at is not None or not recordings.is_stored(recording):
         abort(404)
     if request.method == "GET":
         recordings.record_staff_listen(g.staff_user, req, recording, byte_range=request.headers.get("Range", ""))
-    response = send_file(path, mimetype=recording.media_type, conditional=True)
+    try:
+        response = send_recording(recording, Reader("staff", g.staff_user.public_id, request.endpoint or ""))
+    except RecordingMissingError:
+        abort(404)
+    except RecordingRefusedError:
+        # The stored copy failed its check, or its key is no longer configured: audited; nothing of it is sent.
+        abort(410)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = FILE_CSP
