@@ -101,10 +101,12 @@ def send_recording(
         response.set_etag(etag)
     if conditional:
         response = response.make_conditional(request.environ, accept_ranges=True, complete_length=opened.size)
-    start = response.content_range.start if response.status_code == 206 and response.content_range else 0
+    start, end = 0, opened.size
+    if response.status_code == 206 and response.content_range:
+        start, end = response.content_range.start, response.content_range.stop
     if response.status_code in (200, 206) and request.method != "HEAD":
         try:
-            body.prime(start)
+            body.prime(start, end)
         except RecordingIntegrityError as exc:
             body.close()
             raise RecordingRefusedError(INTEGRITY_REFUSED) from exc
