@@ -32,6 +32,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import wave
@@ -158,9 +159,11 @@ def main() -> int:
     from tests.accounts_support import make_patient, session_cookie, signed_in_browser
     from tests.release_support import open_link, released_request
 
-    with bench_support.database_url(args.database_url, "bench-recordings-") as url:
-        work = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-recordings-{os.getpid()}"
-        work.mkdir(parents=True)
+    with (
+        bench_support.database_url(args.database_url, "bench-recordings-") as url,
+        tempfile.TemporaryDirectory(prefix="bench-recordings-") as folder,
+    ):
+        work = Path(folder)
         plain = work / "call.wav"
         write_wav(plain, args.size_mb)
         size = plain.stat().st_size
@@ -240,9 +243,6 @@ def main() -> int:
             growth = max(r["growth_kib"] for r in results[name]) / 1024
             print(f"{name:<{width}}  {throughput / 1e6:>11.1f}  {throughput / baseline:>6.2f}  {growth:>25.1f} MB")
         print(f"worker RSS from the first timed round to the last: {(rss_end - rss_start) / 1024:+.1f} MB")
-        for path in sorted(work.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        work.rmdir()
     return 0
 
 
