@@ -17,7 +17,9 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from flask import current_app
@@ -72,6 +74,9 @@ class RecordingStore:
 
 
 class ChunkSource:
+    # Whether two reads may run at once (from a reader's prefetch thread and the reader itself).
+    concurrent_reads = True
+
     def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
         raise NotImplementedError
 
@@ -89,6 +94,8 @@ class _StoreSource(ChunkSource):
 
 class _OpenFileSource(ChunkSource):
     """A file kept open from the moment a reader is made: a purge while a download streams cannot cut it short."""
+
+    concurrent_reads = False  # one handle, one position
 
     def __init__(self, path: Path | None):
         self.handle = path.open("rb") if path is not None else None
@@ -185,20 +192,27 @@ class DatabaseStore(RecordingStore):
                 connection.execute(insert(table), batch)
 
     def read(self, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
-        last_index = first_index + len(lengths) - 1
         with self.engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                rows = _read_binary(connection, object_name, first_index, last_index)
-            else:
-                rows = connection.execute(
-                    select(RecordingChunk.chunk_index, RecordingChunk.data)
-                    .where(
-                        RecordingChunk.object_name == object_name,
-                        RecordingChunk.chunk_index >= first_index,
-                        RecordingChunk.chunk_index <= last_index,
-                    )
-                    .order_by(RecordingChunk.chunk_index)
-                ).all()
+            return self.read_on(connection, object_name, first_index, lengths)
+
+    def source(self, object_name: str) -> ChunkSource:
+        return _DatabaseSource(self, object_name)
+
+    @staticmethod
+    def read_on(connection, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
+        last_index = first_index + len(lengths) - 1
+        if connection.dialect.name == "postgresql":
+            rows = _read_binary(connection, object_name, first_index, last_index)
+        else:
+            rows = connection.execute(
+                select(RecordingChunk.chunk_index, RecordingChunk.data)
+                .where(
+                    RecordingChunk.object_name == object_name,
+                    RecordingChunk.chunk_index >= first_index,
+                    RecordingChunk.chunk_index <= last_index,
+                )
+                .order_by(RecordingChunk.chunk_index)
+            ).all()
         found = {index: data for index, data in rows}
         return [found.get(first_index + offset, b"") for offset in range(len(lengths))]
 
@@ -216,6 +230,28 @@ class DatabaseStore(RecordingStore):
     def discard(self, object_name: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(RecordingChunk).where(RecordingChunk.object_name == object_name))
+
+
+class _DatabaseSource(ChunkSource):
+    """One connection (autocommit: no transaction left open) for all of a reader's reads, opened at the first.
+    Reads take turns: the reader's prefetch thread and the reader itself may both ask."""
+
+    def __init__(self, store: DatabaseStore, object_name: str):
+        self.store, self.object_name = store, object_name
+        self._connection = None
+        self._lock = threading.Lock()
+
+    def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
+        with self._lock:
+            if self._connection is None:
+                self._connection = self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            return self.store.read_on(self._connection, self.object_name, first_index, lengths)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
 
 def _read_binary(connection, object_name: str, first_index: int, last_index: int) -> list[tuple[int, bytes]]:
@@ -283,6 +319,8 @@ class RecordingReader(io.RawIOBase):
         self._plain_index = -1
         self._plain = b""
         self._failed = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, Future] | None = None
 
     def readable(self) -> bool:
         return True
@@ -306,9 +344,7 @@ class RecordingReader(io.RawIOBase):
         if index == self._plain_index:
             return self._plain
         if index not in self._sealed:
-            last = min(index + self.read_ahead, self.count)
-            lengths = [self._expected(each) + OVERHEAD for each in range(index, last)]
-            self._sealed = dict(zip(range(index, last), self.source.read(index, lengths), strict=True))
+            self._sealed = self._fetch(index)
         record = self._sealed.pop(index)
         try:
             plain = self.cipher.open(index, record, last=index == self.count - 1, expected_length=self._expected(index))
@@ -320,6 +356,24 @@ class RecordingReader(io.RawIOBase):
             raise
         self._plain_index, self._plain = index, plain
         return plain
+
+    def _batch(self, index: int) -> tuple[int, list[int]]:
+        last = min(index + self.read_ahead, self.count)
+        return last, [self._expected(each) + OVERHEAD for each in range(index, last)]
+
+    def _fetch(self, index: int) -> dict[int, bytes]:
+        """The sealed chunks from `index` (read_ahead of them). Reading a database store in order, the next
+        batch is fetched in the background while this one is decrypted and sent (at most two batches held)."""
+        last, lengths = self._batch(index)
+        ahead, self._ahead = self._ahead, None
+        in_hand = ahead is not None and ahead[0] == index
+        records = ahead[1].result() if in_hand else self.source.read(index, lengths)
+        if self.read_ahead > 1 and self.source.concurrent_reads and last < self.count:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-read-ahead")
+            _, following = self._batch(last)
+            self._ahead = (last, self._pool.submit(self.source.read, last, following))
+        return dict(zip(range(index, last), records, strict=True))
 
     def read_piece(self, limit: int | None = None) -> bytes:
         """From the position to the end of its chunk (at most `limit` bytes); b"" at the end."""
@@ -338,6 +392,10 @@ class RecordingReader(io.RawIOBase):
         return len(piece)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._ahead = None
         self.source.close()
         super().close()
 
