@@ -362,7 +362,10 @@ def recordings_encrypt_files_command() -> None:
     report = encrypt_plain_files()
     for problem in report.problems:
         click.echo(problem, err=True)
-    click.echo(f"Encrypted {report.encrypted} recordings into the {current_app.config['RECORDING_STORE']} store.")
+    if report.encrypted or report.problems:
+        click.echo(f"Encrypted {report.encrypted} recordings into the {current_app.config['RECORDING_STORE']} store.")
+    else:
+        click.echo("No recordings are stored as plain files: nothing to encrypt.")
     if report.problems:
         raise SystemExit(1)
 
