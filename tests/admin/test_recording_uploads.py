@@ -385,6 +385,26 @@ def test_staff_listen_through_a_stream_that_is_never_cached_sniffed_or_run_h12(c
     assert "attachment" not in response.headers.get("Content-Disposition", "")
 
 
+def test_a_changed_stored_chunk_is_never_played_to_staff_and_is_audited_h15(clerk_browser, clerk, req, attached, store):
+    path = store / attached.stored_name
+    stored = bytearray(path.read_bytes())
+    stored[200] ^= 0x01  # in chunk 0's ciphertext
+    path.write_bytes(bytes(stored))
+
+    response = clerk_browser.get(audio_path(req, attached), headers={"Range": "bytes=0-99"})
+
+    assert response.status_code == 410
+    assert sample("wav")[:100] not in response.data
+    [event] = events("recording_unreadable")
+    assert (event.actor_type, event.actor_id, event.object_id, event.outcome) == (
+        "staff",
+        clerk.account.public_id,
+        attached.public_id,
+        "failure",
+    )
+    assert json.loads(event.details)["reason"] == "integrity_failed"
+
+
 def test_a_range_request_returns_part_of_the_file_and_every_part_sent_is_audited_with_its_range(
     clerk_browser, clerk, req, attached
 ):
