@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from core.models.requests import Recording
 from core.services.recording_crypto import RecordingIntegrityError, UnknownRecordingKeyError
@@ -100,7 +101,11 @@ def send_recording(
     if etag:
         response.set_etag(etag)
     if conditional:
-        response = response.make_conditional(request.environ, accept_ranges=True, complete_length=opened.size)
+        try:
+            response = response.make_conditional(request.environ, accept_ranges=True, complete_length=opened.size)
+        except HTTPException:  # 416: a range outside the recording
+            body.close()
+            raise
     start, end = 0, opened.size
     if response.status_code == 206 and response.content_range:
         start, end = response.content_range.start, response.content_range.stop

@@ -218,3 +218,16 @@ def test_a_request_id_setting_that_is_not_true_or_false_is_refused(production_en
     production_env.setenv("TRUST_PROXY_REQUEST_ID", "sometimes")
     with pytest.raises(ConfigurationError, match="TRUST_PROXY_REQUEST_ID must be true or false"):
         load_config("production")
+
+
+def test_production_refuses_the_suites_recording_key_or_a_malformed_one(production_env):
+    production_env.setenv("RECORDING_KEYS", f"{PRODUCTION_ENV['RECORDING_KEYS']},{TestConfig.RECORDING_KEYS}")
+    with pytest.raises(ConfigurationError, match="RECORDING_KEYS must be your own keys"):
+        create_app("production")
+    production_env.setenv("RECORDING_KEYS", "2026-12:c2hvcnQ=")
+    with pytest.raises(ConfigurationError, match="must be 32 bytes"):
+        create_app("production")
+    production_env.setenv("RECORDING_STORE", "cloud")
+    production_env.setenv("RECORDING_KEYS", PRODUCTION_ENV["RECORDING_KEYS"])
+    with pytest.raises(ConfigurationError, match="RECORDING_STORE must be filesystem or database"):
+        create_app("production")
