@@ -38,6 +38,7 @@ from core.services.recording_crypto import (
     parse_recording_keys,
 )
 from core.services.requests import RequestError
+from core.upload_spool import EncryptedSpool, PortalRequest
 from tests.accounts_support import CSRF_INPUT, make_patient, make_staff
 from tests.core.test_request_lifecycle import submit
 from tests.recording_store_support import assert_encrypted, plain_bytes
@@ -503,3 +504,26 @@ def test_an_upload_over_the_limit_leaves_nothing(app, store_kind, monkeypatch):
     with SAMPLE_WAV.open("rb") as stream, pytest.raises(RequestError, match="larger than the limit"):
         recordings.attach_recording(staff, submit(patient), stream, recordings.RecordingDetails(original_name="x.wav"))
     assert chunk_rows() == 0 and files(app) == []
+
+
+# --- the upload while the form is parsed ------------------------------------------------------------------
+
+
+def test_an_upload_waits_for_the_view_encrypted_on_disk_and_reads_back_from_anywhere(app):
+    assert app.request_class is PortalRequest
+    spool = PortalRequest({})._get_file_stream(2_000_000, "audio/wav", "call.wav")
+    assert isinstance(spool, EncryptedSpool)
+    for start in range(0, len(ORIGINAL), 7000):  # written in pieces, as the form parser does
+        spool.write(ORIGINAL[start : start + 7000])
+    on_disk = spool._file
+    on_disk.flush()
+    on_disk.seek(0)
+    stored = on_disk.read()
+    assert len(stored) == len(ORIGINAL) and ORIGINAL[1000:1032] not in stored
+
+    assert spool.seek(0) == 0 and spool.read() == ORIGINAL
+    spool.seek(CHUNK_SIZE + 5)
+    assert spool.read(100) == ORIGINAL[CHUNK_SIZE + 5 : CHUNK_SIZE + 105]
+    spool.close()
+    small = PortalRequest({})._get_file_stream(10_000, "audio/wav", "call.wav")
+    assert isinstance(small, io.BytesIO)  # a small file never reaches the disk at all
