@@ -63,9 +63,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 $(ASSETS_STAMP): node_modules/.package-lock.json scripts/build_assets.py $(VENV_STAMP)
 	$(BIN)/python scripts/build_assets.py
 
-db: install ## Apply migrations to the database and load the default content (safe to repeat)
+db: install ## Apply migrations, load the default content and encrypt any plain recordings (safe to repeat)
 	@$(FLASK) db upgrade
 	@$(FLASK) content load-defaults
+	@$(FLASK) recordings encrypt-files
 
 # Commands for a development checkout (PORTAL_ENV=development, the instance/ database and keys). They can run
 # while `make run` serves, in another terminal; links they print point at the running server.

@@ -4,7 +4,7 @@ for admins (admin.guard). Every action is a service call in `core`; this module 
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from admin import bp
 from admin.forms import UploadForm
@@ -16,6 +16,7 @@ from core.extensions import csrf
 from core.formatters import format_file_size
 from core.forms import FormErrors
 from core.models.requests import RecordingRequest
+from core.recording_http import Reader, RecordingMissingError, RecordingRefusedError, send_recording
 from core.services import accounts, recordings, releases
 from core.services.requests import RequestError
 from core.services.settings import practice_settings
@@ -150,8 +151,8 @@ def recording_upload_form(reference: str):
 @csrf.exempt  # checked below, once this form's larger size limit is in place
 @fresh_second_factor
 def recording_upload(reference: str):
-    """Attach an audio file. The type comes from the file's bytes, and the file is stored under a random name
-    in RECORDINGS_DIR (core.services.recordings); the name the browser sent is only shown, cleaned."""
+    """Attach an audio file. The type comes from the file's bytes, and the file is stored encrypted under a
+    random name (core.services.recordings); the name the browser sent is only shown, cleaned."""
     req = _request_or_404(reference)
     # The application reads at most MAX_CONTENT_LENGTH (1 MiB) of any request. This form alone may carry a
     # recording: raise the limit for it before anything reads the body. The CSRF check reads the form, so it
@@ -188,12 +189,17 @@ def recording_audio(reference: str, public_id: str):
     """The recording for the page's audio player: streamed with HTTP Range, never cached or sniffed."""
     req = _request_or_404(reference)
     recording = _recording_or_404(req, public_id)
-    path = recordings.stored_path(recording) if recording.removed_at is None else None
-    if path is None:
+    if recording.removed_at is not None or not recordings.is_stored(recording):
         abort(404)
     if request.method == "GET":
         recordings.record_staff_listen(g.staff_user, req, recording, byte_range=request.headers.get("Range", ""))
-    response = send_file(path, mimetype=recording.media_type, conditional=True)
+    try:
+        response = send_recording(recording, Reader("staff", g.staff_user.public_id, request.endpoint or ""))
+    except RecordingMissingError:
+        abort(404)
+    except RecordingRefusedError:
+        # The stored copy failed its check, or its key is no longer configured: audited; nothing of it is sent.
+        abort(410)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = FILE_CSP

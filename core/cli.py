@@ -23,7 +23,7 @@ from core.services.audit import AuditError, record_anchor, record_chain_check, r
 from core.services.content import load_default_content
 from core.services.db import transactional
 from core.services.email import deliver_pending
-from core.services.recordings import check_stored_files
+from core.services.recordings import check_stored_files, encrypt_plain_files, rewrap_data_keys
 from core.services.register import RegisterImportError, import_register
 from core.services.registration_keys import RegistrationKeyError, issue_keys_for_numbers
 from core.services.releases import purge_release_copies
@@ -336,6 +336,38 @@ def recordings_verify_command() -> None:
         click.echo(f"{len(report.problems)} of {report.checked} recordings have a problem.")
         raise SystemExit(1)
     click.echo(f"OK: {report.checked} recordings checked; every file is present and unchanged.")
+
+
+@recordings_cli.command("rewrap")
+def recordings_rewrap_command() -> None:
+    """Wrap every recording's data key under the first RECORDING_KEYS key. Once it reports no problems, the
+    other keys can be removed from RECORDING_KEYS. Audited; safe to run again."""
+    report = rewrap_data_keys()
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    click.echo(
+        f"Re-wrapped {report.rewrapped} recording keys under key {report.key_id!r}; "
+        f"{report.already_current} were already under it."
+    )
+    if report.problems:
+        click.echo(f"{len(report.problems)} recordings could not be re-wrapped: keep their keys configured.")
+        raise SystemExit(1)
+
+
+@recordings_cli.command("encrypt-files")
+def recordings_encrypt_files_command() -> None:
+    """Move recordings kept as plain files in RECORDINGS_DIR (from before encryption at rest) into the store
+    RECORDING_STORE names, encrypted, and delete the plain files. Audited; running it again moves only what
+    is left."""
+    report = encrypt_plain_files()
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    if report.encrypted or report.problems:
+        click.echo(f"Encrypted {report.encrypted} recordings into the {current_app.config['RECORDING_STORE']} store.")
+    else:
+        click.echo("No recordings are stored as plain files: nothing to encrypt.")
+    if report.problems:
+        raise SystemExit(1)
 
 
 @click.command("purge")

@@ -4,8 +4,8 @@
 forgets to say what it is gets the strict settings). A `.env` file in the project root is read in
 development; real environment variables always win over it.
 
-Production refuses to start without `SECRET_KEY`, `AUDIT_HMAC_KEY`, `RECOVERY_CODE_HMAC_KEY`, `DATABASE_URL`
-and the other keys (see `ProductionConfig.validate`).
+Production refuses to start without `SECRET_KEY`, `AUDIT_HMAC_KEY`, `RECOVERY_CODE_HMAC_KEY`, `DATABASE_URL`,
+`RECORDING_KEYS` and the other keys (see `ProductionConfig.validate`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+
+from core.services.recording_crypto import RecordingKeyError, new_recording_key, parse_recording_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # State that outlives a process in development (the SQLite database, development keys, recordings, the
@@ -180,8 +182,14 @@ class BaseConfig:
     MAX_SESSIONS_PATIENT = 3
     MAX_SESSIONS_STAFF = 1
 
-    # Recordings attached to requests: stored under RECORDINGS_DIR (never under static/) by a random name.
+    # Recordings attached to requests, encrypted at rest (core.services.recording_crypto). RECORDING_STORE
+    # says where: "filesystem" (files in RECORDINGS_DIR, never under static/) or "database" (chunks in the
+    # recording_chunk table, so every web host sharing the database sees every recording).
     RECORDINGS_DIR = str(INSTANCE_PATH / "recordings")
+    RECORDING_STORE = "filesystem"
+    # Comma-separated `id:base64-key` pairs (32-byte keys) that wrap each recording's data key. The first wraps;
+    # all unwrap, so a new key can be put first and the old one removed once `flask recordings rewrap` has run.
+    RECORDING_KEYS: str | None = None
     # 200 MB in the decimal units every page uses (core.formatters), so the limit reads as a round number.
     RECORDING_MAX_BYTES = 200_000_000
     # Releases (DESIGN §6). Practice policies; admins will edit them in the portal's settings.
@@ -258,6 +266,9 @@ class BaseConfig:
             values["RELEASE_FOUR_EYES"] = os.environ["RELEASE_FOUR_EYES"].strip().lower() in ("1", "true", "yes")
         if os.environ.get("RECORDINGS_DIR"):
             values["RECORDINGS_DIR"] = os.environ["RECORDINGS_DIR"].strip()
+        for name in ("RECORDING_STORE", "RECORDING_KEYS"):
+            if os.environ.get(name):
+                values[name] = os.environ[name].strip()
         if os.environ.get("LOG_LEVEL"):
             values["LOG_LEVEL"] = os.environ["LOG_LEVEL"].upper()
         values.update(_worker_settings())
@@ -280,6 +291,14 @@ class BaseConfig:
                 raise ConfigurationError(f"{name} must be set.")
         if not config["PUBLIC_BASE_URL"].startswith(("https://", "http://")):
             raise ConfigurationError("PUBLIC_BASE_URL must be an absolute address such as https://portal.example.")
+        if config.get("RECORDING_STORE") not in ("filesystem", "database"):
+            raise ConfigurationError("RECORDING_STORE must be filesystem or database.")
+        if not config.get("RECORDING_KEYS"):
+            raise ConfigurationError("RECORDING_KEYS must be set.")
+        try:
+            parse_recording_keys(config["RECORDING_KEYS"])
+        except RecordingKeyError as exc:
+            raise ConfigurationError(str(exc)) from exc
 
 
 class DevelopmentConfig(BaseConfig):
@@ -314,6 +333,8 @@ class DevelopmentConfig(BaseConfig):
         # Recovery codes and registration keys must outlive the process, or they would stop working on restart.
         if "RECOVERY_CODE_HMAC_KEY" not in values:
             values["RECOVERY_CODE_HMAC_KEY"] = _development_key_file("dev-recovery-code.key")
+        if "RECORDING_KEYS" not in values:
+            values["RECORDING_KEYS"] = _development_key_file("dev-recording.key", recording=True)
         values.setdefault("PUBLIC_BASE_URL", development_server_url())
         return values
 
@@ -337,7 +358,7 @@ def record_development_server_url(port: int) -> str:
     return url
 
 
-def _development_key_file(name: str, *, fernet: bool = False) -> str:
+def _development_key_file(name: str, *, fernet: bool = False, recording: bool = False) -> str:
     """Read a development-only key from instance/, creating it (owner-only) on first use.
 
     The key is written to a file of its own and then linked into place, so two processes starting together
@@ -349,7 +370,10 @@ def _development_key_file(name: str, *, fernet: bool = False) -> str:
         draft = INSTANCE_PATH / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
         descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(Fernet.generate_key().decode() if fernet else secrets.token_hex(32))
+            if recording:
+                handle.write(new_recording_key(f"dev-{secrets.token_hex(4)}"))
+            else:
+                handle.write(Fernet.generate_key().decode() if fernet else secrets.token_hex(32))
         try:
             os.link(draft, path)
         except FileExistsError:
@@ -373,6 +397,7 @@ class TestConfig(BaseConfig):
     PUBLIC_BASE_URL = "https://localhost"
     TOTP_ENCRYPTION_KEYS = "dGVzdC10b3RwLWtleS1ub3QtZm9yLXByb2R1Y3Rpb24="
     DOWNLOAD_SIGNING_KEYS = "test-download-key-not-for-production-0123456789abcdef"
+    RECORDING_KEYS = "test:dGVzdC1yZWNvcmRpbmcta2V5LW5vdC1mb3ItcHJvZC0="
     # Cheap hashing so the suite runs quickly; tests of the production cost build their own hasher.
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST_KIB = 8
@@ -386,6 +411,9 @@ class TestConfig(BaseConfig):
             values["MAIL_PORT"] = _env_int("MAIL_PORT", cls.MAIL_PORT)
         if os.environ.get("RECORDINGS_DIR"):
             values["RECORDINGS_DIR"] = os.environ["RECORDINGS_DIR"].strip()
+        for name in ("RECORDING_STORE", "RECORDING_KEYS"):
+            if os.environ.get(name):
+                values[name] = os.environ[name].strip()
         if os.environ.get("TEST_DATABASE_URL"):
             values["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["TEST_DATABASE_URL"])
         return values
@@ -406,6 +434,12 @@ class ProductionConfig(BaseConfig):
                 raise ConfigurationError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters of random data.")
             if value in KNOWN_NON_PRODUCTION_KEYS or len(set(value)) < MIN_DISTINCT_KEY_CHARACTERS:
                 raise ConfigurationError(f"{name} must be random: this value is published or too repetitive.")
+        if any(
+            key == test_key
+            for _, key in parse_recording_keys(config["RECORDING_KEYS"]).keys
+            for _, test_key in parse_recording_keys(TestConfig.RECORDING_KEYS).keys
+        ):
+            raise ConfigurationError("RECORDING_KEYS must be your own keys, not the test suite's.")
         for name in ("TOTP_ENCRYPTION_KEYS", "DOWNLOAD_SIGNING_KEYS"):
             keys = [key.strip() for key in config[name].split(",") if key.strip()]
             if any(key in KNOWN_NON_PRODUCTION_KEYS for key in keys):

@@ -22,6 +22,7 @@ from core.log import configure_logging
 from core.security import register_security
 from core.services.content import practice_values
 from core.services.settings import last_known_settings, practice_settings
+from core.upload_spool import PortalRequest
 
 STATIC_FOLDER = PROJECT_ROOT / "static"
 NHSUK_ASSETS = STATIC_FOLDER / "nhsuk" / "assets"
@@ -40,6 +41,7 @@ def create_app(env_name: str | None = None, overrides: dict | None = None) -> Fl
         static_url_path="/static",
         template_folder=None,
     )
+    app.request_class = PortalRequest  # uploads never wait on disk as plain bytes
     app.config.from_object(config_class)
     app.config.update(values)
     if not app.config["RELEASE_ID"]:

@@ -15,18 +15,17 @@ that takes one download atomically, then sends the file as an attachment (H5, H1
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from flask import Response, abort, g, make_response, render_template, request, send_file
+from flask import Response, abort, g, make_response, render_template, request
 
 from core.auth import follow_emailed_link, fresh_second_factor_required, is_fresh, link_token
 from core.formatters import format_datetime
 from core.models.requests import Release, ReleaseItem
+from core.recording_http import Reader, RecordingMissingError, RecordingRefusedError, send_recording
 from core.services import releases
-from core.services.recordings import stored_path
+from core.services.recordings import is_stored
 from portal import bp
 
 LINK_PURPOSE = "download"
@@ -86,7 +85,7 @@ def download_play(recording_id: str):
         abort(403)
     release = _patients_release()
     item = _item_or_404(release, recording_id)
-    path = _file_or_gone(release, item)
+    _file_or_gone(release, item)
     if item.download_count >= release.max_downloads:
         # The link's allowance covers listening too: once a recording's downloads are used up, it is not
         # streamed either (otherwise the player would be an uncounted download).
@@ -95,17 +94,7 @@ def download_play(recording_id: str):
     if request.method == "GET":
         byte_range = request.headers.get("Range", "")
         releases.record_patient_access("recording_played", release, g.account, item.recording, byte_range=byte_range)
-    try:
-        response = send_file(
-            path,
-            mimetype=item.recording.media_type,
-            conditional=True,
-            etag=item.recording.sha256,
-            download_name=_file_name(release, item),
-            as_attachment=False,
-        )
-    except FileNotFoundError:  # purged between the check and now
-        return _file_gone_page()
+    response = _send(release, item, as_attachment=False, conditional=True)
     return _with_file_headers(response)
 
 
@@ -117,21 +106,33 @@ def download_file(recording_id: str):
     # every recording is used up therefore gets the "no downloads left" answer here too.
     release = _patients_release(downloads_may_be_used_up=True)
     item = _item_or_404(release, recording_id)
-    path = _file_or_gone(release, item)
-    # Opened before the download is counted: a purge from now on cannot leave a counted download unsent.
-    handle = path.open("rb")
+    _file_or_gone(release, item)
+    # Opened (and its first chunk checked) before the download is counted: a recording that cannot be sent
+    # never uses up a download, and a purge from now on cannot leave a counted download unsent.
+    response = _send(release, item, as_attachment=True, conditional=False)
     if not releases.take_download(release, item, g.account):
-        handle.close()
+        response.close()
         return _no_downloads_left_page(release)
-    response = send_file(
-        handle,
-        mimetype=item.recording.media_type,
-        etag=item.recording.sha256,
-        download_name=_file_name(release, item),
-        as_attachment=True,
-    )
-    response.content_length = os.fstat(handle.fileno()).st_size
     return _with_file_headers(response)
+
+
+def _send(release: Release, item: ReleaseItem, *, as_attachment: bool, conditional: bool) -> Response:
+    """The recording, decrypted as it streams (core.recording_http); a clear page if it cannot be sent."""
+    try:
+        return send_recording(
+            item.recording,
+            Reader("patient", g.account.public_id, request.endpoint or ""),
+            etag=item.recording.sha256,
+            download_name=_file_name(release, item),
+            as_attachment=as_attachment,
+            conditional=conditional,
+        )
+    except RecordingMissingError:  # purged between the check and now
+        abort(_file_gone_page())
+    except RecordingRefusedError:
+        # The stored copy failed its check, or its key is gone: audited; nothing of it is sent.
+        page = render_template("portal/downloads/file-unreadable.html")
+        abort(make_response(page, GONE))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -163,13 +164,11 @@ def _item_or_404(release: Release, recording_id: str) -> ReleaseItem:
     return releases.release_item(release, recording_id) or abort(404)
 
 
-def _file_or_gone(release: Release, item: ReleaseItem) -> Path:
-    """The recording's file, found by its server-made name inside RECORDINGS_DIR; a clear 410 if deleted."""
-    path = stored_path(item.recording)
-    if path is None:
+def _file_or_gone(release: Release, item: ReleaseItem) -> None:
+    """The recording's audio must be in its store; a clear 410 if deleted."""
+    if not is_stored(item.recording):
         releases.record_link_refused(releases.TokenCheck(release, "file_deleted"), g.account)
         abort(_file_gone_page())
-    return path
 
 
 def _no_downloads_left_page(release: Release) -> Response:
@@ -215,7 +214,7 @@ def _row(position: int, item: ReleaseItem, release: Release) -> RecordingRow:
         size_bytes=recording.size_bytes,
         media_type=recording.media_type,
         downloads_left=max(release.max_downloads - item.download_count, 0),
-        available=stored_path(recording) is not None,
+        available=is_stored(recording),
     )
 
 

@@ -15,6 +15,7 @@ Run by `.ci/run` (`pytest stack_tests`); it needs root or an unprivileged nginx,
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -109,6 +110,7 @@ class Stack:
             "TOTP_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "DOWNLOAD_SIGNING_KEYS": secrets.token_hex(32),
             "RECOVERY_CODE_HMAC_KEY": secrets.token_hex(32),
+            "RECORDING_KEYS": "stack:" + base64.b64encode(secrets.token_bytes(32)).decode(),
             "DATABASE_URL": database_url(SERVER_URL, self.database, self.app_role),
             "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/5",
             # Counts of its own: an earlier run's registrations from 127.0.0.1 must not limit this one.

@@ -15,6 +15,7 @@ from core.models.email import OutboundEmail
 from core.models.requests import (
     Complaint,
     Recording,
+    RecordingChunk,
     RecordingRequest,
     ReferenceCounter,
     Release,
@@ -37,6 +38,7 @@ __all__ = [
     "Patient",
     "PracticeSettings",
     "Recording",
+    "RecordingChunk",
     "RecordingRequest",
     "RecoveryCode",
     "ReferenceCounter",

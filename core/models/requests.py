@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.extensions import db
@@ -168,9 +168,12 @@ class RequestEvent(db.Model):
 
 
 class Recording(db.Model):
-    """An audio file attached to a request by staff: the release copy. The file lives in RECORDINGS_DIR under
-    `stored_name` (random); `purged_at` is set when `flask purge` deletes the file, and the row stays so the
-    audit keeps what was released (name, size, hash)."""
+    """An audio file attached to a request by staff: the release copy. The audio is stored encrypted
+    (core.services.recording_store) under `stored_name` (random) in the store `storage` names: a file in
+    RECORDINGS_DIR or chunks in `recording_chunk`. Its data key is kept wrapped by the RECORDING_KEYS key
+    `key_id`. A row from before encryption has no `storage` until `flask recordings encrypt-files` moves its
+    plain file into the store. `purged_at` is set when `flask purge` deletes the audio, and the row stays so
+    the audit keeps what was released (name, size, hash of the plain audio)."""
 
     __tablename__ = "recording"
     __table_args__ = (Index("ix_recording_request", "request_id", "id"),)
@@ -192,6 +195,12 @@ class Recording(db.Model):
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Encryption at rest: the store holding the chunks ("filesystem" or "database"), the id of the key that
+    # wraps the data key, the wrapped data key, and the size of a chunk of plain audio.
+    storage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    chunk_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     uploaded_by: Mapped[StaffUser] = relationship(StaffUser)
 
@@ -201,6 +210,18 @@ class Recording(db.Model):
         from core.formatters import format_duration  # core.formatters reads this module's STATUS_LABELS
 
         return format_duration(self.duration_seconds)
+
+
+class RecordingChunk(db.Model):
+    """One encrypted chunk of a recording in the database store (RECORDING_STORE=database): nonce, ciphertext
+    and tag, found by the recording's `stored_name` and the chunk's index. No foreign key: the chunks are
+    written while the upload is read, before the recording's row exists."""
+
+    __tablename__ = "recording_chunk"
+
+    object_name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class Release(db.Model):

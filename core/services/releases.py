@@ -25,7 +25,7 @@ from core.models.requests import Recording, RecordingRequest, Release, ReleaseIt
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
-from core.services.recordings import attached_recordings, name_for_audit, stored_path
+from core.services.recordings import attached_recordings, delete_stored, name_for_audit
 from core.services.requests import RequestError, _audit, _audit_object, _lock, _move, _timeline, now_utc
 from core.services.settings import practice_settings
 from core.services.tokens import absolute_url_for
@@ -453,9 +453,7 @@ def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) 
         freed += recording.size_bytes
         if dry_run:
             continue
-        path = stored_path(recording)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        delete_stored(recording)
         recording.purged_at = now
         _audit_object(
             None,

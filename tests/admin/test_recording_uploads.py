@@ -32,6 +32,7 @@ from core.services import recordings
 from core.services import requests as requests_service
 from tests.accounts_support import SignInAccount, make_patient, make_staff, post_form, signed_in_browser
 from tests.conftest import check_page
+from tests.recording_store_support import assert_encrypted, plain_bytes
 
 AUDIO = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 SAMPLES = {
@@ -138,7 +139,9 @@ def test_each_sample_format_is_stored_under_a_random_name_with_its_type_hash_and
     assert (recording.original_name, recording.caller_number) == (f"call-sample.{extension}", "07700 900461")
     assert STORED_NAME.fullmatch(recording.stored_name)
     assert files_under(store.parent) == [f"recordings/{recording.stored_name}"]
-    assert (store / recording.stored_name).read_bytes() == content
+    # Stored encrypted (SECURITY H15): the file is ciphertext; decrypted, it is the upload.
+    assert_encrypted(store / recording.stored_name, content)
+    assert plain_bytes(recording) == content
 
     event = events("recording_attached")[-1]
     assert (event.actor_id, event.object_id) == (clerk.account.public_id, recording.public_id)
@@ -295,7 +298,9 @@ def test_a_recording_larger_than_the_usual_1_mib_form_limit_is_accepted(clerk_br
     assert response.status_code == 302
     [recording] = stored_recordings()
     assert (recording.size_bytes, recording.duration_seconds) == (len(content), 120)
-    assert (store / recording.stored_name).read_bytes() == content
+    # Stored encrypted (SECURITY H15): the file is ciphertext; decrypted, it is the upload.
+    assert_encrypted(store / recording.stored_name, content)
+    assert plain_bytes(recording) == content
 
 
 def test_at_the_default_limit_the_413_page_names_200_mb_without_reading_the_body(clerk_browser, req, store):
@@ -378,6 +383,26 @@ def test_staff_listen_through_a_stream_that_is_never_cached_sniffed_or_run_h12(c
     assert response.headers["Content-Security-Policy"].startswith("sandbox; default-src 'none'")
     assert response.headers["Accept-Ranges"] == "bytes"
     assert "attachment" not in response.headers.get("Content-Disposition", "")
+
+
+def test_a_changed_stored_chunk_is_never_played_to_staff_and_is_audited_h15(clerk_browser, clerk, req, attached, store):
+    path = store / attached.stored_name
+    stored = bytearray(path.read_bytes())
+    stored[200] ^= 0x01  # in chunk 0's ciphertext
+    path.write_bytes(bytes(stored))
+
+    response = clerk_browser.get(audio_path(req, attached), headers={"Range": "bytes=0-99"})
+
+    assert response.status_code == 410
+    assert sample("wav")[:100] not in response.data
+    [event] = events("recording_unreadable")
+    assert (event.actor_type, event.actor_id, event.object_id, event.outcome) == (
+        "staff",
+        clerk.account.public_id,
+        attached.public_id,
+        "failure",
+    )
+    assert json.loads(event.details)["reason"] == "integrity_failed"
 
 
 def test_a_range_request_returns_part_of_the_file_and_every_part_sent_is_audited_with_its_range(

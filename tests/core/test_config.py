@@ -18,6 +18,7 @@ PRODUCTION_ENV = {
     "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
     "DOWNLOAD_SIGNING_KEYS": "c7e19a4b2d6f80351e9c7a5b3d1f6e8024a6c8e0b2d4f6a8",
     "RECOVERY_CODE_HMAC_KEY": "5e2b8d4f6a1c3e7b9d0f2a4c6e8b1d3f5a7c9e0b2d4f6a8c",
+    "RECORDING_KEYS": "2026-12:q8Jx0rQ3mZ1vYb4Tn6Ld9Wc2Ps5Hf7Ka3Ue8Ro1Gi0E=",
 }
 
 
@@ -40,6 +41,7 @@ def production_env(monkeypatch):
         ("PUBLIC_BASE_URL", "PUBLIC_BASE_URL must be set."),
         ("DOWNLOAD_SIGNING_KEYS", "DOWNLOAD_SIGNING_KEYS must be set."),
         ("RECOVERY_CODE_HMAC_KEY", "RECOVERY_CODE_HMAC_KEY must be set."),
+        ("RECORDING_KEYS", "RECORDING_KEYS must be set."),
     ],
 )
 def test_production_refuses_to_start_without_its_secrets(production_env, missing, message):
@@ -216,3 +218,16 @@ def test_a_request_id_setting_that_is_not_true_or_false_is_refused(production_en
     production_env.setenv("TRUST_PROXY_REQUEST_ID", "sometimes")
     with pytest.raises(ConfigurationError, match="TRUST_PROXY_REQUEST_ID must be true or false"):
         load_config("production")
+
+
+def test_production_refuses_the_suites_recording_key_or_a_malformed_one(production_env):
+    production_env.setenv("RECORDING_KEYS", f"{PRODUCTION_ENV['RECORDING_KEYS']},{TestConfig.RECORDING_KEYS}")
+    with pytest.raises(ConfigurationError, match="RECORDING_KEYS must be your own keys"):
+        create_app("production")
+    production_env.setenv("RECORDING_KEYS", "2026-12:c2hvcnQ=")
+    with pytest.raises(ConfigurationError, match="must be 32 bytes"):
+        create_app("production")
+    production_env.setenv("RECORDING_STORE", "cloud")
+    production_env.setenv("RECORDING_KEYS", PRODUCTION_ENV["RECORDING_KEYS"])
+    with pytest.raises(ConfigurationError, match="RECORDING_STORE must be filesystem or database"):
+        create_app("production")

@@ -32,6 +32,7 @@ from core.services.recordings import RecordingDetails, attach_recording, safe_di
 from core.services.requests import RequestError
 from tests.accounts_support import make_patient, make_staff
 from tests.core.test_request_lifecycle import AUDIO, attach_sample, count, exactly, fresh, submit, use_recordings_dir
+from tests.recording_store_support import assert_encrypted, plain_bytes
 
 NOT_AUDIO = "The selected file must be a WAV, MP3, OGG or M4A recording."
 SAMPLES = {
@@ -82,7 +83,9 @@ def test_each_sample_format_is_stored_under_a_random_name_with_its_hash_and_leng
     assert recording.size_bytes == len(data)
     assert re.fullmatch(rf"[0-9a-f]{{32}}\.{extension}", recording.stored_name)
     assert files_in(store) == [recording.stored_name]
-    assert (store / recording.stored_name).read_bytes() == data
+    # Stored encrypted (SECURITY H15): the file is ciphertext; decrypted, it is the upload.
+    assert_encrypted(store / recording.stored_name, data)
+    assert plain_bytes(recording) == data
     assert stored_path(recording) == store / recording.stored_name
     assert recording.original_name == f"call-sample.{extension}"
     assert fresh(req).status == "in_progress"  # the first recording starts the work

@@ -1,0 +1,466 @@
+"""Where encrypted recordings are kept: one small interface, two stores (RECORDING_STORE).
+
+- `filesystem` (the development default): one file per recording in RECORDINGS_DIR, named by the recording's
+  `stored_name`, holding its sealed chunks one after another. Every chunk but the last is RECORD_SIZE bytes,
+  so chunk `i` starts at `i * RECORD_SIZE` and a Range request reads only what it needs.
+- `database`: one row per chunk in `recording_chunk`, so two web hosts need nothing but their database.
+
+A store only keeps sealed chunks (core.services.recording_crypto); it never sees plain audio. `write` is all
+or nothing: a failure part-way (a dropped upload, a full disk) leaves no file and no row. Reading is through
+`RecordingReader`, a seekable file object that decrypts one chunk at a time, so memory stays bounded whatever
+the recording's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+from werkzeug.security import safe_join
+
+from core.extensions import db
+from core.models.requests import RecordingChunk
+from core.services.recording_crypto import (
+    CHUNK_SIZE,
+    OVERHEAD,
+    RECORD_SIZE,
+    ChunkCipher,
+    RecordingIntegrityError,
+    chunk_count,
+    plain_length,
+)
+
+STORES = ("filesystem", "database")
+# Chunks written to or read from the database in one statement (1 MiB of audio).
+DATABASE_BATCH = 16
+
+
+class RecordingStore:
+    """The interface both stores implement."""
+
+    name = ""
+
+    def write(self, object_name: str, records: Iterable[bytes]) -> None:
+        """Store the sealed chunks in order, all or nothing (its own transaction or file)."""
+        raise NotImplementedError
+
+    def read(self, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
+        """The sealed chunks from `first_index`, one per expected length (b"" where a chunk is missing)."""
+        raise NotImplementedError
+
+    def exists(self, object_name: str) -> bool:
+        raise NotImplementedError
+
+    def delete(self, object_name: str) -> None:
+        """Remove the chunks as part of the caller's unit of work (a purge, a removal)."""
+        raise NotImplementedError
+
+    def discard(self, object_name: str) -> None:
+        """Remove the chunks at once, in a transaction of its own (an upload that was refused)."""
+        raise NotImplementedError
+
+    def source(self, object_name: str) -> ChunkSource:
+        """What a reader reads the chunks from (the store itself, or a file kept open while it reads)."""
+        return _StoreSource(self, object_name)
+
+
+class ChunkSource:
+    # Whether two reads may run at once (from a reader's prefetch thread and the reader itself).
+    concurrent_reads = True
+
+    def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _StoreSource(ChunkSource):
+    def __init__(self, store: RecordingStore, object_name: str):
+        self.store, self.object_name = store, object_name
+
+    def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
+        return self.store.read(self.object_name, first_index, lengths)
+
+
+class _OpenFileSource(ChunkSource):
+    """A file kept open from the moment a reader is made: a purge while a download streams cannot cut it short."""
+
+    concurrent_reads = False  # one handle, one position
+
+    def __init__(self, path: Path | None):
+        self.handle = path.open("rb") if path is not None else None
+
+    def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
+        if self.handle is None:
+            return [b""] * len(lengths)
+        self.handle.seek(first_index * RECORD_SIZE)
+        return _split(self.handle.read(sum(lengths)), lengths)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+def _split(data: bytes, lengths: list[int]) -> list[memoryview]:
+    """The records in one read, as views of it (no copies)."""
+    view, records, offset = memoryview(data), [], 0
+    for length in lengths:
+        records.append(view[offset : offset + length])
+        offset += length
+    return records
+
+
+class FilesystemStore(RecordingStore):
+    name = "filesystem"
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def _path(self, object_name: str) -> Path | None:
+        joined = safe_join(str(self.directory), object_name)
+        return Path(joined) if joined is not None else None
+
+    def path(self, object_name: str) -> Path | None:
+        """The file, found only by its server-made name inside RECORDINGS_DIR; None if there is none."""
+        path = self._path(object_name)
+        return path if path is not None and path.is_file() else None
+
+    def write(self, object_name: str, records: Iterable[bytes]) -> None:
+        target = self._path(object_name)
+        if target is None:
+            raise ValueError("not a stored name")
+        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".upload-", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                for record in records:
+                    out.write(record)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def read(self, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
+        source = _OpenFileSource(self.path(object_name))
+        try:
+            return source.read(first_index, lengths)
+        finally:
+            source.close()
+
+    def source(self, object_name: str) -> ChunkSource:
+        return _OpenFileSource(self.path(object_name))
+
+    def exists(self, object_name: str) -> bool:
+        return self.path(object_name) is not None
+
+    def delete(self, object_name: str) -> None:
+        path = self._path(object_name)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    discard = delete
+
+
+class DatabaseStore(RecordingStore):
+    name = "database"
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def write(self, object_name: str, records: Iterable[bytes]) -> None:
+        table = RecordingChunk.__table__
+        batch: list[dict] = []
+        with self.engine.begin() as connection:  # one transaction: a failure part-way leaves no row
+            for index, record in enumerate(records):
+                batch.append({"object_name": object_name, "chunk_index": index, "data": record})
+                if len(batch) == DATABASE_BATCH:
+                    connection.execute(insert(table), batch)
+                    batch = []
+            if batch:
+                connection.execute(insert(table), batch)
+
+    def read(self, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
+        with self.engine.connect() as connection:
+            return self.read_on(connection, object_name, first_index, lengths)
+
+    def source(self, object_name: str) -> ChunkSource:
+        return _DatabaseSource(self, object_name)
+
+    @staticmethod
+    def read_on(connection, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
+        last_index = first_index + len(lengths) - 1
+        if connection.dialect.name == "postgresql":
+            rows = _read_binary(connection, object_name, first_index, last_index)
+        else:
+            rows = connection.execute(
+                select(RecordingChunk.chunk_index, RecordingChunk.data)
+                .where(
+                    RecordingChunk.object_name == object_name,
+                    RecordingChunk.chunk_index >= first_index,
+                    RecordingChunk.chunk_index <= last_index,
+                )
+                .order_by(RecordingChunk.chunk_index)
+            ).all()
+        found = {index: data for index, data in rows}
+        return [found.get(first_index + offset, b"") for offset in range(len(lengths))]
+
+    def exists(self, object_name: str) -> bool:
+        return (
+            db.session.execute(
+                select(RecordingChunk.chunk_index).where(RecordingChunk.object_name == object_name).limit(1)
+            ).first()
+            is not None
+        )
+
+    def delete(self, object_name: str) -> None:
+        db.session.execute(delete(RecordingChunk).where(RecordingChunk.object_name == object_name))
+
+    def discard(self, object_name: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(RecordingChunk).where(RecordingChunk.object_name == object_name))
+
+
+class _DatabaseSource(ChunkSource):
+    """One connection (autocommit: no transaction left open) for all of a reader's reads, opened at the first.
+    Reads take turns: the reader's prefetch thread and the reader itself may both ask."""
+
+    def __init__(self, store: DatabaseStore, object_name: str):
+        self.store, self.object_name = store, object_name
+        self._connection = None
+        self._lock = threading.Lock()
+
+    def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
+        with self._lock:
+            if self._connection is None:
+                self._connection = self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            return self.store.read_on(self._connection, self.object_name, first_index, lengths)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+def _read_binary(connection, object_name: str, first_index: int, last_index: int) -> list[tuple[int, bytes]]:
+    """PostgreSQL: the chunks in binary result format. The default text format sends bytea as hex, twice the
+    bytes, and decoding it costs more than decrypting them."""
+    cursor = connection.connection.driver_connection.cursor(binary=True)
+    try:
+        cursor.execute(
+            "SELECT chunk_index, data FROM recording_chunk"
+            " WHERE object_name = %s AND chunk_index >= %s AND chunk_index <= %s ORDER BY chunk_index",
+            (object_name, first_index, last_index),
+        )
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def recordings_dir() -> Path:
+    path = Path(current_app.config["RECORDINGS_DIR"])
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def store_named(name: str) -> RecordingStore:
+    if name == "filesystem":
+        return FilesystemStore(recordings_dir())
+    if name == "database":
+        return DatabaseStore(db.engine)
+    raise ValueError(f"unknown recording store {name!r}")
+
+
+def current_store() -> RecordingStore:
+    """The store new recordings go to (RECORDING_STORE)."""
+    return store_named(current_app.config["RECORDING_STORE"])
+
+
+class RecordingReader(io.RawIOBase):
+    """A recording's plain audio as a read-only, seekable file: each read decrypts only the chunks it covers.
+
+    Holds at most `read_ahead` sealed chunks and one decrypted chunk. A chunk that fails its check raises
+    RecordingIntegrityError (after calling `on_failure`, once); no byte of that chunk is ever returned.
+    """
+
+    def __init__(
+        self,
+        store: RecordingStore,
+        object_name: str,
+        cipher: ChunkCipher,
+        size: int,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        read_ahead: int = 1,
+        on_failure: Callable[[RecordingIntegrityError], None] | None = None,
+    ):
+        super().__init__()
+        self.source = store.source(object_name)
+        self.cipher = cipher
+        self.size = size
+        self.chunk_size = chunk_size
+        self.read_ahead = max(read_ahead, 1)
+        self.on_failure = on_failure
+        self.count = chunk_count(size, chunk_size)
+        self._position = 0
+        self._sealed: dict[int, bytes] = {}
+        self._plain_index = -1
+        self._plain = b""
+        self._failed = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, Future] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def _expected(self, index: int) -> int:
+        return plain_length(index, self.size, self.chunk_size)
+
+    def chunk(self, index: int) -> bytes:
+        """The plain bytes of chunk `index` (checked)."""
+        if index == self._plain_index:
+            return self._plain
+        if index not in self._sealed:
+            self._sealed = self._fetch(index)
+        record = self._sealed.pop(index)
+        try:
+            plain = self.cipher.open(index, record, last=index == self.count - 1, expected_length=self._expected(index))
+        except RecordingIntegrityError as exc:
+            self._sealed.clear()
+            if not self._failed and self.on_failure is not None:
+                self._failed = True
+                self.on_failure(exc)
+            raise
+        self._plain_index, self._plain = index, plain
+        return plain
+
+    def _batch(self, index: int) -> tuple[int, list[int]]:
+        last = min(index + self.read_ahead, self.count)
+        return last, [self._expected(each) + OVERHEAD for each in range(index, last)]
+
+    def _fetch(self, index: int) -> dict[int, bytes]:
+        """The sealed chunks from `index` (read_ahead of them). Reading a database store in order, the next
+        batch is fetched in the background while this one is decrypted and sent (at most two batches held)."""
+        last, lengths = self._batch(index)
+        ahead, self._ahead = self._ahead, None
+        in_hand = ahead is not None and ahead[0] == index
+        records = ahead[1].result() if in_hand else self.source.read(index, lengths)
+        if self.read_ahead > 1 and self.source.concurrent_reads and last < self.count:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-read-ahead")
+            _, following = self._batch(last)
+            self._ahead = (last, self._pool.submit(self.source.read, last, following))
+        return dict(zip(range(index, last), records, strict=True))
+
+    def read_piece(self, limit: int | None = None) -> bytes:
+        """From the position to the end of its chunk (at most `limit` bytes); b"" at the end."""
+        if self._position >= self.size:
+            return b""
+        index, offset = divmod(self._position, self.chunk_size)
+        plain = self.chunk(index)
+        end = len(plain) if limit is None else min(len(plain), offset + limit)
+        piece = plain[offset:end] if offset or end != len(plain) else plain
+        self._position += len(piece)
+        return piece
+
+    def readinto(self, buffer) -> int:
+        piece = self.read_piece(len(buffer))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._ahead = None
+        self.source.close()
+        super().close()
+
+    def verify(self) -> str:
+        """Decrypt every chunk and return the SHA-256 of the plain audio."""
+        digest = hashlib.sha256()
+        self.seek(0)
+        while piece := self.read_piece():
+            digest.update(piece)
+        return digest.hexdigest()
+
+
+class RecordingBody:
+    """A response body over a RecordingReader: pieces of up to one chunk, seekable for werkzeug's Range
+    handling. The first chunk a response needs is decrypted before any header is sent (`prime`), so a changed
+    chunk there is a clean refusal; a later one ends the stream (the server drops the connection), never
+    sending a byte that failed its check."""
+
+    # The most a response hands the server at once: fewer, larger writes to the socket.
+    BLOCK = 16 * CHUNK_SIZE
+
+    def __init__(self, reader: RecordingReader):
+        self.reader = reader
+        self.end = reader.size  # where the response's range ends: nothing after it is read or checked
+        self._failure: RecordingIntegrityError | None = None
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.reader.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.reader.tell()
+
+    def prime(self, position: int, end: int) -> None:
+        """Check the first chunk the response needs before it starts, and read nothing past `end`."""
+        self.end = end
+        if position < self.reader.size:
+            self.reader.chunk(position // self.reader.chunk_size)
+
+    def __iter__(self) -> RecordingBody:
+        return self
+
+    def __next__(self) -> bytes:
+        """Up to BLOCK bytes, every one from a chunk that passed its check. A chunk that fails ends the stream:
+        the checked bytes before it are handed over first, then the failure is raised."""
+        if self._failure is not None:
+            raise self._failure
+        pieces, total = [], 0
+        while total < self.BLOCK and self.reader.tell() < self.end:
+            try:
+                piece = self.reader.read_piece(self.end - self.reader.tell())
+            except RecordingIntegrityError as exc:
+                if not pieces:
+                    raise
+                self._failure = exc
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+        if not pieces:
+            raise StopIteration
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def close(self) -> None:
+        self.reader.close()

@@ -1,0 +1,250 @@
+"""Benchmark: a large recording sent to the patient's player through the portal on gunicorn, decrypted as it
+streams from each store, against Flask's `send_file` of the same plain file on the same server.
+
+Set-up, all in one run: a WAV recording of --size-mb megabytes (random audio samples) is uploaded through the
+real service twice, once into each store (RECORDING_STORE=filesystem, then database), and released to a
+patient; the patient signs in with both factors in two browsers and opens each release's link. One gunicorn
+server with deploy/gunicorn.conf.py's settings (gthread; one worker, so its memory can be watched) serves the
+portal and, on the same app, a baseline route that returns the same plain file with `send_file`. Each round
+downloads the three side by side (baseline, filesystem store, database store, in a rotating order) over
+HTTP on 127.0.0.1 and reads the whole body. It prints, per case, the median throughput, the ratio to the
+baseline (target: at least 0.5), and the worker's resident memory growth during a download above what it
+used just before (target: under 20 MB), and checks once that each body is the plain audio, byte for byte.
+
+It prints figures and never fails on them: speed targets belong in benchmarks, not in the test suite.
+
+    PORTAL_ENV=test .venv/bin/python scripts/bench_recording_download.py
+    PORTAL_ENV=test .venv/bin/python scripts/bench_recording_download.py --size-mb 200 --repeats 3 \\
+        --database-url postgresql://postgres@127.0.0.1:5432/bench_recordings
+
+The playing route (`/downloads/recordings/<id>/play`) is the one measured: it streams the whole recording
+through the same code as the download button without using up a download. Without --database-url the
+database is a SQLite file in a temporary folder; a PostgreSQL database should be a scratch one
+(scripts/ci_database.py creates and drops one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from pathlib import Path
+
+import bench_support  # first: importing it puts the project's packages on the path
+
+from core.config import PROJECT_ROOT
+
+BASELINE_PATH = "/bench/plain"
+PIECE = 1024 * 1024
+
+
+def bench_app():
+    """The app gunicorn serves: the portal (test settings from the environment) plus the baseline route."""
+    from flask import send_file
+
+    from core.factory import create_app
+
+    app = create_app("test", {"LOG_LEVEL": "WARNING"})
+    plain = os.environ["BENCH_PLAIN_FILE"]
+
+    @app.get(BASELINE_PATH)
+    def bench_plain():
+        return send_file(plain, mimetype="audio/wav", conditional=True)
+
+    return app
+
+
+def write_wav(path: Path, size_mb: int) -> None:
+    """A WAV file of about `size_mb` MB: 8 kHz 16-bit mono, random samples (which, like speech, do not
+    compress), written a megabyte at a time."""
+    frames = size_mb * 1_000_000 // 2
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        written = 0
+        while written < frames:
+            step = min(PIECE // 2, frames - written)
+            out.writeframesraw(os.urandom(step * 2))
+            written += step
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def worker_pid(master: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError("gunicorn started no worker")
+
+
+def wait_for(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz", headers={"Host": "localhost"})
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not start")
+
+
+def fetch(port: int, path: str, cookie: str | None, worker: int, *, digest: bool = False) -> dict:
+    """GET `path` and read the whole body, watching the worker's memory every 5 ms meanwhile."""
+    before = rss_kib(worker)
+    peak = before
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_kib(worker))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    headers = {"Host": "localhost"}
+    if cookie:
+        headers["Cookie"] = cookie
+    hasher = hashlib.sha256() if digest else None
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    received = 0
+    while piece := response.read(PIECE):
+        received += len(piece)
+        if hasher is not None:
+            hasher.update(piece)
+    elapsed = time.perf_counter() - started
+    connection.close()
+    done.set()
+    watcher.join()
+    return {
+        "status": response.status,
+        "bytes": received,
+        "seconds": elapsed,
+        "growth_kib": peak - before,
+        "sha256": hasher.hexdigest() if hasher else None,
+    }
+
+
+def main() -> int:
+    parser = bench_support.argument_parser(__doc__)
+    parser.add_argument("--size-mb", type=int, default=200, help="the recording's size in MB (default 200)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
+    parser.add_argument("--port", type=int, default=5150, help="the port gunicorn listens on (default 5150)")
+    parser.add_argument("--database-url", help="a scratch database (default: TEST_DATABASE_URL, else SQLite)")
+    args = parser.parse_args()
+
+    from core.extensions import db
+    from tests.accounts_support import make_patient, session_cookie, signed_in_browser
+    from tests.release_support import open_link, released_request
+
+    with (
+        bench_support.database_url(args.database_url, "bench-recordings-") as url,
+        tempfile.TemporaryDirectory(prefix="bench-recordings-") as folder,
+    ):
+        work = Path(folder)
+        plain = work / "call.wav"
+        write_wav(plain, args.size_mb)
+        size = plain.stat().st_size
+        with plain.open("rb") as handle:
+            expected = hashlib.file_digest(handle, "sha256").hexdigest()
+        config = {"RECORDINGS_DIR": str(work / "recordings"), "RECORDING_MAX_BYTES": size + 1}
+        app = bench_support.build_app(url, config)
+        cases: dict[str, tuple[str, str | None]] = {"send_file (plain file)": (BASELINE_PATH, None)}
+        with app.test_request_context():
+            patient = make_patient(verified=True)
+            for store in ("filesystem", "database"):
+                app.config["RECORDING_STORE"] = store
+                started = time.perf_counter()
+                _patient, _req, release, token = released_request(app, work, patient=patient, samples=(plain,))
+                upload_seconds = time.perf_counter() - started
+                browser = signed_in_browser(app, patient)
+                assert open_link(browser, token).status_code == 200
+                cookie = f"{app.config['SESSION_COOKIE_NAME']}={session_cookie(browser, app)}"
+                recording_id = release.items[0].recording.public_id
+                cases[f"portal, {store} store"] = (f"/downloads/recordings/{recording_id}/play", cookie)
+                print(f"Uploaded and released into the {store} store in {upload_seconds:.1f} s (encrypting included)")
+            db.session.remove()
+            db.engine.dispose()
+
+        environment = {
+            **os.environ,
+            "PORTAL_ENV": "test",
+            "TEST_DATABASE_URL": url,
+            "RECORDINGS_DIR": config["RECORDINGS_DIR"],
+            "BENCH_PLAIN_FILE": str(plain),
+            "GUNICORN_BIND": f"127.0.0.1:{args.port}",
+            "GUNICORN_WORKERS": "1",
+            "PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{PROJECT_ROOT / 'scripts'}",
+        }
+        server = subprocess.Popen(  # noqa: S603 (our own gunicorn, with fixed arguments)
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py"),
+                "--log-level",
+                "warning",
+                "bench_recording_download:bench_app()",
+            ],
+            cwd=PROJECT_ROOT,
+            env=environment,
+        )
+        try:
+            wait_for(args.port)
+            worker = worker_pid(server.pid)
+            print(f"gunicorn: deploy/gunicorn.conf.py (gthread, 1 worker, 4 threads) on 127.0.0.1:{args.port}")
+            print(f"Recording: {size / 1e6:.1f} MB WAV; {args.repeats} timed rounds after one checked warm-up each")
+            for name, (path, cookie) in cases.items():
+                check = fetch(args.port, path, cookie, worker, digest=True)
+                same = check["status"] == 200 and check["bytes"] == size and check["sha256"] == expected
+                print(f"  warm-up {name}: HTTP {check['status']}, {check['bytes']:,} bytes, identical: {same}")
+                if not same:
+                    return 1
+            results: dict[str, list[dict]] = {name: [] for name in cases}
+            names = list(cases)
+            rss_start = rss_kib(worker)
+            for round_number in range(args.repeats):
+                order = names[round_number % len(names) :] + names[: round_number % len(names)]
+                for name in order:
+                    path, cookie = cases[name]
+                    results[name].append(fetch(args.port, path, cookie, worker))
+            rss_end = rss_kib(worker)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+
+        print()
+        baseline = statistics.median(size / r["seconds"] for r in results[names[0]])
+        width = max(len(name) for name in names)
+        print(f"{'case':<{width}}  {'median MB/s':>11}  {'ratio':>6}  {'max RSS growth in a download':>28}")
+        for name in names:
+            throughput = statistics.median(size / r["seconds"] for r in results[name])
+            growth = max(r["growth_kib"] for r in results[name]) / 1024
+            print(f"{name:<{width}}  {throughput / 1e6:>11.1f}  {throughput / baseline:>6.2f}  {growth:>25.1f} MB")
+        print(f"worker RSS from the first timed round to the last: {(rss_end - rss_start) / 1024:+.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
