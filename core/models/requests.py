@@ -215,13 +215,16 @@ class Recording(db.Model):
 class RecordingChunk(db.Model):
     """One encrypted chunk of a recording in the database store (RECORDING_STORE=database): nonce, ciphertext
     and tag, found by the recording's `stored_name` and the chunk's index. No foreign key: the chunks are
-    written while the upload is read, before the recording's row exists."""
+    written while the upload is read, before the recording's row exists; `written_at` lets the purge job find
+    chunks whose row never came (a process killed between the two) and remove them once no upload can still be
+    finishing (core.services.recording_store.sweep_orphans)."""
 
     __tablename__ = "recording_chunk"
 
     object_name: Mapped[str] = mapped_column(String(80), primary_key=True)
     chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
 
 
 class Release(db.Model):

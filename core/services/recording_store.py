@@ -20,15 +20,16 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 from werkzeug.security import safe_join
 
 from core.extensions import db
-from core.models.requests import RecordingChunk
+from core.models.requests import Recording, RecordingChunk
 from core.services.recording_crypto import (
     CHUNK_SIZE,
     OVERHEAD,
@@ -40,6 +41,8 @@ from core.services.recording_crypto import (
 )
 
 STORES = ("filesystem", "database")
+# A stored copy with no recording row is only an orphan once no upload can still be finishing with it.
+ORPHAN_AGE = timedelta(hours=6)
 # Chunks written to or read from the database in one statement (1 MiB of audio).
 DATABASE_BATCH = 16
 
@@ -273,6 +276,36 @@ def recordings_dir() -> Path:
     path = Path(current_app.config["RECORDINGS_DIR"])
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def sweep_orphans(*, now: datetime | None = None, older_than: timedelta = ORPHAN_AGE) -> tuple[int, int]:
+    """Remove what an upload left when its process was killed between storing the sealed copy and committing the
+    recording's row (or part-way through writing a file): database chunks and files in RECORDINGS_DIR that no
+    recording names, older than `older_than`. Returns (copies, bytes) removed; the caller audits and commits.
+
+    Only sealed chunks are ever stored, so an orphan holds nothing readable without its (never committed) data
+    key; removing it frees the space and keeps the store and the rows agreeing."""
+    cutoff = (now or datetime.now(UTC)) - older_than
+    named = select(Recording.stored_name)
+    orphans = db.session.execute(
+        select(RecordingChunk.object_name, func.sum(func.length(RecordingChunk.data)))
+        .where(RecordingChunk.object_name.not_in(named))
+        .group_by(RecordingChunk.object_name)
+        .having(func.max(RecordingChunk.written_at) < cutoff)
+    ).all()
+    copies, freed = len(orphans), sum(size or 0 for _, size in orphans)
+    for object_name, _ in orphans:
+        db.session.execute(delete(RecordingChunk).where(RecordingChunk.object_name == object_name))
+    directory = recordings_dir()
+    if directory.is_dir():
+        kept = set(db.session.scalars(named))
+        for path in directory.iterdir():
+            stat = path.stat()
+            if not path.is_file() or path.name in kept or datetime.fromtimestamp(stat.st_mtime, UTC) >= cutoff:
+                continue
+            path.unlink(missing_ok=True)
+            copies, freed = copies + 1, freed + stat.st_size
+    return copies, freed
 
 
 def store_named(name: str) -> RecordingStore:

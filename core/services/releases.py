@@ -25,6 +25,7 @@ from core.models.requests import Recording, RecordingRequest, Release, ReleaseIt
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
+from core.services.recording_store import sweep_orphans
 from core.services.recordings import attached_recordings, delete_stored, name_for_audit
 from core.services.requests import RequestError, _audit, _audit_object, _lock, _move, _timeline, now_utc
 from core.services.settings import practice_settings
@@ -431,6 +432,16 @@ def record_patient_access(
 class PurgeReport:
     purged: int
     bytes_freed: int
+
+
+@transactional
+def remove_orphan_copies(*, now: datetime | None = None) -> tuple[int, int]:
+    """Remove stored copies left by uploads that never finished (core.services.recording_store.sweep_orphans),
+    audited as one event when there were any."""
+    copies, freed = sweep_orphans(now=now)
+    if copies:
+        record_event(action="orphan_recording_copies_removed", details={"copies": copies, "bytes": freed})
+    return copies, freed
 
 
 @transactional

@@ -29,7 +29,7 @@ from core.models.worker import JobRun, WorkerHeartbeat
 from core.services.audit import record_anchor, record_chain_check, record_event, verify_chain
 from core.services.db import transactional
 from core.services.email import deliver_pending
-from core.services.releases import purge_release_copies
+from core.services.releases import purge_release_copies, remove_orphan_copies
 from core.services.reminders import send_reminders
 from core.sessions import purge_expired_sessions
 
@@ -109,7 +109,9 @@ def _reminders() -> str:
 
 def _purge() -> str:
     report = purge_release_copies()
-    return f"Deleted {report.purged} recording files ({report.bytes_freed:,} bytes)"
+    orphans, orphan_bytes = remove_orphan_copies()
+    swept = f"; removed {orphans} stored copies no recording named ({orphan_bytes:,} bytes)" if orphans else ""
+    return f"Deleted {report.purged} recording files ({report.bytes_freed:,} bytes){swept}"
 
 
 def _audit_check() -> str:

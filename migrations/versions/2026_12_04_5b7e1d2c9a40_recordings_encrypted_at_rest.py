@@ -26,6 +26,7 @@ def upgrade():
         sa.Column("object_name", sa.String(length=80), nullable=False),
         sa.Column("chunk_index", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("object_name", "chunk_index", name=op.f("pk_recording_chunk")),
     )
     if op.get_bind().dialect.name == "postgresql":

@@ -49,13 +49,6 @@ NEW_KEY = "2027-01:" + base64.b64encode(b"n" * 16 + b"e" * 16).decode()
 OTHER_KEY = "elsewhere:" + base64.b64encode(b"o" * 32).decode()
 
 
-@pytest.fixture(params=["filesystem", "database"])
-def store_kind(request, app: Flask, tmp_path, monkeypatch) -> str:
-    monkeypatch.setitem(app.config, "RECORDING_STORE", request.param)
-    monkeypatch.setitem(app.config, "RECORDINGS_DIR", str(tmp_path / "recordings"))
-    return request.param
-
-
 @pytest.fixture
 def released(app: Flask, tmp_path, monkeypatch, store_kind):
     return released_request(app, tmp_path, monkeypatch=monkeypatch)
