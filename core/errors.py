@@ -8,6 +8,8 @@ never reach a response.
 from __future__ import annotations
 
 from flask import Flask, g, jsonify, render_template, request
+from limits.errors import StorageError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
@@ -92,6 +94,20 @@ DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 def handle_database_unavailable(exc: Exception):
     db.session.rollback()
     logger.error("database unavailable", exc_info=exc)
+    # The rollback expired the signed-in account's row, and reading it again needs the database that has just
+    # failed: the page is drawn without the account (no name in the header) rather than failing as a 500.
+    g.account = g.pending_account = None
+    return error_response(ServiceUnavailable.code)
+
+
+# The store of rate-limit counts (Redis) cannot be reached: a limited form cannot count this attempt, so it is
+# refused rather than let through uncounted (SECURITY C1); pages without a limit never ask the store.
+LIMIT_STORE_UNAVAILABLE = (RedisError, StorageError)
+
+
+def handle_limit_store_unavailable(exc: Exception):
+    db.session.rollback()
+    logger.error("rate limit store unavailable", exc_info=exc)
     return error_response(ServiceUnavailable.code)
 
 
@@ -99,15 +115,20 @@ def handle_unexpected_error(exc: InternalServerError):
     original = exc.original_exception or exc
     if isinstance(original, DATABASE_UNAVAILABLE):
         return handle_database_unavailable(original)
+    if isinstance(original, LIMIT_STORE_UNAVAILABLE):
+        return handle_limit_store_unavailable(original)
     logger.error("unhandled exception", exc_info=original)
     db.session.rollback()
     return error_response(InternalServerError.code)
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Install the handlers: one for HTTP errors, one for an unreachable database, one for everything else."""
+    """Install the handlers: one for HTTP errors, one for an unreachable database, one for an unreachable
+    rate-limit store, one for everything else."""
     for exception_class in DATABASE_UNAVAILABLE:
         app.register_error_handler(exception_class, handle_database_unavailable)
+    for exception_class in LIMIT_STORE_UNAVAILABLE:
+        app.register_error_handler(exception_class, handle_limit_store_unavailable)
     app.register_error_handler(InternalServerError, handle_unexpected_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     # Flask's own log line for an unhandled exception names the concrete path ("Exception on
