@@ -177,9 +177,12 @@ def installation_app(settings: dict) -> Iterator:
         yield app
 
 
-def make_accounts(settings: dict, *, patients: int = 0, staff: int = 0, admins: int = 0, prefix: str = "load"):
-    """Make verified, signed-up patients and staff with authenticators; returns [(kind, email, secret), ...].
-    The secrets exist only in what this returns (and, encrypted, in the database)."""
+def make_accounts(
+    settings: dict, *, patients: int = 0, staff: int = 0, admins: int = 0, prefix: str = "load", clinicians=False
+):
+    """Make verified, signed-up patients and staff with authenticators (admins who are clinicians, if asked);
+    returns [(kind, email, secret), ...]. The secrets exist only in what this returns (and, encrypted, in the
+    database)."""
     from core.extensions import db
     from core.models.accounts import Patient, StaffUser
     from core.services import totp
@@ -217,6 +220,7 @@ def make_accounts(settings: dict, *, patients: int = 0, staff: int = 0, admins: 
                     email=f"{prefix}-{role}-{number}@practice.example",
                     name=f"Sam {role.title()} {number}",
                     role=role,
+                    is_clinician=clinicians and role == "admin",
                     password_hash=password_hash,
                     password_changed_at=now,
                     totp_secret_encrypted=totp.encrypt_secret(secret),

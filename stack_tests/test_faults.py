@@ -17,6 +17,7 @@ Run by `.ci/run` (`pytest stack_tests/test_faults.py`); it needs PostgreSQL 15's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -26,13 +27,16 @@ import subprocess
 import tempfile
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from sqlalchemy import select
 
-from stack_tests.portal_client import REFERENCE, PortalClient, make_accounts
+from stack_tests.portal_client import REFERENCE, PortalClient, form_fields, installation_app, make_accounts
 from stack_tests.test_production_stack import Stack, psql, stage
 from tests.smtp_support import free_port, start_server
 
@@ -113,13 +117,31 @@ class FaultStack(Stack):
     def __init__(self, root: Path, postgres: ThrowawayPostgres, redis: ThrowawayRedis) -> None:
         super().__init__(root, server_url=postgres.url)
         self.settings["RATELIMIT_STORAGE_URI"] = f"redis://127.0.0.1:{redis.port}/0"
+        # One worker process (with its threads), so the one serving an upload or a download is known.
+        self.settings["GUNICORN_WORKERS"] = "1"
         self.write_env_files()
 
-    def web_workers(self) -> list[int]:
-        """The gunicorn worker processes (children of the master) serving requests now."""
+    def web_worker(self) -> int:
+        """The gunicorn worker process (the master's one child) serving requests now."""
         master = self.processes["web"].pid
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        return [int(pid) for pid in children]
+        assert len(children) == 1, children
+        return int(children[0])
+
+    def kill_web_worker(self) -> None:
+        """SIGKILL the worker, then wait for gunicorn's master to start a new one that answers."""
+        killed = self.web_worker()
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                healthz = PortalClient.direct(self.web_port, self.base_url).get("/healthz", timeout=2)
+                if self.web_worker() != killed and healthz.status_code == 200:
+                    return
+            except (AssertionError, OSError, requests.RequestException):
+                pass
+            time.sleep(0.2)
+        pytest.fail("gunicorn did not replace the killed worker within 30 s")
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +182,9 @@ def faults(tmp_path_factory) -> Iterator[tuple[FaultStack, ThrowawayPostgres, Th
 @pytest.fixture(scope="module")
 def people(faults) -> dict[str, list[tuple[str, str, str]]]:
     the_stack = faults[0]
-    made = make_accounts(the_stack.settings, patients=8, staff=0, admins=3, prefix=f"fault-{secrets.token_hex(3)}")
+    made = make_accounts(
+        the_stack.settings, patients=10, admins=3, prefix=f"fault-{secrets.token_hex(3)}", clinicians=True
+    )
     return {
         "patients": [account for account in made if account[0] == "patient"],
         "admins": [account for account in made if account[0] == "admin"],
@@ -323,35 +347,165 @@ def test_redis_stopped(faults, people) -> None:
     )
 
 
+def outbox(the_stack: Stack, addresses: list[str]) -> list[tuple[str, int]]:
+    """(status, attempts) of every message to `addresses`."""
+    rows = query(the_stack, "SELECT to_address || '|' || status || '|' || attempts FROM outbound_email ORDER BY id")
+    return [(status, int(attempts)) for to, status, attempts in (row.split("|") for row in rows) if to in addresses]
+
+
 def test_smtp_down_then_the_outbox_delivers_everything(faults, people) -> None:
     the_stack, _postgres, _redis, smtp = faults
     smtp["controller"].stop()
-    before = int(query(the_stack, "SELECT count(*) FROM outbound_email")[0])
     addresses = [email for _kind, email, _secret in people["patients"][6:8]]
     for address in addresses:
         sent = PortalClient(the_stack.base_url).submit("/account/forgot-password", {"email": address})
         assert sent.status_code == 302, sent.status_code
     down_since = time.monotonic()
-    waiting = []
-    while time.monotonic() - down_since < SMTP_OUTAGE_SECONDS:
-        waiting = query(the_stack, f"SELECT attempts FROM outbound_email WHERE id > 0 ORDER BY id OFFSET {before}")
-        time.sleep(1)
-    assert len(waiting) == len(addresses), waiting
-    tried = query(the_stack, f"SELECT status || ':' || attempts FROM outbound_email ORDER BY id OFFSET {before}")
-    assert all(not row.startswith("sent") for row in tried), tried
-    assert all(int(row.split(":")[1]) >= 1 for row in tried), f"the worker never tried: {tried}"
+    time.sleep(SMTP_OUTAGE_SECONDS)
+    waited = outbox(the_stack, addresses)
+    assert len(waited) == len(addresses), waited
+    assert all(status == "pending" and attempts >= 1 for status, attempts in waited), f"not tried, or sent: {waited}"
 
     smtp["controller"], smtp["inbox"] = start_server(the_stack.smtp_port)
     back = time.monotonic()
     deadline = back + 180
-    while time.monotonic() < deadline:
-        statuses = query(the_stack, f"SELECT status FROM outbound_email ORDER BY id OFFSET {before}")
-        if statuses and all(status == "sent" for status in statuses):
-            break
+    while time.monotonic() < deadline and not all(status == "sent" for status, _ in outbox(the_stack, addresses)):
         time.sleep(1)
     delivered = {message["To"] for message in smtp["inbox"].messages}
-    assert set(addresses) <= delivered, (statuses, delivered)
+    assert set(addresses) <= delivered, (outbox(the_stack, addresses), delivered)
     stage(
-        f"SMTP down {back - down_since:.0f} s: {len(addresses)} messages waited (tried {tried}); all delivered "
-        f"{time.monotonic() - back:.0f} s after it came back"
+        f"SMTP down {back - down_since:.0f} s: {len(addresses)} messages waited, each tried (status, attempts): "
+        f"{waited}; all delivered {time.monotonic() - back:.0f} s after it came back"
+    )
+
+
+def long_recording(folder: Path, seconds: int = 1800) -> Path:
+    """A real WAV file of silence, large enough (8 kHz, 16-bit: about 29 MB) to be mid-transfer when killed."""
+    path = folder / "long-call.wav"
+    with wave.open(str(path), "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\0\0" * 8000 * seconds)
+    return path
+
+
+def multipart(fields: dict[str, str], file_name: str, path: Path, boundary: str, *, pause_after: int):
+    """The upload form's body, sent slowly once `pause_after` bytes of the file have gone (so a worker can be
+    killed while it is still reading it)."""
+    for name, value in fields.items():
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="recording"; filename="{file_name}"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    sent = 0
+    with path.open("rb") as audio:
+        while chunk := audio.read(64 * 1024):
+            yield chunk
+            sent += len(chunk)
+            if sent >= pause_after:
+                time.sleep(0.2)
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def recordings_on_disk(the_stack: Stack) -> list[str]:
+    return sorted(path.name for path in the_stack.recordings.rglob("*") if path.is_file())
+
+
+def test_a_worker_killed_mid_upload_and_mid_download(faults, people, tmp_path) -> None:
+    the_stack = faults[0]
+    recording = long_recording(tmp_path)
+    _kind, email, secret = people["patients"][8]
+    patient = PortalClient.direct(the_stack.web_port, the_stack.base_url)
+    patient.sign_in("patient", email, secret)
+    reference = patient.ask_for_recordings("I rang about my referral letter.")
+    (_k, preparer_email, preparer_secret), (_k2, approver_email, _s) = people["admins"][:2]
+    admin = PortalClient.direct(the_stack.web_port, the_stack.base_url)
+    admin.sign_in("admin", preparer_email, preparer_secret)
+    upload_page = f"/admin/requests/{reference}/upload"
+    fields = {"csrf_token": admin.form(upload_page)["csrf_token"], "direction": "inbound"}
+    boundary = secrets.token_hex(16)
+
+    # Mid-upload: the worker is killed while it reads the file, straight from gunicorn (nginx would buffer it).
+    def upload() -> None:
+        with contextlib.suppress(requests.RequestException):  # the connection dies with the worker
+            admin.request(
+                "POST",
+                f"/admin/requests/{reference}/recordings",
+                referer=upload_page,
+                data=multipart(fields, "long-call.wav", recording, boundary, pause_after=2_000_000),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                timeout=60,
+            )
+
+    uploading = threading.Thread(target=upload, daemon=True)
+    uploading.start()
+    time.sleep(2)
+    assert uploading.is_alive(), "the upload finished before the worker could be killed"
+    the_stack.kill_web_worker()
+    uploading.join(timeout=60)
+    rows = query(the_stack, "SELECT count(*) FROM recording")
+    assert rows == ["0"] and recordings_on_disk(the_stack) == [], (rows, recordings_on_disk(the_stack))
+    checked = the_stack.deploy_script("portal", "recordings", "verify")
+    assert checked.startswith("OK: "), checked
+    stage(f"gunicorn's worker killed mid-upload: no recording row, no file left behind; {checked.strip()}")
+
+    # The same file uploads whole once the new worker is up, then is released to the patient.
+    with recording.open("rb") as audio:
+        uploaded = admin.request(
+            "POST",
+            f"/admin/requests/{reference}/recordings",
+            referer=upload_page,
+            data=fields,
+            files={"recording": ("long-call.wav", audio, "audio/wav")},
+            timeout=120,
+        )
+    assert uploaded.status_code == 302, uploaded.text[:2000]
+    with installation_app(the_stack.settings):
+        from core.extensions import db
+        from core.models.accounts import StaffUser
+        from core.models.requests import RecordingRequest
+        from core.services import releases
+
+        req = db.session.execute(select(RecordingRequest).where(RecordingRequest.reference == reference)).scalar_one()
+        preparer, approver = (
+            db.session.execute(select(StaffUser).where(StaffUser.email == address)).scalar_one()
+            for address in (preparer_email, approver_email)
+        )
+        releases.prepare_release(preparer, req)
+        db.session.commit()
+        link = releases.approve_release(approver, req)
+    assert patient.get(urlsplit(link).path).status_code in (200, 302, 303)
+    page = patient.get("/downloads/")
+    assert page.status_code == 200, page.status_code
+    action = re.search(r'action="(/downloads/recordings/[^"]+)"', page.text).group(1)
+    token = form_fields(page.text)["csrf_token"]
+
+    # Mid-download: the patient's browser has read a little of the file when the worker is killed.
+    downloading = patient.request("POST", action, referer="/downloads/", data={"csrf_token": token}, stream=True)
+    assert downloading.status_code == 200, downloading.status_code
+    received = len(next(downloading.iter_content(64 * 1024)))
+    the_stack.kill_web_worker()
+    with pytest.raises(requests.RequestException):
+        received += sum(len(chunk) for chunk in downloading.iter_content(64 * 1024))
+    size = recording.stat().st_size
+    assert received < size, "the download finished before the worker was killed"
+    counted = query(the_stack, "SELECT download_count FROM release_item")
+    audited = query(
+        the_stack, "SELECT count(*) FROM audit_event WHERE action = 'recording_downloaded' AND outcome = 'success'"
+    )
+    assert counted == audited == ["1"], (counted, audited)
+
+    # The patient downloads again: the whole file, counted once more; every file still matches its row.
+    page = patient.get("/downloads/")
+    again = patient.request("POST", action, referer="/downloads/", data={"csrf_token": token}, timeout=120)
+    assert again.status_code == 200 and len(again.content) == size, (again.status_code, len(again.content))
+    assert query(the_stack, "SELECT download_count FROM release_item") == ["2"]
+    checked = the_stack.deploy_script("portal", "recordings", "verify")
+    assert checked.startswith("OK: "), checked
+    assert len(recordings_on_disk(the_stack)) == 1, recordings_on_disk(the_stack)
+    stage(
+        f"gunicorn's worker killed mid-download ({received} of {size} bytes sent): the download counted once and "
+        f"audited once; the next one arrived whole and counted as the second; {checked.strip()}"
     )
