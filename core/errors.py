@@ -7,10 +7,12 @@ never reach a response.
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Flask, g, jsonify, render_template, request
 from limits.errors import StorageError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
 
@@ -91,8 +93,18 @@ def handle_http_exception(exc: HTTPException):
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 
 
+def _roll_back() -> None:
+    """Roll back the request's session; on a connection the database server has closed (a restart), the
+    ROLLBACK itself fails, and the connection is thrown away instead, so the error page can still be sent."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        with contextlib.suppress(SQLAlchemyError):
+            db.session().invalidate()
+
+
 def handle_database_unavailable(exc: Exception):
-    db.session.rollback()
+    _roll_back()
     logger.error("database unavailable", exc_info=exc)
     # The rollback expired the signed-in account's row, and reading it again needs the database that has just
     # failed: the page is drawn without the account (no name in the header) rather than failing as a 500.
@@ -106,7 +118,7 @@ LIMIT_STORE_UNAVAILABLE = (RedisError, StorageError)
 
 
 def handle_limit_store_unavailable(exc: Exception):
-    db.session.rollback()
+    _roll_back()
     logger.error("rate limit store unavailable", exc_info=exc)
     return error_response(ServiceUnavailable.code)
 
@@ -118,7 +130,7 @@ def handle_unexpected_error(exc: InternalServerError):
     if isinstance(original, LIMIT_STORE_UNAVAILABLE):
         return handle_limit_store_unavailable(original)
     logger.error("unhandled exception", exc_info=original)
-    db.session.rollback()
+    _roll_back()
     return error_response(InternalServerError.code)
 
 
