@@ -21,9 +21,9 @@ everything on it (the load generator too): compare runs made side by side, not w
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,23 +84,37 @@ def set_up(stack: Stack, users: int) -> dict:
     }
 
 
-def report(csv_prefix: Path, seconds: float) -> int:
-    """Print the figures from locust's CSV; returns the number of failed requests."""
-    with open(f"{csv_prefix}_stats.csv", newline="") as stats:
-        rows = list(csv.DictReader(stats))
+def percentile(times: dict[str, int], share: float) -> float:
+    """The response time (ms) below which `share` of the requests fell, from locust's histogram of times."""
+    total = sum(times.values())
+    seen = 0
+    for time_ms, count in sorted(((float(key), count) for key, count in times.items())):
+        seen += count
+        if seen >= share * total:
+            return time_ms
+    return 0.0
+
+
+def report(json_file: Path, seconds: float) -> int:
+    """Print the figures from locust's final statistics; returns the number of failed requests."""
+    entries = sorted(json.loads(json_file.read_text()), key=lambda entry: (entry["name"], entry["method"]))
     print(f"\n{'page':58} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}")
-    for row in rows:
-        name = "all pages" if row["Name"] == "Aggregated" else f"{row['Type']} {row['Name']}"
+    every: dict[str, int] = {}
+    for entry in entries:
+        times = entry["response_times"]
+        for key, count in times.items():
+            every[key] = every.get(key, 0) + count
         print(
-            f"{name:58} {row['Request Count']:>8} {row['Failure Count']:>6} {row['50%']:>7} {row['95%']:>7} "
-            f"{row['99%']:>7}"
+            f"{entry['method'] + ' ' + entry['name']:58} {entry['num_requests']:>8} {entry['num_failures']:>6} "
+            f"{percentile(times, 0.5):>7.0f} {percentile(times, 0.95):>7.0f} {percentile(times, 0.99):>7.0f}"
         )
-    total = next(row for row in rows if row["Name"] == "Aggregated")
-    failures = int(total["Failure Count"])
-    print(f"\n{int(total['Request Count']) / seconds:.1f} requests/s over {seconds:.0f} s; errors: {failures}")
-    failures_file = Path(f"{csv_prefix}_failures.csv")
-    if failures and failures_file.exists():
-        print(failures_file.read_text()[:3000])
+    requests = sum(entry["num_requests"] for entry in entries)
+    failures = sum(entry["num_failures"] for entry in entries)
+    print(
+        f"{'all pages':58} {requests:>8} {failures:>6} {percentile(every, 0.5):>7.0f} "
+        f"{percentile(every, 0.95):>7.0f} {percentile(every, 0.99):>7.0f}"
+    )
+    print(f"\n{requests / seconds:.1f} requests/s over {seconds:.0f} s; errors: {failures}")
     return failures
 
 
@@ -123,13 +137,13 @@ def main() -> int:
         stage(f"{len(accounts['patients'])} patients, {len(accounts['staff'])} staff and {SETUP_REQUESTS} requests")
 
         seconds = round(args.minutes * 60)
-        csv_prefix = root / "locust"
+        json_file = root / "locust.json"  # locust adds .json to the name it is given
         started = time.monotonic()
         subprocess.run(  # noqa: S603 (our own locustfile, with arguments we made)
             [
                 str(VENV_BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
                 "--host", stack.base_url, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
-                "--run-time", f"{seconds}s", "--stop-timeout", "30", "--csv", str(csv_prefix),
+                "--run-time", f"{seconds}s", "--stop-timeout", "30", "--json-file", str(json_file.with_suffix("")),
                 "--only-summary", "--loglevel", "WARNING",
             ],
             env={**os.environ, "LOAD_TEST_ACCOUNTS": str(accounts_file), "LOAD_TEST_SUBMITTED": str(submitted_file)},
@@ -138,7 +152,7 @@ def main() -> int:
         )  # fmt: skip
         ran = time.monotonic() - started
         print(f"\n{args.users} people for {seconds} s (locust's own run time; {ran:.0f} s with start and stop)")
-        failures = report(csv_prefix, seconds)
+        failures = report(json_file, seconds)
 
         submitted = set(submitted_file.read_text().split())
         stored = set(
@@ -152,6 +166,7 @@ def main() -> int:
     finally:
         stack.tear_down()
         controller.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyotp
+import urllib3
 from locust import HttpUser, between, task
 from requests.adapters import HTTPAdapter
 
@@ -34,6 +35,7 @@ SUBMISSION_KEY = re.compile(r'name="submission-key" value="([^"]+)"')
 REFERENCE = re.compile(r"CR-\d{4}-\d{5}")
 AUDIO = re.compile(r'src="(/admin/requests/CR-\d{4}-\d{5}/recordings/[^"/]+/audio)"')
 
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # our own certificate, on loopback
 _lock = threading.Lock()
 _addresses = itertools.count(2)
 _patients = iter(ACCOUNTS["patients"])
