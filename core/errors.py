@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request, session
+from flask_wtf.csrf import CSRFError
 from limits.errors import StorageError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
@@ -80,6 +81,11 @@ def handle_http_exception(exc: HTTPException):
         # An untrusted Host header: no URL can be built for this request, so no page can be rendered.
         logger.warning("request for an untrusted host refused")
         return "Sorry, there is a problem with your request.", 400, {"Content-Type": "text/plain; charset=utf-8"}
+    if isinstance(exc, CSRFError) and getattr(session, "unavailable", False):
+        # The form's token is kept in the session, which the database could not read: the service is
+        # unavailable, and the form is not at fault (core.auth answers 503 for the same reason, but the CSRF
+        # check runs before it).
+        return error_response(ServiceUnavailable.code)
     headers = {}
     if exc.code == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)

@@ -1302,3 +1302,28 @@ def test_a_signed_in_page_whose_database_goes_away_midway_gets_the_503_page_m3(a
     assert "quote this reference" in body
     assert "Lovelace" not in body
     assert browser.get("/requests").status_code == 200, "the session survives the outage"
+
+
+def test_a_form_sent_while_the_session_store_cannot_be_read_gets_503_not_400_m3(app, browser, monkeypatch):
+    """The CSRF check runs before the sign-in check and reads its token from the session: when the session
+    cannot be read, the answer is the 503 page, not a 400 blaming the form."""
+    patient = make_patient()
+    sign_in(browser, patient)
+    token = csrf_token(browser, "/requests/new")
+    real_execute = db.session.execute
+
+    def unreachable(statement, *args, **kwargs):
+        if isinstance(statement, Select) and "web_session" in str(statement):
+            raise OperationalError(str(statement), {}, ConnectionError("could not connect to server"))
+        return real_execute(statement, *args, **kwargs)
+
+    monkeypatch.setattr(db.session, "execute", unreachable)
+    response = browser.post(
+        "/requests/new",
+        data={"csrf_token": token, "description": "About my prescription"},
+        headers={"Referer": "https://localhost/requests/new"},
+    )
+    monkeypatch.undo()
+    assert response.status_code == 503
+    assert "quote this reference" in response.get_data(as_text=True)
+    assert browser.get("/requests/new").status_code == 200, "the session survives the outage"
