@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -20,13 +19,14 @@ from urllib.parse import urlsplit
 
 import pyotp
 import requests
+import urllib3
 from bs4 import BeautifulSoup
 
 PASSWORD = "kettle orbit tulip crayon"
 SESSION_COOKIE = "__Host-session"
 REFERENCE = re.compile(r"CR-\d{4}-\d{5}")
 
-warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # our own certificate, on loopback
 
 
 class PortalClient:

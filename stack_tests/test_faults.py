@@ -305,8 +305,8 @@ def test_postgres_restarted_under_load(faults, people) -> None:
     assert verified.startswith("OK: "), verified
     stage(
         f"PostgreSQL down {came_back - went_down:.1f} s under load: {len(answers)} answers, {len(outage)} were 503 "
-        f"with a reference, none 500; pages again {recovered - came_back:.1f} s after restart; {len(submitted)} "
-        f"requests submitted, all whole and audited; {verified.strip()}"
+        f"with a reference, the rest 200 or a redirect; pages again {recovered - came_back:.1f} s after restart; "
+        f"{len(submitted)} requests submitted, all whole and audited; {verified.strip()}"
     )
 
 
