@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import urllib3
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stack_tests.portal_client import PASSWORD, PortalClient, make_accounts
@@ -37,6 +39,7 @@ from stack_tests.test_production_stack import VENV_BIN, WAV, Stack, psql, stage
 from tests.smtp_support import start_server
 
 SETUP_REQUESTS = 5
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # our own certificate, on loopback
 
 
 def arguments() -> argparse.Namespace:

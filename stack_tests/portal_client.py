@@ -19,14 +19,11 @@ from urllib.parse import urlsplit
 
 import pyotp
 import requests
-import urllib3
 from bs4 import BeautifulSoup
 
 PASSWORD = "kettle orbit tulip crayon"
 SESSION_COOKIE = "__Host-session"
 REFERENCE = re.compile(r"CR-\d{4}-\d{5}")
-
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # our own certificate, on loopback
 
 
 class PortalClient:
