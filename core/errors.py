@@ -7,8 +7,13 @@ never reach a response.
 
 from __future__ import annotations
 
-from flask import Flask, g, jsonify, render_template, request
-from sqlalchemy.exc import InterfaceError, OperationalError
+import contextlib
+
+from flask import Flask, g, jsonify, render_template, request, session
+from flask_wtf.csrf import CSRFError
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
 
@@ -76,6 +81,11 @@ def handle_http_exception(exc: HTTPException):
         # An untrusted Host header: no URL can be built for this request, so no page can be rendered.
         logger.warning("request for an untrusted host refused")
         return "Sorry, there is a problem with your request.", 400, {"Content-Type": "text/plain; charset=utf-8"}
+    if isinstance(exc, CSRFError) and getattr(session, "unavailable", False):
+        # The form's token is kept in the session, which the database could not read: the service is
+        # unavailable, and the form is not at fault (core.auth answers 503 for the same reason, but the CSRF
+        # check runs before it).
+        return error_response(ServiceUnavailable.code)
     headers = {}
     if exc.code == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
@@ -89,9 +99,33 @@ def handle_http_exception(exc: HTTPException):
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 
 
+def _roll_back() -> None:
+    """Roll back the request's session; on a connection the database server has closed (a restart), the
+    ROLLBACK itself fails, and the connection is thrown away instead, so the error page can still be sent."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        with contextlib.suppress(SQLAlchemyError):
+            db.session().invalidate()
+
+
 def handle_database_unavailable(exc: Exception):
-    db.session.rollback()
+    _roll_back()
     logger.error("database unavailable", exc_info=exc)
+    # The rollback expired the signed-in account's row, and reading it again needs the database that has just
+    # failed: the page is drawn without the account (no name in the header) rather than failing as a 500.
+    g.account = g.pending_account = None
+    return error_response(ServiceUnavailable.code)
+
+
+# The store of rate-limit counts (Redis) cannot be reached: a limited form cannot count this attempt, so it is
+# refused rather than let through uncounted (SECURITY C1); pages without a limit never ask the store.
+LIMIT_STORE_UNAVAILABLE = (RedisError, StorageError)
+
+
+def handle_limit_store_unavailable(exc: Exception):
+    _roll_back()
+    logger.error("rate limit store unavailable", exc_info=exc)
     return error_response(ServiceUnavailable.code)
 
 
@@ -99,15 +133,20 @@ def handle_unexpected_error(exc: InternalServerError):
     original = exc.original_exception or exc
     if isinstance(original, DATABASE_UNAVAILABLE):
         return handle_database_unavailable(original)
+    if isinstance(original, LIMIT_STORE_UNAVAILABLE):
+        return handle_limit_store_unavailable(original)
     logger.error("unhandled exception", exc_info=original)
-    db.session.rollback()
+    _roll_back()
     return error_response(InternalServerError.code)
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Install the handlers: one for HTTP errors, one for an unreachable database, one for everything else."""
+    """Install the handlers: one for HTTP errors, one for an unreachable database, one for an unreachable
+    rate-limit store, one for everything else."""
     for exception_class in DATABASE_UNAVAILABLE:
         app.register_error_handler(exception_class, handle_database_unavailable)
+    for exception_class in LIMIT_STORE_UNAVAILABLE:
+        app.register_error_handler(exception_class, handle_limit_store_unavailable)
     app.register_error_handler(InternalServerError, handle_unexpected_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     # Flask's own log line for an unhandled exception names the concrete path ("Exception on

@@ -6,6 +6,7 @@ It binds the extensions, installs security, logging and error handling, and regi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 
@@ -18,7 +19,7 @@ from core.config import INSTANCE_PATH, PROJECT_ROOT, load_config
 from core.errors import register_error_handlers
 from core.extensions import csrf, db, limiter, migrate
 from core.jinja import configure_jinja
-from core.log import configure_logging
+from core.log import configure_logging, logger
 from core.security import register_security
 from core.services.content import practice_values
 from core.services.settings import last_known_settings, practice_settings
@@ -97,9 +98,24 @@ def register_extensions(app: Flask) -> None:
     ):
         INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
+    app.teardown_appcontext(_close_the_session)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
+
+
+def _close_the_session(_exc: BaseException | None) -> None:
+    """Close the request's database session before Flask-SQLAlchemy's own teardown does (teardowns run in the
+    reverse order of registration). Closing rolls back on the connection; when the database server has just
+    closed that connection (a restart), the rollback fails, and raised here it would turn the page already
+    made (or the 503 page) into a bare 500. The connection is thrown away instead; the pool opens a new one."""
+    try:
+        db.session.remove()
+    except SQLAlchemyError:
+        logger.warning("database connection lost at the end of a request: discarded")
+        with contextlib.suppress(SQLAlchemyError):
+            db.session().invalidate()
+        db.session.registry.clear()
 
 
 def register_template_context(app: Flask) -> None:

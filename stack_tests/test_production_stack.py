@@ -92,12 +92,13 @@ def wait_for_url(url: str, process: subprocess.Popen, log: Path, *, seconds: flo
 class Stack:
     """The processes of one production installation, started from deploy/ with settings in a temporary folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, server_url: str = SERVER_URL) -> None:
         self.root = root
         suffix = f"{os.getpid()}_{secrets.token_hex(3)}"
         self.database = f"crp_stack_{suffix}"
         self.owner, self.app_role = f"crp_owner_{suffix}", f"crp_app_{suffix}"
-        self.admin_url = database_url(SERVER_URL, "postgres")
+        self.server_url = server_url
+        self.admin_url = database_url(server_url, "postgres")
         self.https_port, self.http_port, self.web_port, self.smtp_port = (free_port() for _ in range(4))
         self.base_url = f"https://localhost:{self.https_port}"
         self.recordings = root / "recordings"
@@ -111,7 +112,7 @@ class Stack:
             "DOWNLOAD_SIGNING_KEYS": secrets.token_hex(32),
             "RECOVERY_CODE_HMAC_KEY": secrets.token_hex(32),
             "RECORDING_KEYS": "stack:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "DATABASE_URL": database_url(SERVER_URL, self.database, self.app_role),
+            "DATABASE_URL": database_url(server_url, self.database, self.app_role),
             "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/5",
             # Counts of its own: an earlier run's registrations from 127.0.0.1 must not limit this one.
             "RATELIMIT_KEY_PREFIX": f"stack-{suffix}",
@@ -128,9 +129,13 @@ class Stack:
             "PRACTICE_NAME": "Thamesmead Medical Associates",
             "PRACTICE_ADDRESS": "Bentham Road, London, SE28 8BE",
         }
+        self.write_env_files()
+
+    def write_env_files(self) -> None:
+        """The settings as systemd's EnvironmentFile and deploy/bin read them (again after a change)."""
         self.env_file.write_text("".join(f"{key}={value}\n" for key, value in self.settings.items()))
         self.migrate_env_file.write_text(
-            f"MIGRATION_DATABASE_URL={database_url(SERVER_URL, self.database, self.owner)}\n"
+            f"MIGRATION_DATABASE_URL={database_url(self.server_url, self.database, self.owner)}\n"
             f"PG_ADMIN_URL={self.admin_url}\n"
         )
 

@@ -7,6 +7,8 @@ import re
 import pytest
 from bs4 import BeautifulSoup
 from flask import request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from core.factory import create_app
 from tests.conftest import check_page
@@ -172,3 +174,51 @@ def test_an_unhandled_error_is_logged_without_the_path_that_may_hold_a_token(cap
     assert response.status_code == 500
     assert "unhandled exception" in caplog.text
     assert token not in caplog.text
+
+
+def test_a_connection_lost_as_the_request_ends_leaves_the_page_as_it_was_m2(https_client, monkeypatch):
+    """The database restarts between the page being made and the session being closed: closing (a ROLLBACK
+    on the dead connection) fails, and the page made is still the answer, never a bare 500."""
+    real_close = Session.close
+    failed = []
+
+    def close_on_a_dead_connection(session):
+        if not failed:
+            failed.append(session)
+            raise OperationalError("ROLLBACK", {}, ConnectionError("terminating connection"))
+        return real_close(session)
+
+    monkeypatch.setattr(Session, "close", close_on_a_dead_connection)
+    response = https_client.get("/call-recording-notice")
+    monkeypatch.undo()
+    assert failed, "the session was closed through the patched call"
+    assert response.status_code == 200
+    assert https_client.get("/call-recording-notice").status_code == 200
+
+
+def test_the_503_page_is_sent_when_even_the_rollback_fails_m2(https_client, monkeypatch):
+    """The database goes away mid-request and the ROLLBACK on the dead connection fails too: the connection
+    is thrown away and the 503 page (with its reference) is still the answer."""
+    real_execute, real_rollback = Session.execute, Session.rollback
+    failures = []
+
+    def unreachable(session, statement, *args, **kwargs):
+        if "notice_version" in str(statement):
+            failures.append("query")
+            raise OperationalError(str(statement), {}, ConnectionError("server closed the connection"))
+        return real_execute(session, statement, *args, **kwargs)
+
+    def rollback_on_a_dead_connection(session):
+        if "rollback" not in failures:
+            failures.append("rollback")
+            raise OperationalError("ROLLBACK", {}, ConnectionError("server closed the connection"))
+        return real_rollback(session)
+
+    monkeypatch.setattr(Session, "execute", unreachable)
+    monkeypatch.setattr(Session, "rollback", rollback_on_a_dead_connection)
+    response = https_client.get("/call-recording-notice")
+    monkeypatch.undo()
+    assert failures[:2] == ["query", "rollback"], failures
+    assert response.status_code == 503
+    assert "quote this reference" in response.get_data(as_text=True)
+    assert https_client.get("/call-recording-notice").status_code == 200

@@ -93,3 +93,12 @@ def test_limits_kept_in_redis_hold_across_worker_processes_c6(tmp_path):
 def test_limits_kept_in_memory_do_not_hold_across_worker_processes_c6(tmp_path):
     """Why production refuses `memory://` (core.config): each process counts on its own."""
     assert _two_workers(tmp_path, "memory://") == [400] * 6
+
+
+def test_sign_in_is_refused_with_503_while_the_shared_store_cannot_be_reached_c1(tmp_path):
+    """Nothing listens on the store's port: an attempt that cannot be counted is not let through uncounted, and
+    the password is never checked (a 503, not the 400 of a wrong password)."""
+    from tests.smtp_support import free_port
+
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    assert _two_workers(tmp_path, unreachable) == [503] * 6

@@ -26,6 +26,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from admin.guard import PUBLIC_ENDPOINTS as ADMIN_PUBLIC_ENDPOINTS
 from core.extensions import db, limiter
@@ -1276,3 +1277,53 @@ def test_a_signed_in_page_is_refused_when_the_session_store_cannot_be_read_m3(ap
     assert browser.get("/account").status_code == 200, "the session survives the outage"
     assert db.session.execute(select(func.count()).select_from(WebSession)).scalar_one() == 1
     db.session.rollback()
+
+
+def test_a_signed_in_page_whose_database_goes_away_midway_gets_the_503_page_m3(app, browser, monkeypatch):
+    """The database fails after the account was read (a restart mid-request): the rollback expires the
+    account's row and the database cannot read it again, so the 503 page is drawn without it, never a 500."""
+    patient = make_patient()
+    sign_in(browser, patient)
+    real_execute = Session.execute
+    outage = []
+
+    def failing_from_the_view_on(session, statement, *args, **kwargs):
+        if outage or "recording_request" in str(statement):
+            outage.append(statement)
+            raise OperationalError(str(statement), {}, ConnectionError("server closed the connection"))
+        return real_execute(session, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "execute", failing_from_the_view_on)
+    response = browser.get("/requests")
+    monkeypatch.undo()
+    assert len(outage) > 1, "the page asked the database again after it failed, and was refused"
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    assert "quote this reference" in body
+    assert "Lovelace" not in body
+    assert browser.get("/requests").status_code == 200, "the session survives the outage"
+
+
+def test_a_form_sent_while_the_session_store_cannot_be_read_gets_503_not_400_m3(app, browser, monkeypatch):
+    """The CSRF check runs before the sign-in check and reads its token from the session: when the session
+    cannot be read, the answer is the 503 page, not a 400 blaming the form."""
+    patient = make_patient()
+    sign_in(browser, patient)
+    token = csrf_token(browser, "/requests/new")
+    real_execute = db.session.execute
+
+    def unreachable(statement, *args, **kwargs):
+        if isinstance(statement, Select) and "web_session" in str(statement):
+            raise OperationalError(str(statement), {}, ConnectionError("could not connect to server"))
+        return real_execute(statement, *args, **kwargs)
+
+    monkeypatch.setattr(db.session, "execute", unreachable)
+    response = browser.post(
+        "/requests/new",
+        data={"csrf_token": token, "description": "About my prescription"},
+        headers={"Referer": "https://localhost/requests/new"},
+    )
+    monkeypatch.undo()
+    assert response.status_code == 503
+    assert "quote this reference" in response.get_data(as_text=True)
+    assert browser.get("/requests/new").status_code == 200, "the session survives the outage"
