@@ -20,8 +20,6 @@ from core.services.recording_store import ORPHAN_AGE, recordings_dir, store_name
 from tests.recording_store_support import plain_bytes
 from tests.release_support import released_request
 
-LATER = datetime.now(UTC) + ORPHAN_AGE + timedelta(minutes=5)
-
 
 def leave_orphan(kind: str, name: str) -> None:
     """What a killed upload leaves: a sealed copy in the store, and no recording row naming it."""
@@ -75,7 +73,7 @@ def test_an_orphan_copy_is_removed_by_the_purge_job_once_old_and_audited(app: Fl
         assert "orphan-of-a-killed-upload" in chunk_names()
         assert removal_events() == []
 
-    summary = run_purge_at(monkeypatch, LATER)
+    summary = run_purge_at(monkeypatch, datetime.now(UTC) + ORPHAN_AGE + timedelta(minutes=5))
 
     expected = 2 if store_kind == "filesystem" else 1  # the filesystem also had a half-written file
     assert f"removed {expected} stored copies" in summary
