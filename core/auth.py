@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
 
+from core import crypto
 from core.services.accounts import get_account, limit_sessions
-from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from core.sessions import ServerSession, ServerSessionInterface
 
 MAX_CODE_FAILURES = 5
@@ -108,7 +108,7 @@ def follow_emailed_link(purpose: str, token: str, form_endpoint: str, **values) 
     # says the link does not work (and audits why) instead of failing.
     if not TOKEN_SHAPE.fullmatch(token):
         token = "malformed"  # noqa: S105 (a placeholder that fails every signature check, not a secret)
-    current_session()[f"link:{purpose}"] = encrypt_secret(token)
+    current_session()[f"link:{purpose}"] = crypto.encrypt(crypto.LINK_TOKENS, token)
     response = redirect(url_for(form_endpoint, **values), code=303)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -119,9 +119,9 @@ def link_token(purpose: str) -> str:
     if not isinstance(stored, str):
         return ""
     try:
-        return decrypt_secret(stored)
-    except TotpKeyError:
-        return ""
+        return crypto.decrypt(crypto.LINK_TOKENS, stored)
+    except crypto.DecryptionError:
+        return ""  # changed, or kept under a key since retired: as if the link had not been followed
 
 
 def forget_link_token(purpose: str) -> None:

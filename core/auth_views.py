@@ -27,6 +27,7 @@ from flask import (
     url_for,
 )
 
+from core import crypto
 from core.auth import (
     begin_sign_in,
     complete_sign_in,
@@ -58,7 +59,6 @@ from core.services import accounts, totp
 from core.services.passwords import verify_password
 from core.services.settings import practice_settings
 from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, peek_token, token_has_expired
-from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 
 SIGN_IN_FAILED = "Enter a correct email address and password"
 TOO_MANY_CODES = "You entered too many incorrect codes. Sign in again."
@@ -164,7 +164,7 @@ RECOVERY_CODES_FILENAME = "recovery-codes.txt"
 def show_recovery_codes(journey: Journey, codes: list[str]):
     """The page that shows new recovery codes once, keeping them (encrypted) for its download button."""
     kept = {"codes": codes, "shown_at": datetime.now(UTC).isoformat()}
-    current_session()[RECOVERY_CODES_KEY] = encrypt_secret(json.dumps(kept))
+    current_session()[RECOVERY_CODES_KEY] = crypto.encrypt(crypto.RECOVERY_CODES, json.dumps(kept))
     return render_template("shared/auth/recovery-codes.html", codes=codes, journey=journey)
 
 
@@ -173,10 +173,10 @@ def _codes_kept_for_download() -> list[str] | None:
     if not isinstance(stored, str):
         return None
     try:
-        kept = json.loads(decrypt_secret(stored))
+        kept = json.loads(crypto.decrypt(crypto.RECOVERY_CODES, stored))
         shown_at = datetime.fromisoformat(kept["shown_at"])
         codes = [code for code in kept["codes"] if isinstance(code, str)]
-    except (TotpKeyError, ValueError, KeyError, TypeError):
+    except (crypto.DecryptionError, ValueError, KeyError, TypeError):
         return None
     if datetime.now(UTC) - shown_at > RECOVERY_CODES_DOWNLOAD_WINDOW:
         return None

@@ -5,7 +5,8 @@ forgets to say what it is gets the strict settings). A `.env` file in the projec
 development; real environment variables always win over it.
 
 Production refuses to start without `SECRET_KEY`, `AUDIT_HMAC_KEY`, `RECOVERY_CODE_HMAC_KEY`, `DATABASE_URL`,
-`RECORDING_KEYS` and the other keys (see `ProductionConfig.validate`).
+`RECORDING_KEYS`, the encryption keys of each purpose in `core.crypto` and the other keys (see
+`ProductionConfig.validate`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from core import crypto
 from core.services.recording_crypto import RecordingKeyError, new_recording_key, parse_recording_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,14 @@ INSTANCE_PATH = Path(os.environ.get("PORTAL_INSTANCE_PATH") or PROJECT_ROOT / "i
 DEV_SERVER_URL_FILE = "dev-server-url"
 
 MIN_SECRET_KEY_LENGTH = 32
+# The settings holding core.crypto's keys, one for each purpose, and the file each is made in in development.
+ENCRYPTION_KEY_SETTINGS = tuple(purpose.setting for purpose in crypto.PURPOSES)
+DEVELOPMENT_KEY_FILES = {
+    "TOTP_ENCRYPTION_KEYS": "dev-totp.key",
+    "RECOVERY_CODES_ENCRYPTION_KEYS": "dev-recovery-codes-encryption.key",
+    "LINK_TOKEN_ENCRYPTION_KEYS": "dev-link-token-encryption.key",
+    "DRAFT_ENCRYPTION_KEYS": "dev-draft-encryption.key",
+}
 
 
 class ConfigurationError(RuntimeError):
@@ -156,9 +166,15 @@ class BaseConfig:
     # The absolute address of the portal, used for every link in an email. Never taken from the Host header.
     PUBLIC_BASE_URL: str | None = None
 
-    # Comma-separated Fernet keys that encrypt authenticator secrets. The first encrypts; all decrypt, so a
-    # new key can be put first and the old one dropped once `flask accounts rotate-totp-key` has run.
+    # Comma-separated Fernet keys, one list for each purpose in core.crypto; no key serves two. The first
+    # encrypts; all decrypt, so a new key can be put first and the old one dropped once nothing is kept under
+    # it. Authenticator secrets (kept in the database: run `flask accounts rotate-totp-key` before dropping):
     TOTP_ENCRYPTION_KEYS: str | None = None
+    # Kept in the session only, so an old key can be dropped once SESSION_ABSOLUTE_HOURS have passed: recovery
+    # codes waiting for their download button, an emailed link's token, the request form's answers.
+    RECOVERY_CODES_ENCRYPTION_KEYS: str | None = None
+    LINK_TOKEN_ENCRYPTION_KEYS: str | None = None
+    DRAFT_ENCRYPTION_KEYS: str | None = None
     TOTP_ISSUER = "Call recordings"
     # Keys the HMAC-SHA256 that stores recovery codes and practice-issued registration keys (both random and
     # high-entropy, so a keyed hash is as strong as argon2 and costs microseconds, not seconds, to check).
@@ -248,7 +264,7 @@ class BaseConfig:
             values["PROXY_FIX_HOPS"] = _env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
         if "TRUST_PROXY_REQUEST_ID" in os.environ:
             values["TRUST_PROXY_REQUEST_ID"] = _env_bool("TRUST_PROXY_REQUEST_ID")
-        for name in ("PUBLIC_BASE_URL", "TOTP_ENCRYPTION_KEYS", "PWNED_PASSWORDS_URL", "DOWNLOAD_SIGNING_KEYS"):
+        for name in ("PUBLIC_BASE_URL", "PWNED_PASSWORDS_URL", "DOWNLOAD_SIGNING_KEYS", *ENCRYPTION_KEY_SETTINGS):
             if os.environ.get(name):
                 values[name] = os.environ[name].strip()
         for name in (
@@ -283,12 +299,16 @@ class BaseConfig:
             "SECRET_KEY",
             "AUDIT_HMAC_KEY",
             "RECOVERY_CODE_HMAC_KEY",
-            "TOTP_ENCRYPTION_KEYS",
+            *ENCRYPTION_KEY_SETTINGS,
             "DOWNLOAD_SIGNING_KEYS",
             "PUBLIC_BASE_URL",
         ):
             if not config.get(name):
                 raise ConfigurationError(f"{name} must be set.")
+        try:
+            crypto.check_keys(config)
+        except crypto.EncryptionKeyError as exc:
+            raise ConfigurationError(str(exc)) from exc
         if not config["PUBLIC_BASE_URL"].startswith(("https://", "http://")):
             raise ConfigurationError("PUBLIC_BASE_URL must be an absolute address such as https://portal.example.")
         if config.get("RECORDING_STORE") not in ("filesystem", "database"):
@@ -326,8 +346,10 @@ class DevelopmentConfig(BaseConfig):
         if "AUDIT_HMAC_KEY" not in values:
             values["AUDIT_HMAC_KEY"] = _development_key_file("dev-audit-hmac.key")
         # Authenticator secrets must outlive the process too, or every enrolment would be lost on restart.
-        if "TOTP_ENCRYPTION_KEYS" not in values:
-            values["TOTP_ENCRYPTION_KEYS"] = _development_key_file("dev-totp.key", fernet=True)
+        # The session-only purposes' keys outlive it as well, so a restart does not empty a half-filled form.
+        for name, file_name in DEVELOPMENT_KEY_FILES.items():
+            if name not in values:
+                values[name] = _development_key_file(file_name, fernet=True)
         if "DOWNLOAD_SIGNING_KEYS" not in values:
             values["DOWNLOAD_SIGNING_KEYS"] = _development_key_file("dev-download-signing.key")
         # Recovery codes and registration keys must outlive the process, or they would stop working on restart.
@@ -396,6 +418,9 @@ class TestConfig(BaseConfig):
     LOG_JSON = True
     PUBLIC_BASE_URL = "https://localhost"
     TOTP_ENCRYPTION_KEYS = "dGVzdC10b3RwLWtleS1ub3QtZm9yLXByb2R1Y3Rpb24="
+    RECOVERY_CODES_ENCRYPTION_KEYS = "dGVzdC1yZWNvdmVyeS1jb2Rlcy1ub3QtZm9yLXByb2Q="
+    LINK_TOKEN_ENCRYPTION_KEYS = "dGVzdC1saW5rLXRva2Vucy1ub3QtZm9yLXByb2R1Y3Q="  # noqa: S105 (the test suite's own)
+    DRAFT_ENCRYPTION_KEYS = "dGVzdC1yZXF1ZXN0LWRyYWZ0cy1ub3QtZm9yLXByb2Q="
     DOWNLOAD_SIGNING_KEYS = "test-download-key-not-for-production-0123456789abcdef"
     RECORDING_KEYS = "test:dGVzdC1yZWNvcmRpbmcta2V5LW5vdC1mb3ItcHJvZC0="
     # Cheap hashing so the suite runs quickly; tests of the production cost build their own hasher.
@@ -440,8 +465,8 @@ class ProductionConfig(BaseConfig):
             for _, test_key in parse_recording_keys(TestConfig.RECORDING_KEYS).keys
         ):
             raise ConfigurationError("RECORDING_KEYS must be your own keys, not the test suite's.")
-        for name in ("TOTP_ENCRYPTION_KEYS", "DOWNLOAD_SIGNING_KEYS"):
-            keys = [key.strip() for key in config[name].split(",") if key.strip()]
+        for name in (*ENCRYPTION_KEY_SETTINGS, "DOWNLOAD_SIGNING_KEYS"):
+            keys = crypto.split_keys(config[name])
             if any(key in KNOWN_NON_PRODUCTION_KEYS for key in keys):
                 raise ConfigurationError(f"{name} must be your own keys, not the test suite's.")
             if name == "DOWNLOAD_SIGNING_KEYS" and any(len(key) < MIN_SECRET_KEY_LENGTH for key in keys):
@@ -468,7 +493,7 @@ KNOWN_NON_PRODUCTION_KEYS = frozenset(
         TestConfig.SECRET_KEY,
         TestConfig.AUDIT_HMAC_KEY,
         TestConfig.RECOVERY_CODE_HMAC_KEY,
-        TestConfig.TOTP_ENCRYPTION_KEYS,
+        *(getattr(TestConfig, name) for name in ENCRYPTION_KEY_SETTINGS),
         TestConfig.DOWNLOAD_SIGNING_KEYS,
     }
 )

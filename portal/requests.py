@@ -19,7 +19,7 @@ from datetime import date
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
-from core import legal_clock
+from core import crypto, legal_clock
 from core.auth import current_session, fresh_second_factor_required
 from core.forms import FormErrors, PortalForm
 from core.models.requests import FORMATS, RecordingRequest
@@ -28,7 +28,6 @@ from core.services import requests as requests_service
 from core.services.accounts import record_refusal
 from core.services.requests import CallDetails, RequestError
 from core.services.settings import practice_settings
-from core.services.totp import TotpKeyError, decrypt_secret, encrypt_secret
 from portal import bp
 from portal.forms import (
     COMPLAINT_MAX,
@@ -120,7 +119,7 @@ def _draft_of(form: RequestDetailsForm) -> dict:
 def _keep_draft(draft: dict) -> None:
     """Keep the checked answers in the session, encrypted: they may describe the patient's health, and a copy
     of the session table must not show them (json.dumps makes them ASCII, which the cipher needs)."""
-    current_session()[DRAFT_KEY] = encrypt_secret(json.dumps(draft))
+    current_session()[DRAFT_KEY] = crypto.encrypt(crypto.REQUEST_DRAFTS, json.dumps(draft))
 
 
 def _draft() -> dict | None:
@@ -128,9 +127,9 @@ def _draft() -> dict | None:
     if not isinstance(stored, str):
         return None
     try:
-        draft = json.loads(decrypt_secret(stored))
-    except (TotpKeyError, ValueError):
-        return None  # written under a key since retired: the patient fills the form in again
+        draft = json.loads(crypto.decrypt(crypto.REQUEST_DRAFTS, stored))
+    except (crypto.DecryptionError, ValueError):
+        return None  # changed, or written under a key since retired: the patient fills the form in again
     return draft if isinstance(draft, dict) else None
 
 

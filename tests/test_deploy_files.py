@@ -4,6 +4,7 @@ database password on a command line. (stack_tests/ runs them for real; these cat
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 
@@ -42,8 +43,10 @@ def test_the_environment_example_lists_every_variable_production_requires(monkey
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         key, value = line.split("=", 1)
-        if key == "TOTP_ENCRYPTION_KEYS":
+        if key.endswith("_ENCRYPTION_KEYS"):
             value = Fernet.generate_key().decode()
+        elif key == "RECORDING_KEYS":
+            value = "2026-12:" + base64.b64encode(secrets.token_bytes(32)).decode()
         elif not value:
             value = secrets.token_hex(32)
         monkeypatch.setenv(key, value)

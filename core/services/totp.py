@@ -2,9 +2,9 @@
 
 Design (SECURITY.md D and E, and pattern 5.2):
 
-- **Secrets are encrypted at rest** with `MultiFernet` over TOTP_ENCRYPTION_KEYS, a comma-separated list of
-  Fernet keys from the environment: the first key encrypts, every key decrypts, so a key is rotated by
-  putting a new one first, running `rotate_encrypted_secrets`, and then removing the old one (D10).
+- **Secrets are encrypted at rest** by `core.crypto` with the authenticator purpose's keys,
+  TOTP_ENCRYPTION_KEYS: the first key encrypts, every key decrypts, so a key is rotated by putting a new one
+  first, running `rotate_encrypted_secrets`, and then removing the old one (D10).
 - **Enrolment is two-step.** `start_enrolment` keeps a new secret in the account's *pending* columns; only
   `confirm_enrolment`, given a valid code within ENROLMENT_LIFETIME, makes it the active secret (D12). A
   pending secret never signs anyone in.
@@ -34,12 +34,12 @@ from datetime import UTC, datetime, timedelta
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 from pyotp.exceptions import OTPVerificationError
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from core import crypto
 from core.extensions import db
 from core.models.accounts import CredentialsMixin, Patient, RecoveryCode, StaffUser
 from core.services.passwords import keyed_digest, verify_secret
@@ -75,36 +75,21 @@ EMPTY = "empty"
 MALFORMED = "malformed"
 
 
-class TotpKeyError(RuntimeError):
-    """TOTP_ENCRYPTION_KEYS is missing, or none of its keys can decrypt a stored secret (a configuration fault)."""
+# TOTP_ENCRYPTION_KEYS is missing or malformed, or none of its keys can decrypt a stored secret.
+TotpKeyError = crypto.CryptoError
 
 
 # --- Encryption of secrets at rest -------------------------------------------------------------------------
 
 
-def _fernet() -> MultiFernet:
-    """The MultiFernet for the configured keys, built once per distinct key string."""
-    keys = current_app.config.get("TOTP_ENCRYPTION_KEYS") or ""
-    cache = current_app.extensions.setdefault("totp_fernet", {})
-    if keys not in cache:
-        parts = [part.strip() for part in keys.split(",") if part.strip()]
-        if not parts:
-            raise TotpKeyError("TOTP_ENCRYPTION_KEYS is not set.")
-        cache[keys] = MultiFernet([Fernet(part) for part in parts])
-    return cache[keys]
-
-
 def encrypt_secret(secret: str) -> str:
     """Encrypt an authenticator secret with the first of TOTP_ENCRYPTION_KEYS."""
-    return _fernet().encrypt(secret.encode("ascii")).decode("ascii")
+    return crypto.encrypt(crypto.AUTHENTICATOR_SECRETS, secret)
 
 
 def decrypt_secret(token: str) -> str:
-    """Decrypt a stored secret with any of TOTP_ENCRYPTION_KEYS; raises TotpKeyError if none fits."""
-    try:
-        return _fernet().decrypt(token.encode("ascii")).decode("ascii")
-    except InvalidToken as exc:
-        raise TotpKeyError("A stored authenticator secret cannot be decrypted with TOTP_ENCRYPTION_KEYS.") from exc
+    """Decrypt a stored secret with any of TOTP_ENCRYPTION_KEYS; raises crypto.DecryptionError if none fits."""
+    return crypto.decrypt(crypto.AUTHENTICATOR_SECRETS, token)
 
 
 def rotate_encrypted_secrets() -> int:
@@ -113,7 +98,6 @@ def rotate_encrypted_secrets() -> int:
     Run after putting a new key first in TOTP_ENCRYPTION_KEYS; once the caller has committed, the old keys
     can be removed. Returns the number of secrets re-encrypted.
     """
-    fernet = _fernet()
     count = 0
     for model in (Patient, StaffUser):
         accounts = (
@@ -130,9 +114,9 @@ def rotate_encrypted_secrets() -> int:
                 token = getattr(account, column)
                 if token is not None:
                     try:
-                        rotated = fernet.rotate(token.encode("ascii")).decode("ascii")
-                    except InvalidToken as exc:
-                        raise TotpKeyError(f"{account!r}: {column} cannot be decrypted with any key.") from exc
+                        rotated = crypto.reencrypt(crypto.AUTHENTICATOR_SECRETS, token)
+                    except crypto.DecryptionError as exc:
+                        raise crypto.DecryptionError(f"{account!r}: {column} fits none of the keys.") from exc
                     setattr(account, column, rotated)
                     count += 1
     db.session.flush()

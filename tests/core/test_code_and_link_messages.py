@@ -15,6 +15,7 @@ from core.extensions import db
 from core.services.tokens import RESET_PASSWORD, SET_UP_AGAIN, STAFF_INVITATION, VERIFY_EMAIL, issue_token, redeem_token
 from tests.accounts_support import CSRF_INPUT, make_patient, make_staff, post_form, sign_in, sign_in_password
 from tests.conftest import Pages, new_browser
+from tests.session_support import tamper_with_session_value
 
 START = datetime(2030, 1, 7, 9, 0, 1, tzinfo=UTC)
 PREFIXES = {"patient": "/account", "staff": "/admin"}
@@ -184,6 +185,21 @@ def test_a_used_or_forged_link_is_not_said_to_have_expired(app, browser, kind):
         response = browser.get(f"{PREFIXES[kind]}/reset-password/{link}")
         assert response.status_code == 404
         assert Pages.parse(response).select_one("#link-expired") is None
+
+
+@pytest.mark.parametrize("kind", PREFIXES)
+def test_a_link_token_changed_in_the_session_store_is_treated_as_no_link(app, browser, kind):
+    """The token an emailed link leaves in the session is encrypted: changed there, it reads as absent and the
+    page says the link does not work (not an error page), and the link itself still works afterwards."""
+    token = reset_token(kind)
+    response = browser.get(f"{PREFIXES[kind]}/reset-password/{token}")
+    assert (response.status_code, response.headers["Location"]) == (303, f"{PREFIXES[kind]}/reset-password")
+    assert tamper_with_session_value(f"link:{RESET_PASSWORD.name}") == 1
+    response = browser.get(f"{PREFIXES[kind]}/reset-password")
+    assert response.status_code == 404
+    assert Pages.parse(response).h1.get_text(strip=True) == "This link does not work"
+    assert browser.get(f"{PREFIXES[kind]}/reset-password/{token}").status_code == 303
+    assert browser.get(f"{PREFIXES[kind]}/reset-password").status_code == 200
 
 
 @pytest.mark.parametrize(

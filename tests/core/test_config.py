@@ -14,6 +14,9 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgresql://portal@db.internal:5432/portal",
     "TRUSTED_HOSTS": "recordings.example-practice.nhs.uk",
     "TOTP_ENCRYPTION_KEYS": "bV9xR3pVa0x2c1Z4N2RqTjJwQ1ltSGVhNGZXdFo4c0E=",
+    "RECOVERY_CODES_ENCRYPTION_KEYS": "avKjHACzG15HQdcNedVP9g-kVm7JCxHx2fZkXy36Apc=",
+    "LINK_TOKEN_ENCRYPTION_KEYS": "Y9v0RSImIyHcMBvOH4mnWiKTFziBrhvsNrI0uSVs2_k=",
+    "DRAFT_ENCRYPTION_KEYS": "lePIfZUukfIGG9rZ3yiDGC381IkEzm2qsfC1Gr4HGv4=",
     "PUBLIC_BASE_URL": "https://recordings.example-practice.nhs.uk",
     "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
     "DOWNLOAD_SIGNING_KEYS": "c7e19a4b2d6f80351e9c7a5b3d1f6e8024a6c8e0b2d4f6a8",
@@ -38,6 +41,9 @@ def production_env(monkeypatch):
         ("AUDIT_HMAC_KEY", "AUDIT_HMAC_KEY must be set."),
         ("DATABASE_URL", "DATABASE_URL must be set."),
         ("TOTP_ENCRYPTION_KEYS", "TOTP_ENCRYPTION_KEYS must be set."),
+        ("RECOVERY_CODES_ENCRYPTION_KEYS", "RECOVERY_CODES_ENCRYPTION_KEYS must be set."),
+        ("LINK_TOKEN_ENCRYPTION_KEYS", "LINK_TOKEN_ENCRYPTION_KEYS must be set."),
+        ("DRAFT_ENCRYPTION_KEYS", "DRAFT_ENCRYPTION_KEYS must be set."),
         ("PUBLIC_BASE_URL", "PUBLIC_BASE_URL must be set."),
         ("DOWNLOAD_SIGNING_KEYS", "DOWNLOAD_SIGNING_KEYS must be set."),
         ("RECOVERY_CODE_HMAC_KEY", "RECOVERY_CODE_HMAC_KEY must be set."),
@@ -161,6 +167,54 @@ def test_production_refuses_the_test_suites_download_key_or_a_short_one(producti
     production_env.setenv("DOWNLOAD_SIGNING_KEYS", "short-key")
     with pytest.raises(ConfigurationError, match="at least 32 characters"):
         create_app("production")
+
+
+ENCRYPTION_KEY_SETTINGS = (
+    "TOTP_ENCRYPTION_KEYS",
+    "RECOVERY_CODES_ENCRYPTION_KEYS",
+    "LINK_TOKEN_ENCRYPTION_KEYS",
+    "DRAFT_ENCRYPTION_KEYS",
+)
+
+
+@pytest.mark.parametrize("name", ENCRYPTION_KEY_SETTINGS)
+def test_production_refuses_the_suites_encryption_key_for_any_purpose(production_env, name):
+    """Even as an old key after the practice's own: the suite's keys are published."""
+    production_env.setenv(name, f"{PRODUCTION_ENV[name]}, {getattr(TestConfig, name)}")
+    with pytest.raises(ConfigurationError, match=f"{name} must be your own"):
+        create_app("production")
+
+
+@pytest.mark.parametrize("name", ENCRYPTION_KEY_SETTINGS)
+def test_production_refuses_an_encryption_key_that_is_not_a_fernet_key(production_env, name):
+    production_env.setenv(name, f"{PRODUCTION_ENV[name]},{GOOD_KEY}")
+    with pytest.raises(ConfigurationError, match=f"Key 2 of {name} is not a Fernet key"):
+        create_app("production")
+
+
+@pytest.mark.parametrize("name", ENCRYPTION_KEY_SETTINGS[1:])
+def test_production_refuses_one_key_serving_two_purposes(production_env, name):
+    """Each purpose has keys of its own, so a value encrypted for one cannot be passed off as another's."""
+    production_env.setenv(name, f"{PRODUCTION_ENV[name]},{PRODUCTION_ENV['TOTP_ENCRYPTION_KEYS']}")
+    with pytest.raises(ConfigurationError, match=f"{name} and TOTP_ENCRYPTION_KEYS share a key"):
+        create_app("production")
+
+
+def test_development_makes_a_key_for_each_purpose_in_instance(tmp_path, monkeypatch):
+    from core import config as config_module
+
+    monkeypatch.setattr(config_module, "INSTANCE_PATH", tmp_path)
+    for name in ENCRYPTION_KEY_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    first = config_module.DevelopmentConfig.from_env()
+    second = config_module.DevelopmentConfig.from_env()
+    keys = [first[name] for name in ENCRYPTION_KEY_SETTINGS]
+    assert keys == [second[name] for name in ENCRYPTION_KEY_SETTINGS]
+    assert len(set(keys)) == len(keys)
+    for name, file_name in config_module.DEVELOPMENT_KEY_FILES.items():
+        assert (tmp_path / file_name).read_text().strip() == first[name]
+        assert (tmp_path / file_name).stat().st_mode & 0o777 == 0o600
+    assert load_config("development")[1]["DRAFT_ENCRYPTION_KEYS"] == first["DRAFT_ENCRYPTION_KEYS"]
 
 
 def test_development_keys_and_the_server_address_outlive_the_process(tmp_path, monkeypatch):

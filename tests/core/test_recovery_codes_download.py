@@ -15,6 +15,7 @@ from core.extensions import db
 from core.models.accounts import WebSession
 from tests.accounts_support import CSRF_INPUT, make_patient, make_staff, post_form, sign_in, sign_in_password
 from tests.conftest import Pages, new_browser
+from tests.session_support import tamper_with_session_value
 
 PREFIXES = {"patient": "/account", "staff": "/admin"}
 
@@ -67,6 +68,16 @@ def test_the_codes_are_kept_in_the_session_only_encrypted(app, browser, kind):
     assert "recovery-codes" in stored
     for code in codes:
         assert code not in stored and code.replace("-", "") not in stored
+
+
+@pytest.mark.parametrize("kind", PREFIXES)
+def test_codes_changed_in_the_session_store_are_not_offered_for_download(app, browser, kind):
+    _, shown, _ = enrol(browser, kind)
+    assert tamper_with_session_value("recovery-codes") == 1
+
+    response = download(browser, kind, shown)
+
+    assert (response.status_code, response.headers["Location"]) == (302, f"{PREFIXES[kind]}/recovery-codes/new")
 
 
 @pytest.mark.parametrize("kind", PREFIXES)

@@ -35,6 +35,7 @@ from tests.accounts_support import (
     signed_in_browser,
 )
 from tests.conftest import Pages
+from tests.session_support import tamper_with_session_value
 
 NOW = datetime(2026, 9, 3, 10, 0, tzinfo=UTC)  # Thursday 3 September 2026, 11am in London
 TODAY = date(2026, 9, 3)
@@ -314,6 +315,19 @@ def test_the_answers_waiting_to_be_checked_are_encrypted_in_the_session_store(pa
     stored = " ".join(db.session.execute(select(WebSession.data)).scalars())
     assert "blood test" not in stored and "receptionist" not in stored
     check_page(patient_browser)  # and the check page can still read them
+
+
+def test_answers_changed_in_the_session_store_are_treated_as_never_filled_in(patient_browser):
+    """An edit of the session table cannot feed the service answers: the draft fails its check, and the patient
+    is asked to fill the form in again (never an error page)."""
+    fill_in_form(patient_browser)
+    _, fields = check_page(patient_browser)
+    assert tamper_with_session_value("request-draft") == 1
+    assert nothing_to_check(patient_browser)
+    response = submit(patient_browser, fields)
+    assert (response.status_code, response.headers["Location"]) == (302, "/requests/new")
+    assert "Your answers were not saved" in patient_browser.get("/requests/new").get_data(as_text=True)
+    assert request_count() == 0
 
 
 def test_going_back_to_change_an_answer_shows_the_form_filled_in(patient_browser):
