@@ -132,7 +132,7 @@ MAX_REPORTED_REGISTER_ERRORS = 100
 @practice_register_cli.command("import")
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_register_command(csv_file: Path) -> None:
-    """Add or update the register entries in FILE.csv (UTF-8; header row; see the README for the columns).
+    """Add or update the register entries in FILE.csv (UTF-8; header row; columns in docs/accounts-and-security.md).
 
     The whole file is checked first: if any line is wrong, every problem is listed and nothing is imported.
     """

@@ -1,7 +1,7 @@
 """The development web server (`make run`) and the live server used by browser tests.
 
 Werkzeug's request handler announces `Server: Werkzeug/x Python/y`; ours says nothing about versions
-(SECURITY K6). Production runs gunicorn instead, which is configured the same way in README.
+(SECURITY K6). Production runs gunicorn instead, which is configured the same way (deploy/gunicorn.conf.py).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ FIELD_NAMES: tuple[str, ...] = tuple(CONFIG_KEYS)
 # The form field that confirms turning four-eyes release off.
 CONFIRM_FOUR_EYES_OFF = "confirm_four_eyes_off"
 
-# Limits (the form's hints and the README quote them).
+# Limits (the form's hints and docs/configuration.md quote them).
 NAME_MAX = 200
 ADDRESS_MAX = 300
 PHONE_LENGTH = (7, 20)
