@@ -263,8 +263,6 @@ class Release(db.Model):
 
     def is_live(self, now: datetime) -> bool:
         expires = self.expires_at
-        if expires is not None and expires.tzinfo is None:  # SQLite returns naive UTC
-            expires = expires.replace(tzinfo=now.tzinfo)
         return self.approved_at is not None and self.revoked_at is None and expires is not None and expires > now
 
 
