@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from core.models.types import render_item  # writes the models' column types as plain SQLAlchemy types
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -39,15 +41,6 @@ def get_metadata():
     if hasattr(target_db, "metadatas"):
         return target_db.metadatas[None]
     return target_db.metadata
-
-
-def render_item(type_, obj, autogen_context):
-    """Write the models' UTCDateTime as the column it is in the database, so migrations never import models."""
-    from core.models.types import UTCDateTime
-
-    if type_ == "type" and isinstance(obj, UTCDateTime):
-        return "sa.DateTime(timezone=True)"
-    return False
 
 
 def run_migrations_offline():
