@@ -4,8 +4,9 @@ email says the same thing the same way.
 
 - A date is "3 March 2026"; with `weekday=True` it is "Tuesday 3 March 2026".
 - A time is always in the practice's time zone (Europe/London, GMT or BST as the day has it), in the NHS
-  style: "3 March 2026 at 2:05pm". Stored times are UTC; SQLite hands them back naive, so a naive time is
-  read as UTC. The audit log needs the second and the zone: `precise=True` gives "3 March 2026, 14:05:07 GMT".
+  style: "3 March 2026 at 2:05pm". Stored times come back from the database aware, in UTC
+  (`core.models.types.UTCDateTime`); a naive time is refused, as its zone is unknown. The audit log needs
+  the second and the zone: `precise=True` gives "3 March 2026, 14:05:07 GMT".
 - A length is "14 s" or "2 min 5 s".
 - A file size is in decimal units, as GOV.UK writes them: 1 KB is 1,000 bytes and 1 MB 1,000,000 bytes, for
   staff and patients alike ("217 KB" for 216,784 bytes).
@@ -15,7 +16,7 @@ email says the same thing the same way.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
@@ -46,9 +47,9 @@ _GB = 1000 * 1000 * 1000
 
 
 def in_london(moment: datetime) -> datetime:
-    """A stored time in the practice's time zone (a naive time is UTC, as SQLite hands it back)."""
+    """A time in the practice's time zone. A naive time is refused: its zone is unknown."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        raise ValueError(f"A naive time ({moment.isoformat()}) cannot be shown in London: give it a timezone.")
     return moment.astimezone(LONDON)
 
 

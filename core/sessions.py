@@ -36,12 +36,6 @@ def hash_session_id(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 class ServerSession(CallbackDict, SessionMixin):
     """The session dict plus who it belongs to. Changing any of these marks it for saving."""
 
@@ -54,9 +48,9 @@ class ServerSession(CallbackDict, SessionMixin):
         self.account_kind: str | None = row.account_kind if row is not None else None
         self.account_id: int | None = row.account_id if row is not None else None
         self.stage: str = row.stage if row is not None else "anonymous"
-        self.created_at: datetime | None = _aware(row.created_at) if row is not None else None
-        self.last_seen_at: datetime | None = _aware(row.last_seen_at) if row is not None else None
-        self.second_factor_at: datetime | None = _aware(row.second_factor_at) if row is not None else None
+        self.created_at: datetime | None = row.created_at if row is not None else None
+        self.last_seen_at: datetime | None = row.last_seen_at if row is not None else None
+        self.second_factor_at: datetime | None = row.second_factor_at if row is not None else None
         self.modified = False
         self.new_id_wanted = False
         self.ended = False
@@ -152,9 +146,9 @@ class ServerSessionInterface(SessionInterface):
             if row.account_kind == "staff"
             else config["SESSION_IDLE_MINUTES_PATIENT"]
         )
-        if now - _aware(row.last_seen_at) > timedelta(minutes=idle_minutes):
+        if now - row.last_seen_at > timedelta(minutes=idle_minutes):
             return True
-        return now - _aware(row.created_at) > timedelta(hours=config["SESSION_ABSOLUTE_HOURS"])
+        return now - row.created_at > timedelta(hours=config["SESSION_ABSOLUTE_HOURS"])
 
     def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:
         name = self.get_cookie_name(app)

@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from core.models.types import render_item  # writes the models' column types as plain SQLAlchemy types
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -54,7 +56,7 @@ def run_migrations_offline():
 
     """
     url = config.get_main_option("sqlalchemy.url")
-    context.configure(url=url, target_metadata=get_metadata(), literal_binds=True)
+    context.configure(url=url, target_metadata=get_metadata(), literal_binds=True, render_item=render_item)
 
     with context.begin_transaction():
         context.run_migrations()
@@ -81,6 +83,8 @@ def run_migrations_online():
     conf_args = current_app.extensions["migrate"].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+
+    conf_args.setdefault("render_item", render_item)
 
     connectable = get_engine()
 

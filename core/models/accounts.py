@@ -11,11 +11,12 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
 from core.models.content import utc_now
+from core.models.types import UTCDateTime
 
 ACCOUNT_KINDS = ("patient", "staff")
 STAFF_ROLES = ("staff", "admin")
@@ -44,19 +45,19 @@ class CredentialsMixin:
     # Stored lower-cased and trimmed: the address is the sign-in name.
     email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The authenticator's secret, encrypted with TOTP_ENCRYPTION_KEYS (never stored in clear).
     totp_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
-    totp_enrolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The last accepted 30-second time step: a code is accepted only for a later step (no replays).
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # A secret being set up but not yet confirmed with a code; it expires (SECURITY D12).
     pending_totp_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
-    pending_totp_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    pending_totp_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    last_signed_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     kind: str  # "patient" or "staff", set on each class
 
@@ -77,13 +78,13 @@ class Patient(CredentialsMixin, db.Model):
     nhs_number: Mapped[str] = mapped_column(String(10), nullable=False, index=True)
     postcode: Mapped[str] = mapped_column(String(10), nullable=False)
     mobile: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    terms_accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    terms_accepted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     identity_status: Mapped[str] = mapped_column(String(16), nullable=False, default="unverified")
     identity_method: Mapped[str | None] = mapped_column(String(20), nullable=True)
     identity_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
     identity_decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)
-    identity_decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    identity_decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     @property
     def full_name(self) -> str:
@@ -130,8 +131,8 @@ class RecoveryCode(db.Model):
     account_kind: Mapped[str] = mapped_column(String(16), nullable=False)
     account_id: Mapped[int] = mapped_column(Integer, nullable=False)
     code_hash: Mapped[str] = mapped_column(String(255), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AccountToken(db.Model):
@@ -148,9 +149,9 @@ class AccountToken(db.Model):
     purpose: Mapped[str] = mapped_column(String(32), nullable=False)
     account_kind: Mapped[str] = mapped_column(String(16), nullable=False)
     account_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class WebSession(db.Model):
@@ -172,10 +173,10 @@ class WebSession(db.Model):
     account_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     stage: Mapped[str] = mapped_column(String(16), nullable=False, default="anonymous")
     data: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     # When both factors were last proved in this session (for "sensitive actions need a fresh second factor").
-    second_factor_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    second_factor_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RegisterEntry(db.Model):
@@ -191,8 +192,8 @@ class RegisterEntry(db.Model):
     postcode: Mapped[str] = mapped_column(String(10), nullable=False)
     phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
 
 
 class RegistrationKey(db.Model):
@@ -214,8 +215,8 @@ class RegistrationKey(db.Model):
     register_entry_id: Mapped[int] = mapped_column(ForeignKey("register_entry.id"), nullable=False, index=True)
     # The member of staff who issued it; empty when it was issued by `flask register issue-keys`.
     issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     used_by_patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), nullable=True)
-    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
 from core.models.content import utc_now
+from core.models.types import UTCDateTime
 
 GENESIS_HMAC = "0" * 64
 # BIGINT on PostgreSQL (a busy practice can log a million events a year); SQLite needs INTEGER for rowid keys.
@@ -39,7 +40,7 @@ class AuditEvent(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now, index=True)
     actor_type: Mapped[str] = mapped_column(String(16), nullable=False)
     actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
@@ -72,7 +73,7 @@ class AuditCheck(db.Model):
     __tablename__ = "audit_check"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     ok: Mapped[bool] = mapped_column(Boolean, nullable=False)
     checked: Mapped[int] = mapped_column(BigInteger, nullable=False)
     broken_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -93,6 +94,6 @@ class AuditAnchor(db.Model):
     __tablename__ = "audit_anchor"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     row_hmac: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
+from core.models.types import UTCDateTime
 
 # The author of the versions `flask content load-defaults` publishes (a stored label, not an account).
 DEFAULT_CONTENT_AUTHOR = "Default content"
@@ -40,8 +41,8 @@ class NoticeVersion(db.Model):
     change_summary: Mapped[str] = mapped_column(String(500), nullable=False, default="")
     # Who made the version. Staff accounts arrive later; until then this is a label such as "Default content".
     author_label: Mapped[str] = mapped_column(String(200), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     @property
     def installed_with_portal(self) -> bool:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.extensions import db
 from core.models.accounts import Patient, StaffUser, format_nhs_number
 from core.models.content import NoticeVersion, utc_now
+from core.models.types import UTCDateTime
 
 # The states of DESIGN §4, in the order a request usually moves through them.
 REQUEST_STATUSES = (
@@ -95,7 +96,7 @@ class RecordingRequest(db.Model):
     due_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     paused_days: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     paused_since: Mapped[date | None] = mapped_column(Date, nullable=True)
-    extended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     extension_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     status: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -116,9 +117,9 @@ class RecordingRequest(db.Model):
     # Why the practice refused all or part of the request (sent to the patient with their rights).
     refusal_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     partly_refused: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     patient: Mapped[Patient | None] = relationship(Patient, lazy="joined")
     assigned_to: Mapped[StaffUser | None] = relationship(StaffUser, foreign_keys=[assigned_to_id])
@@ -156,7 +157,7 @@ class RequestEvent(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("recording_request.id"), nullable=False)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     actor_type: Mapped[str] = mapped_column(String(16), nullable=False)
     actor_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
@@ -188,13 +189,13 @@ class Recording(db.Model):
     media_type: Mapped[str] = mapped_column(String(32), nullable=False)
     extension: Mapped[str] = mapped_column(String(8), nullable=False)
     duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    call_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    call_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     caller_number: Mapped[str] = mapped_column(String(30), nullable=False, default="")
     direction: Mapped[str] = mapped_column(String(16), nullable=False, default="inbound")
     uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), nullable=False)
-    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Encryption at rest: the store holding the chunks ("filesystem" or "database"), the id of the key that
     # wraps the data key, the wrapped data key, and the size of a chunk of plain audio.
     storage: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -224,7 +225,7 @@ class RecordingChunk(db.Model):
     object_name: Mapped[str] = mapped_column(String(80), primary_key=True)
     chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
 
 
 class Release(db.Model):
@@ -243,19 +244,19 @@ class Release(db.Model):
     request_id: Mapped[int] = mapped_column(ForeignKey("recording_request.id"), nullable=False)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), nullable=False)
     prepared_by_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), nullable=False)
-    prepared_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    prepared_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     clinical_review_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)
-    clinical_review_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    clinical_review_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     clinical_review_outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)
-    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     max_downloads: Mapped[int] = mapped_column(Integer, nullable=False)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Set on a draft that was sent back without approval.
-    declined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     prepared_by: Mapped[StaffUser] = relationship(StaffUser, foreign_keys=[prepared_by_id])
     approved_by: Mapped[StaffUser | None] = relationship(StaffUser, foreign_keys=[approved_by_id])
@@ -265,8 +266,6 @@ class Release(db.Model):
 
     def is_live(self, now: datetime) -> bool:
         expires = self.expires_at
-        if expires is not None and expires.tzinfo is None:  # SQLite returns naive UTC
-            expires = expires.replace(tzinfo=now.tzinfo)
         return self.approved_at is not None and self.revoked_at is None and expires is not None and expires > now
 
 
@@ -293,10 +292,10 @@ class Complaint(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), nullable=False, unique=True, default=new_public_id)
     request_id: Mapped[int] = mapped_column(ForeignKey("recording_request.id"), nullable=False, index=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     acknowledge_by: Mapped[date] = mapped_column(Date, nullable=False)
     body: Mapped[str] = mapped_column(Text, nullable=False)
-    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)
 
     request: Mapped[RecordingRequest] = relationship(RecordingRequest)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
 from core.models.content import utc_now
+from core.models.types import UTCDateTime
 
 
 class PracticeSettings(db.Model):
@@ -33,5 +34,5 @@ class PracticeSettings(db.Model):
     purge_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     recordings_kept_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
     registration_key_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)

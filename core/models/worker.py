@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.extensions import db
 from core.models.content import utc_now
+from core.models.types import UTCDateTime
 
 
 class JobRun(db.Model):
@@ -25,11 +26,11 @@ class JobRun(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job: Mapped[str] = mapped_column(String(32), nullable=False)
-    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
     worker: Mapped[str] = mapped_column(String(120), nullable=False)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # A one-line outcome for staff ("Sent 3; 0 to retry", "OK: 1,204 events"), or the error's type on failure.
     summary: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
@@ -40,6 +41,6 @@ class WorkerHeartbeat(db.Model):
     __tablename__ = "worker_heartbeat"
 
     worker: Mapped[str] = mapped_column(String(120), primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
-    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -329,7 +329,7 @@ def redeem_registration_key(patient: Patient, raw_key: object) -> str:
         outcome = KEY_USED
     elif key.voided_at is not None:
         outcome = KEY_REPLACED
-    elif _aware(key.expires_at) <= now:
+    elif key.expires_at <= now:
         outcome = KEY_EXPIRED
     else:
         entry = _register_entry_for(patient, lock=True)
@@ -374,11 +374,6 @@ def redeem_registration_key(patient: Patient, raw_key: object) -> str:
     _verify_automatically(patient, method="registration_key", actor=patient)
     _email(patient, "accounts/identity-confirmed-by-key.txt")
     return KEY_VERIFIED
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; we only ever store UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 PROOF_RESEND_AFTER = timedelta(minutes=15)

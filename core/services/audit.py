@@ -43,15 +43,10 @@ class ChainVerification:
     head_hmac: str | None = None
 
 
-def _as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _canonical(event: AuditEvent) -> bytes:
     fields = [
         event.seq,
-        _as_utc(event.occurred_at).isoformat(timespec="microseconds"),
+        event.occurred_at.isoformat(timespec="microseconds"),
         event.actor_type,
         event.actor_id,
         event.action,

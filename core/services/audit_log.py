@@ -283,11 +283,6 @@ COLUMNS = (
 )
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class AuditRow:
     seq: int
@@ -332,7 +327,7 @@ def _rows(found, names: dict[str, str]) -> list[AuditRow]:
     return [
         AuditRow(
             seq=row.seq,
-            occurred_at=_utc(row.occurred_at),
+            occurred_at=row.occurred_at,
             actor_type=row.actor_type,
             actor_id=row.actor_id,
             actor_name=names.get(row.actor_id) if row.actor_type == "staff" else None,
@@ -429,11 +424,11 @@ CSV_HEADER = [
 
 
 def utc_text(moment: datetime) -> str:
-    return _utc(moment).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def london_text(moment: datetime) -> str:
-    return _utc(moment).astimezone(LONDON).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return moment.astimezone(LONDON).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _csv_chunk(rows: Iterable[list]) -> str:
@@ -513,7 +508,7 @@ class ChainStatus:
 
     @property
     def checked_at(self) -> datetime:
-        return _utc(self.check.checked_at)
+        return self.check.checked_at
 
 
 def latest_chain_check() -> ChainStatus | None:
@@ -658,8 +653,8 @@ def access_report(start_day: date, end_day: date) -> AccessReport:
                     label=label,
                     outcome=row.outcome,
                     count=row.times,
-                    first_at=_utc(row.first_at),
-                    last_at=_utc(row.last_at),
+                    first_at=row.first_at,
+                    last_at=row.last_at,
                 )
             )
     for group in groups.values():

@@ -300,7 +300,7 @@ def published_page(slug: str, version_id: int, content_sha256: str) -> Published
             version=row.version,
             version_id=row.id,
             content_sha256=row.content_sha256,
-            published_at=_utc(row.published_at),
+            published_at=row.published_at,
         )
         cache.put(page)
     return page
@@ -404,19 +404,15 @@ def page_state(slug: str, *, engine: Engine | None = None) -> PageState | None:
         version=row.version,
         version_id=row.id,
         content_sha256=row.content_sha256,
-        published_at=_utc(row.published_at),
+        published_at=row.published_at,
         settings_version=row.settings_version,
-        settings_updated_at=_utc(row.settings_updated_at) if row.settings_updated_at else None,
+        settings_updated_at=row.settings_updated_at,
     )
 
 
 # --- The notice editor: previews, drafts, history, diffs and roll-back (admin/content.py) ----------------
 
 DIFF_CONTEXT_LINES = 3  # unchanged lines shown around each change
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite returns naive datetimes
 
 
 def page_definition(slug: str) -> PageDefinition | None:
@@ -495,7 +491,7 @@ def rendered_version(version: NoticeVersion) -> RenderedPage:
     return RenderedPage(
         title=version.title,
         html=sanitise_html(version.html),
-        published_at=_utc(version.published_at or version.created_at),
+        published_at=version.published_at or version.created_at,
     )
 
 

@@ -160,9 +160,7 @@ def london_midnight_utc(day: date) -> datetime:
 
 
 def london_date(moment: datetime) -> date:
-    """A stored time's date in London (SQLite hands back naive UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    """A stored time's date in London."""
     return moment.astimezone(LONDON).date()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -53,12 +53,6 @@ class TokenCheck:
     reason: str  # "ok", or why the link does not work: the audit records the exact reason
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def check_token(token: str, *, now: datetime | None = None) -> TokenCheck:
     """Decide whether a link works. Never changes anything (a GET by a mail scanner must not use it up)."""
     now = now or now_utc()
@@ -78,7 +72,7 @@ def check_token(token: str, *, now: datetime | None = None) -> TokenCheck:
         return TokenCheck(release, "not_approved")
     if release.revoked_at is not None:
         return TokenCheck(release, "revoked")
-    if _aware(release.expires_at) <= now:
+    if release.expires_at <= now:
         return TokenCheck(release, "expired")
     patient = db.session.get(Patient, release.patient_id)
     if patient is None or not patient.is_active:
@@ -481,12 +475,12 @@ def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) 
 
 
 def _past_keeping(req: RecordingRequest, cutoff: datetime, now: datetime) -> bool:
-    if req.closed_at is not None and _aware(req.closed_at) <= cutoff:
+    if req.closed_at is not None and req.closed_at <= cutoff:
         return True
     if req.status != "released":
         return False
     releases = [r for r in releases_for(req) if r.approved_at is not None]
     if not releases or any(r.is_live(now) for r in releases):
         return False
-    ended = [_aware(r.revoked_at) or _aware(r.expires_at) for r in releases]
+    ended = [r.revoked_at or r.expires_at for r in releases]
     return max(ended) <= cutoff

@@ -322,8 +322,6 @@ def _identity_date(patient: Patient) -> date | None:
     decided = patient.identity_decided_at
     if decided is None:
         return None
-    if decided.tzinfo is None:
-        decided = decided.replace(tzinfo=UTC)
     return decided.astimezone(LONDON).date()
 
 

@@ -178,11 +178,6 @@ def _cache() -> _SettingsCache:
     return current_app.extensions.setdefault(CACHE_KEY, _SettingsCache())
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; we only ever store UTC.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
 def _read_stored() -> _Stored:
     row = db.session.execute(
         select(PracticeSettings).where(PracticeSettings.id == ROW_ID).execution_options(populate_existing=True)
@@ -192,7 +187,7 @@ def _read_stored() -> _Stored:
 
 def _stored_from(row: PracticeSettings) -> _Stored:
     overrides = {name: getattr(row, name) for name in FIELD_NAMES if getattr(row, name) is not None}
-    return _Stored(version=row.version, overrides=overrides, updated_at=_aware(row.updated_at))
+    return _Stored(version=row.version, overrides=overrides, updated_at=row.updated_at)
 
 
 def _merge(stored: _Stored) -> Settings:
@@ -216,7 +211,7 @@ def practice_settings() -> Settings:
         current = db.session.execute(
             select(PracticeSettings.version, PracticeSettings.updated_at).where(PracticeSettings.id == ROW_ID)
         ).one_or_none()
-        version, updated_at = (current.version, _aware(current.updated_at)) if current else (None, None)
+        version, updated_at = (current.version, current.updated_at) if current else (None, None)
         cache = _cache()
         stored = cache.get(version, updated_at)
         if stored is None:

@@ -72,7 +72,7 @@ def _load(purpose: Purpose, token: str, now: datetime) -> AccountToken | None:
     row = db.session.execute(
         select(AccountToken).where(AccountToken.id == _stored_id(token_id), AccountToken.purpose == purpose.name)
     ).scalar_one_or_none()
-    if row is None or row.used_at is not None or _aware(row.expires_at) <= now:
+    if row is None or row.used_at is not None or row.expires_at <= now:
         return None
     return row
 
@@ -105,7 +105,7 @@ def token_has_expired(purpose: Purpose, token: str, *, now: datetime | None = No
     ).scalar_one_or_none()
     if row is None or row.used_at is not None:
         return False
-    return signature_expired or _aware(row.expires_at) <= now
+    return signature_expired or row.expires_at <= now
 
 
 def redeem_token(purpose: Purpose, token: str, *, now: datetime | None = None) -> AccountToken | None:
@@ -147,10 +147,6 @@ def has_unused_token(purpose: Purpose, account, *, since: datetime | None = None
 def void_tokens(purpose: Purpose, account, *, now: datetime | None = None) -> None:
     """Cancel every unused link of this purpose for the account (caller commits)."""
     db.session.execute(update(AccountToken).where(*_unused(purpose, account)).values(used_at=now or datetime.now(UTC)))
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def absolute_url_for(endpoint: str, **values) -> str:

@@ -141,11 +141,6 @@ def _server_now(now: datetime | None) -> datetime:
     return now
 
 
-def _as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; only UTC is ever stored.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def normalise_code(raw: object) -> str | None:
     """The code if `raw`, stripped of surrounding whitespace, is exactly six ASCII digits; otherwise None.
 
@@ -175,9 +170,7 @@ def pending_has_expired(account: CredentialsMixin, *, now: datetime | None = Non
 def _pending_is_live(account: CredentialsMixin, now: datetime) -> bool:
     created = account.pending_totp_created_at
     return (
-        account.pending_totp_secret_encrypted is not None
-        and created is not None
-        and now - _as_utc(created) < ENROLMENT_LIFETIME
+        account.pending_totp_secret_encrypted is not None and created is not None and now - created < ENROLMENT_LIFETIME
     )
 
 

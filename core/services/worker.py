@@ -38,11 +38,6 @@ LONDON = ZoneInfo("Europe/London")
 WORKER_SILENT_AFTER = timedelta(minutes=2)
 
 
-def as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class Daily:
     """Every day (or every working day in England) at a London time."""
@@ -170,7 +165,7 @@ def _claim(job: Job, due: datetime, worker: str, now: datetime) -> int | None:
             db.session.rollback()
             return None  # another worker inserted it first
         return run.id
-    if existing.status != "running" or as_utc(existing.started_at) > now - job.lease:
+    if existing.status != "running" or existing.started_at > now - job.lease:
         db.session.rollback()
         return None
     # The worker that claimed it stopped answering long ago: take it over, once (the condition on started_at
@@ -197,7 +192,7 @@ def _finish(run_id: int, job: Job, status: str, summary: str) -> None:
         object_type="job",
         object_id=job.name,
         outcome="success" if status == "ok" else "failure",
-        details={"due_at": as_utc(run.due_at).isoformat(), "worker": run.worker, "summary": run.summary},
+        details={"due_at": run.due_at.isoformat(), "worker": run.worker, "summary": run.summary},
     )
 
 
@@ -308,13 +303,13 @@ def job_status(now: datetime | None = None) -> WorkerStatus:
             select(JobRun).where(JobRun.job == job.name).order_by(JobRun.due_at.desc(), JobRun.id.desc()).limit(1)
         ).scalar_one_or_none()
         due = job.schedule.latest_due(now)
-        caught_up = last is not None and as_utc(last.due_at) >= due and last.status != "running"
+        caught_up = last is not None and last.due_at >= due and last.status != "running"
         jobs.append(
             JobStatus(
                 name=job.name,
                 title=job.title,
                 schedule=job.schedule.describe(),
-                last_run_at=as_utc(last.finished_at or last.started_at) if last else None,
+                last_run_at=(last.finished_at or last.started_at) if last else None,
                 last_status=last.status if last else None,
                 last_summary=last.summary if last else None,
                 next_due=job.schedule.next_due(now),
@@ -328,5 +323,4 @@ def job_status(now: datetime | None = None) -> WorkerStatus:
         .order_by(WorkerHeartbeat.last_seen_at.desc())
         .limit(1)
     ).scalar_one_or_none()
-    seen = as_utc(seen) if seen is not None else None
     return WorkerStatus(jobs=jobs, worker_last_seen=seen if seen and now - seen <= WORKER_SILENT_AFTER else None)

@@ -16,6 +16,7 @@ from core.formatters import (
     format_duration,
     format_file_size,
     format_number,
+    format_time,
     status_tag,
 )
 from core.models.requests import REQUEST_STATUSES, STATUS_LABELS
@@ -51,14 +52,14 @@ def test_a_time_is_shown_in_london_across_the_clock_changes(utc, london):
 
 
 def naive(*parts: int) -> datetime:
-    """A UTC time without its zone, as SQLite hands one back."""
+    """A time without its zone (the database hands back aware UTC times: core.models.types.UTCDateTime)."""
     return datetime(*parts, tzinfo=UTC).replace(tzinfo=None)
 
 
-def test_a_naive_time_is_read_as_utc_as_sqlite_hands_it_back():
-    assert format_datetime(naive(2026, 7, 2, 13, 5)) == "2 July 2026 at 2:05pm"
-    assert format_date(naive(2026, 6, 30, 23, 30)) == "1 July 2026"
-    assert format_date_iso(naive(2026, 6, 30, 23, 30)) == "2026-07-01"
+def test_a_naive_time_is_refused_rather_than_guessed():
+    for show in (format_datetime, format_date, format_date_iso, format_time):
+        with pytest.raises(ValueError, match="naive time"):
+            show(naive(2026, 7, 2, 13, 5))
 
 
 def test_the_audit_log_time_has_seconds_and_the_zone():

@@ -363,7 +363,7 @@ def test_a_pending_secret_signs_nobody_in_until_confirmed_d12(app):
     db.session.commit()
     assert staff.has_authenticator
     assert totp.decrypt_secret(staff.totp_secret_encrypted) == secret
-    assert totp._as_utc(staff.totp_enrolled_at) == NOW
+    assert staff.totp_enrolled_at == NOW
     assert staff.totp_last_step == pyotp.TOTP(secret).timecode(NOW)
     assert staff.pending_totp_secret_encrypted is None
     assert staff.pending_totp_created_at is None
@@ -575,7 +575,7 @@ def test_a_recovery_code_works_once_r3(app):
     assert totp.remaining_recovery_codes(staff) == 9
     assert not totp.use_recovery_code(staff, codes[3], now=NOW)
     used = db.session.execute(select(RecoveryCode).where(RecoveryCode.used_at.is_not(None))).scalars().all()
-    assert len(used) == 1 and totp._as_utc(used[0].used_at) == NOW
+    assert len(used) == 1 and used[0].used_at == NOW
 
 
 def test_recovery_codes_ignore_case_spaces_and_dashes_r3(app):
