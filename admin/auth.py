@@ -1,4 +1,4 @@
-"""Staff sign-in (the shared two-factor journey from core.auth_views) and accepting an invitation. The staff
+"""Staff sign-in (the sign-in pages of core.auth_views, registered here) and accepting an invitation. The staff
 home page (`admin.dashboard`) is in admin.dashboard."""
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from flask import redirect, url_for
 from admin import bp
 from core.auth import begin_sign_in, forget_link_token, link_token
 from core.auth_forms import NewPasswordForm
-from core.auth_views import Journey, add_auth_views, form_page, link_invalid, open_emailed_link
+from core.auth_pages import Journey, forget_recovery_codes_elsewhere, form_page, link_invalid, open_emailed_link
+from core.auth_views import bp as sign_in_pages
 from core.services import accounts
 from core.services.tokens import STAFF_INVITATION, peek_token
 
 JOURNEY = Journey(kind="staff", blueprint="admin", home="admin.dashboard", prefix="", area="/admin/")
-add_auth_views(bp, JOURNEY)
+bp.before_request(forget_recovery_codes_elsewhere)
+bp.register_blueprint(sign_in_pages, journey=JOURNEY)  # admin.sign_in and the rest, under /admin
 
 
 @bp.get("/invitation/<token>")

@@ -1,19 +1,20 @@
 """The one guard in front of every admin page (deny-by-default).
 
 Every admin endpoint refuses a request unless a member of staff has signed in with both factors in a live
-session, except the endpoints named in PUBLIC_ENDPOINTS (signing in, invitations, password reset) and the
-sign-in steps (SIGN_IN_STEP_ENDPOINTS, which need the password step done). ADMIN_ONLY_ENDPOINTS also need
-the `admin` role. The account and its role are read from the database on every request (core.auth), so a
-deactivation or a demotion applies at once. A new admin view is protected without anyone remembering to
-protect it; tests/admin/test_guard.py walks the URL map to prove it.
+session (Flask-Login's `current_user`), except the endpoints named in PUBLIC_ENDPOINTS (signing in,
+invitations, password reset) and the sign-in steps (SIGN_IN_STEP_ENDPOINTS, which need the password step
+done). ADMIN_ONLY_ENDPOINTS also need the `admin` role. The account and its role are read from the database on
+every request (core.auth), so a deactivation or a demotion applies at once. A new admin view is protected
+without anyone remembering to protect it; tests/admin/test_guard.py walks the URL map to prove it.
 """
 
 from __future__ import annotations
 
-from flask import Response, abort, g, redirect, request, url_for
+from flask import Response, abort, g, request
+from flask_login import current_user
 
 from admin import bp
-from core.auth import fresh_second_factor_required, safe_next_path
+from core.auth import fresh_second_factor_required, login_manager, signed_in
 from core.services.accounts import record_refusal
 
 PUBLIC_ENDPOINTS = frozenset(
@@ -80,11 +81,11 @@ def require_staff_user():
     g.staff_user = None
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    account = g.get("account")
-    if account is None:
+    if not current_user.is_authenticated:
         if request.endpoint in SIGN_IN_STEP_ENDPOINTS and g.get("pending_account") is not None:
             return None
-        return redirect(url_for("admin.sign_in", next=safe_next_path(request.full_path.rstrip("?"), prefix="/admin")))
+        return login_manager.unauthorized()  # on to admin.sign_in, and back here afterwards
+    account = signed_in()
     if account.kind != "staff":
         _refuse(account, "not staff")
     if request.endpoint in ADMIN_ONLY_ENDPOINTS and account.role != "admin":

@@ -4,11 +4,17 @@
 re-reading it from the database each time (so a deactivation or a role change applies on the next request,
 SECURITY E6 and G8), and puts it on `g`:
 
-- `g.account`: a patient or staff member who has passed both factors in this session;
+- `g.account`: a patient or staff member who has passed both factors in this session. Flask-Login's
+  `current_user` is this account (its request loader reads it), anonymous otherwise;
 - `g.pending_account`: someone who has passed the password step only (or must set up an authenticator).
-  A pending account reaches nothing but the next sign-in step (SECURITY D1).
+  A pending account reaches nothing but the next sign-in step (SECURITY D1), and is not `current_user`.
 
-The blueprints' guards use these; nothing is cached in the cookie.
+The blueprints' guards use `current_user` and `g.pending_account`; nothing is cached in the cookie.
+
+Flask-Login only reads who is signed in: the server-side session (core.sessions) records it, because ending a
+session must stop every copy of its cookie, and ending every session of an account must be possible (both
+need the rows). So `login_user` is never called, session protection is off, and no remember-me cookie is
+ever set or read (docs/decisions/flask-login.md).
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
+from flask_login import LoginManager, current_user
 
 from core import crypto
 from core.services.accounts import get_account, limit_sessions
 from core.sessions import ServerSession, ServerSessionInterface
 
 MAX_CODE_FAILURES = 5
+# Flask-Login looks for its remember-me cookie before it asks the request loader. No cookie can have a name
+# with a ";" in it, so no cookie sent (even one named like Flask-Login's default) is ever read as one.
+NO_REMEMBER_COOKIE = "remember;never-set"
 # The characters of an itsdangerous URL-safe token, with room to spare in length.
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_.\-]{1,512}")
 # The emailed links that matter after the password step: the set-up link staff sent to this account, and a
@@ -34,6 +44,23 @@ LINKS_KEPT_AT_SIGN_IN = ("link:set-up-authenticator", "link:download")
 
 def current_session() -> ServerSession:
     return session  # type: ignore[return-value]
+
+
+login_manager = LoginManager()
+login_manager.session_protection = None  # the session id is rotated at each sign-in stage instead
+
+
+@login_manager.request_loader
+def account_of_session(_request) -> object | None:
+    """`current_user`: the account of this request's server-side session, only once both factors are done."""
+    if "account" not in g:
+        load_signed_in_account()
+    return g.account
+
+
+def signed_in():
+    """The account signed in with both factors (Flask-Login's `current_user`, as the account itself), or None."""
+    return current_user._get_current_object() if current_user.is_authenticated else None
 
 
 def load_signed_in_account() -> None:
@@ -164,6 +191,8 @@ def fresh_second_factor_required(reauthenticate_endpoint: str):
 
 def register_auth(app: Flask) -> None:
     app.session_interface = ServerSessionInterface()
+    app.config["REMEMBER_COOKIE_NAME"] = NO_REMEMBER_COOKIE
+    login_manager.init_app(app)
     app.before_request(load_signed_in_account)
     app.after_request(no_store_when_signed_in)
 

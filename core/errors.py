@@ -84,7 +84,9 @@ def handle_http_exception(exc: HTTPException):
     if isinstance(exc, CSRFError) and getattr(session, "unavailable", False):
         # The form's token is kept in the session, which the database could not read: the service is
         # unavailable, and the form is not at fault (core.auth answers 503 for the same reason, but the CSRF
-        # check runs before it).
+        # check runs before it). Nobody can be known to be signed in: the page is drawn for nobody, rather than
+        # asking the unreadable session again for the header (current_user).
+        g.account = g.pending_account = None
         return error_response(ServiceUnavailable.code)
     headers = {}
     if exc.code == 405 and exc.valid_methods:

@@ -1,5 +1,5 @@
-"""Patient accounts: register, confirm the email address, the account page; and (from core.auth_views) the
-two-factor sign-in journey and account-security pages.
+"""Patient accounts: register, confirm the email address, the account page; and (core.auth_views, registered
+here) the two-factor sign-in journey and account-security pages.
 
 Every route here is listed in `portal.guard` as public, as part of signing in, or as needing a signed-in
 patient; the guard refuses anything else. Forms read only the fields they name.
@@ -14,16 +14,9 @@ from sqlalchemy.exc import IntegrityError
 
 from core.auth import begin_sign_in, forget_link_token, link_token
 from core.auth_forms import PasswordForm
-from core.auth_views import (
-    Journey,
-    add_auth_views,
-    email_address_limit,
-    form_page,
-    guess_ip_limit,
-    guessable,
-    link_invalid,
-    open_emailed_link,
-)
+from core.auth_limits import email_address_limit, guess_ip_limit, guessable
+from core.auth_pages import Journey, forget_recovery_codes_elsewhere, form_page, link_invalid, open_emailed_link
+from core.auth_views import bp as sign_in_pages
 from core.extensions import db, limiter
 from core.forms import FormErrors
 from core.limits import configured_limit, on_breach
@@ -150,4 +143,5 @@ def registration_key():
     return form_page("portal/account/registration-key.html", form, errors)
 
 
-add_auth_views(bp, JOURNEY)
+bp.before_request(forget_recovery_codes_elsewhere)
+bp.register_blueprint(sign_in_pages, url_prefix="/account", journey=JOURNEY)  # portal.sign_in and the rest

@@ -1,15 +1,17 @@
 """The one guard in front of every patient page (deny-by-default, like the admin area's).
 
 Each portal endpoint is either public, part of signing in (reachable after the password step), or needs a
-patient signed in with both factors. An endpoint in neither list needs a signed-in patient, so a new page is
-protected without anyone remembering to protect it; tests/portal/test_guard.py walks the URL map.
+patient signed in with both factors (Flask-Login's `current_user`). An endpoint in neither list needs a
+signed-in patient, so a new page is protected without anyone remembering to protect it;
+tests/portal/test_guard.py walks the URL map.
 """
 
 from __future__ import annotations
 
-from flask import Response, abort, g, redirect, request, url_for
+from flask import Response, abort, g, request
+from flask_login import current_user
 
-from core.auth import safe_next_path
+from core.auth import login_manager, signed_in
 from core.services.accounts import record_refusal
 from portal import bp
 
@@ -45,15 +47,14 @@ SIGN_IN_STEP_ENDPOINTS = frozenset({"portal.sign_in_code", "portal.sign_in_recov
 def require_signed_in_patient():
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    account = g.get("account")
-    if account is not None and account.kind == "patient":
+    if current_user.is_authenticated and current_user.kind == "patient":
         return None
     if request.endpoint in SIGN_IN_STEP_ENDPOINTS and g.get("pending_account") is not None:
         return None
-    if account is not None:  # a member of staff: this is the patients' area
-        record_refusal(account, endpoint=request.endpoint, method=request.method, reason="not a patient")
+    if current_user.is_authenticated:  # a member of staff: this is the patients' area
+        record_refusal(signed_in(), endpoint=request.endpoint, method=request.method, reason="not a patient")
         abort(403)
-    return redirect(url_for("portal.sign_in", next=safe_next_path(request.full_path.rstrip("?"))))
+    return login_manager.unauthorized()  # on to portal.sign_in, and back here afterwards
 
 
 @bp.after_request

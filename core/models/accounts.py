@@ -61,6 +61,14 @@ class CredentialsMixin:
 
     kind: str  # "patient" or "staff", set on each class
 
+    # What Flask-Login asks of `current_user`. An account is `current_user` only once both factors are done
+    # in this session (core.auth), so any account it sees is signed in.
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return f"{self.kind}:{self.id}"
+
     @property
     def has_authenticator(self) -> bool:
         return self.totp_secret_encrypted is not None
