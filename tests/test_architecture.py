@@ -66,3 +66,78 @@ def test_only_wsgi_creates_an_app_at_import_time():
     ]
     assert creators == []
     assert "app = create_app()" in (PROJECT_ROOT / "wsgi.py").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A module's underscore names are its own
+# ---------------------------------------------------------------------------------------------------------
+
+PROJECT_PACKAGES = ("core", "portal", "admin")
+# The tests may reach into a module's internals; the application code and the scripts may not.
+CHECKED_FOR_PRIVATE_IMPORTS = (*PROJECT_PACKAGES, "scripts", "stack_tests")
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_names_imported(path: Path) -> list[str]:
+    """`module:name` for every underscore name `path` takes from another project module: `from core.x import
+    _name`, or `_name` read from a project module it imported (`from core import x` then `x._name`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[str] = []
+    module_aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] not in PROJECT_PACKAGES:
+                continue
+            for alias in node.names:
+                if is_private(alias.name):
+                    found.append(f"{node.module}:{alias.name}")
+                module_aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in PROJECT_PACKAGES:
+                    module_aliases[alias.asname or alias.name.split(".")[0]] = alias.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and is_private(node.attr)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in module_aliases
+        ):
+            found.append(f"{module_aliases[node.value.id]}:{node.attr}")
+    return found
+
+
+def test_no_module_imports_another_modules_underscore_names():
+    """An underscore name is private to its module: a helper another module needs is made public (named and
+    documented), as core.services.requests.lifecycle does for the request state machine."""
+    offenders = {
+        str(path): names
+        for package in CHECKED_FOR_PRIVATE_IMPORTS
+        for path in modules_of(package)
+        if (names := private_names_imported(PROJECT_ROOT / path))
+    }
+    assert offenders == {}
+
+
+def test_the_private_name_checker_sees_both_ways_of_reaching_in(tmp_path):
+    """Guard against a checker that cannot fail."""
+    module = tmp_path / "sample.py"
+    module.write_text(
+        "from core.services.requests import _move, move\n"
+        "from core.services import releases\n"
+        "import core.legal_clock as clock\n"
+        "from pathlib import _ignored\n"
+        "def f(request):\n"
+        "    releases._serializer()\n"
+        "    clock._bank_holidays()\n"
+        "    request._private\n"
+        "    releases.__name__\n"
+    )
+    assert private_names_imported(module) == [
+        "core.services.requests:_move",
+        "core.services.releases:_serializer",
+        "core.legal_clock:_bank_holidays",
+    ]

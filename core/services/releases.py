@@ -82,7 +82,11 @@ def check_token(token: str, *, now: datetime | None = None) -> TokenCheck:
     patient = db.session.get(Patient, release.patient_id)
     if patient is None or not patient.is_active:
         return TokenCheck(release, "account_inactive")
-    if release.request.status not in (Status.RELEASED, Status.COMPLETED):
+    # Read from the database, not the session's copy: the status may have changed since it was loaded.
+    status = db.session.execute(
+        select(RecordingRequest.status).where(RecordingRequest.id == release.request_id)
+    ).scalar_one()
+    if status not in (Status.RELEASED, Status.COMPLETED):
         return TokenCheck(release, "request_not_released")
     if all(item.download_count >= release.max_downloads for item in release.items):
         return TokenCheck(release, "exhausted")
