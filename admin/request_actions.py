@@ -31,7 +31,7 @@ from admin.request_forms import (
     ReplyForm,
     RequestForm,
 )
-from admin.requests import REFUSAL_TEMPLATE, request_or_404, available_actions
+from admin.requests import REFUSAL_TEMPLATE, available_actions, request_or_404
 from core import legal_clock
 from core.forms import FormErrors
 from core.models.requests import RecordingRequest

@@ -141,3 +141,80 @@ def test_the_private_name_checker_sees_both_ways_of_reaching_in(tmp_path):
         "core.services.releases:_serializer",
         "core.legal_clock:_bank_holidays",
     ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The services import each other in one direction
+# ---------------------------------------------------------------------------------------------------------
+
+
+def module_name(path: Path) -> str:
+    parts = path.with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """The modules of `known` that `path` imports, at the top or inside a function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names & known
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each group of modules that import one another, directly or through others (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_the_services_do_not_import_each_other_in_a_circle():
+    """A service module may use another only if that one does not use it back, even from inside a function:
+    core.services.requests (and its modules) come before recordings and releases, which come before accounts.
+    A package's `__init__` importing its own modules is not a circle."""
+    paths = modules_of("core/services")
+    known = {module_name(path) for path in paths}
+    graph = {module_name(path): imported_modules(PROJECT_ROOT / path, known) for path in paths}
+    for package in [name for name in graph if (PROJECT_ROOT / name.replace(".", "/") / "__init__.py").exists()]:
+        graph[package] = {target for target in graph[package] if not target.startswith(package + ".")}
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_circle_through_a_function_level_import(tmp_path):
+    """Guard against a checker that cannot fail."""
+    module = tmp_path / "sample.py"
+    module.write_text("from core.services.b import x\ndef f():\n    from core.services import c\n")
+    known = {"core.services.b", "core.services.c"}
+    assert imported_modules(module, known) == known
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]

@@ -27,12 +27,10 @@ from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.recordings import attached_recordings, delete_stored, name_for_audit
 from core.services.requests.lifecycle import RequestError, add_timeline_entry, audit, audit_object, lock, move, now_utc
-from core.services.settings import practice_settings
+from core.services.settings import MAX_LINK_DAYS, practice_settings
 from core.services.tokens import absolute_url_for
 
 DOWNLOAD_SALT = "portal-recording-download.v1"
-# The signature outlives no link: the longest lifetime a practice may set, plus a day of clock slack.
-MAX_LINK_DAYS = 90
 # What a token may name: a release's random public id (32 hex digits), never a path or anything else.
 PUBLIC_ID = re.compile(r"[0-9a-f]{32}")
 
