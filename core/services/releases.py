@@ -290,7 +290,11 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
         raise RequestError("There is no link to re-issue.")
     if req.patient is None or not req.patient.is_active:
         raise RequestError("The patient's account is not active, so a new link cannot be sent.")
-    previous = current[-1]
+    return _reissue(actor, req, current[-1], now)
+
+
+def _reissue(actor: StaffUser, req: RecordingRequest, previous: Release, now: datetime) -> str:
+    """A new approved release of the recordings on `previous` (just revoked), emailed; returns the link."""
     settings = practice_settings()
     if settings.release_four_eyes and previous.prepared_by_id == actor.id:
         raise RequestError("Another admin must send the new link: you prepared these recordings for release.")
