@@ -21,9 +21,9 @@ from admin.request_forms import ChosenFrom
 from core.forms import DateInputField, DateWording, PortalForm, YesField
 from core.models.accounts import STAFF_ROLES
 from core.models.requests import DIRECTIONS, FORMATS, RECEIVED_VIA
-from core.services import accounts
 from core.services import requests as requests_service
 from core.services.content import MAX_SOURCE_LENGTH, MAX_SUMMARY_LENGTH
+from core.services.email import looks_like_email
 from core.services.register import parse_nhs_number
 from core.services.requests import LONDON
 from core.services.settings import CONFIRM_FOUR_EYES_OFF
@@ -330,7 +330,7 @@ class InviteStaffForm(PortalForm):
     clinician = YesField(name="clinician", id="clinician")
 
     def validate_email(self, field: Field) -> None:
-        if not accounts.looks_like_email(field.data):
+        if not looks_like_email(field.data):
             raise ValidationError("Enter an email address in the correct format, like name@example.com")
 
 

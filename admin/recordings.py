@@ -11,7 +11,7 @@ from admin.forms import UploadForm
 from admin.guard import fresh_second_factor
 from admin.request_actions import action_page, back_unless_offered, staff_choices
 from admin.request_forms import ApproveForm, ConfirmForm, DeclineForm, RemoveRecordingForm, RevokeForm
-from admin.requests import FILE_CSP, _recording_or_404, _request_or_404
+from admin.requests import FILE_CSP, recording_or_404, request_or_404
 from core.extensions import csrf
 from core.formatters import format_file_size
 from core.forms import FormErrors
@@ -29,7 +29,7 @@ from core.services.settings import practice_settings
 @bp.route("/requests/<reference>/release/prepare", methods=["GET", "POST"])
 @fresh_second_factor
 def request_prepare_release(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     return action_page(
         req,
         ConfirmForm(),
@@ -46,7 +46,7 @@ def request_prepare_release(reference: str):
 def request_approve_release(reference: str):
     """Approve (admins only). When the preparer is not a clinician the form asks which clinician reviewed
     the recordings and the outcome; the service checks both again."""
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     pending = releases.pending_release(req)
     review_needed = pending is not None and releases.clinical_review_needed(pending)
     form = ApproveForm()
@@ -80,7 +80,7 @@ def request_approve_release(reference: str):
 @bp.route("/requests/<reference>/release/decline", methods=["GET", "POST"])
 @fresh_second_factor
 def request_decline_release(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = DeclineForm()
     return action_page(
         req,
@@ -109,7 +109,7 @@ def request_reissue_link(reference: str):
 
 
 def _revoke_page(reference: str, *, reissue: bool, done: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = RevokeForm()
     return action_page(
         req,
@@ -143,7 +143,7 @@ def _upload_page(req: RecordingRequest, form: UploadForm, errors: FormErrors | N
 @fresh_second_factor
 def recording_upload_form(reference: str):
     """The page for attaching a recording; the form posts to recording_upload."""
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     return back_unless_offered(req, "upload", "Recordings cannot be attached now") or _upload_page(req, UploadForm())
 
 
@@ -153,7 +153,7 @@ def recording_upload_form(reference: str):
 def recording_upload(reference: str):
     """Attach an audio file. The type comes from the file's bytes, and the file is stored encrypted under a
     random name (core.services.recordings); the name the browser sent is only shown, cleaned."""
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     # The application reads at most MAX_CONTENT_LENGTH (1 MiB) of any request. This form alone may carry a
     # recording: raise the limit for it before anything reads the body. The CSRF check reads the form, so it
     # runs here rather than before the view (where the 1 MiB limit would answer 413 to every recording).
@@ -187,8 +187,8 @@ def recording_upload(reference: str):
 @bp.get("/requests/<reference>/recordings/<public_id>/audio")
 def recording_audio(reference: str, public_id: str):
     """The recording for the page's audio player: streamed with HTTP Range, never cached or sniffed."""
-    req = _request_or_404(reference)
-    recording = _recording_or_404(req, public_id)
+    req = request_or_404(reference)
+    recording = recording_or_404(req, public_id)
     if recording.removed_at is not None or not recordings.is_stored(recording):
         abort(404)
     if request.method == "GET":
@@ -211,8 +211,8 @@ def recording_audio(reference: str, public_id: str):
 def recording_remove(reference: str, public_id: str):
     """Remove a recording (its file is deleted): a page of its own that asks for the reason and a
     confirmation before the red button."""
-    req = _request_or_404(reference)
-    recording = _recording_or_404(req, public_id)
+    req = request_or_404(reference)
+    recording = recording_or_404(req, public_id)
     form = RemoveRecordingForm()
     return action_page(
         req,

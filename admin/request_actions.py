@@ -31,7 +31,7 @@ from admin.request_forms import (
     ReplyForm,
     RequestForm,
 )
-from admin.requests import REFUSAL_TEMPLATE, _request_or_404, available_actions
+from admin.requests import REFUSAL_TEMPLATE, available_actions, request_or_404
 from core import legal_clock
 from core.forms import FormErrors
 from core.models.requests import RecordingRequest
@@ -90,7 +90,7 @@ def staff_choices(*, clinicians_only: bool = False, none_text: str) -> list[Sele
 
 @bp.route("/requests/<reference>/assign", methods=["GET", "POST"])
 def request_assign(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = AssignForm(assignee=req.assigned_to.public_id if req.assigned_to else "")
     form.assignee.choices = staff_choices(none_text="Nobody")
     assignee = accounts.account_by_public_id("staff", form.assignee.data) if form.assignee.data else None
@@ -110,7 +110,7 @@ def request_assign(reference: str):
 
 @bp.route("/requests/<reference>/notes", methods=["GET", "POST"])
 def request_note(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = NoteForm()
     return action_page(
         req,
@@ -124,7 +124,7 @@ def request_note(reference: str):
 
 @bp.route("/requests/<reference>/start", methods=["GET", "POST"])
 def request_start(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     return action_page(
         req,
         ConfirmForm(),
@@ -138,7 +138,7 @@ def request_start(reference: str):
 @bp.route("/requests/<reference>/identity", methods=["GET", "POST"])
 @fresh_second_factor
 def request_confirm_identity(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = IdentityForm()
     return action_page(
         req,
@@ -153,7 +153,7 @@ def request_confirm_identity(reference: str):
 @bp.route("/requests/<reference>/clarify", methods=["GET", "POST"])
 @fresh_second_factor
 def request_clarify(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = ClarifyForm()
     return action_page(
         req,
@@ -167,7 +167,7 @@ def request_clarify(reference: str):
 
 @bp.route("/requests/<reference>/reply", methods=["GET", "POST"])
 def request_record_reply(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = ReplyForm()
     return action_page(
         req,
@@ -183,7 +183,7 @@ def request_record_reply(reference: str):
 @bp.route("/requests/<reference>/extend", methods=["GET", "POST"])
 @fresh_second_factor
 def request_extend(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = ExtendForm()
     return action_page(
         req,
@@ -202,7 +202,7 @@ def request_extend(reference: str):
 @bp.route("/requests/<reference>/no-recordings", methods=["GET", "POST"])
 @fresh_second_factor
 def request_no_recordings(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = NoRecordingsForm()
     return action_page(
         req,
@@ -217,7 +217,7 @@ def request_no_recordings(reference: str):
 @bp.route("/requests/<reference>/close", methods=["GET", "POST"])
 @fresh_second_factor
 def request_close(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = CloseForm()
     return action_page(
         req,
@@ -232,7 +232,7 @@ def request_close(reference: str):
 @bp.route("/requests/<reference>/refuse", methods=["GET", "POST"])
 @fresh_second_factor
 def request_refuse(reference: str):
-    req = _request_or_404(reference)
+    req = request_or_404(reference)
     form = RefuseForm(reason=REFUSAL_TEMPLATE)
     return action_page(
         req,

@@ -29,8 +29,9 @@ from core.models.requests import (
     STATUS_LABELS,
     Recording,
     RecordingRequest,
+    Status,
 )
-from core.services import accounts, recordings, releases
+from core.services import recordings, releases
 from core.services import requests as requests_service
 from core.services.requests import QueueFilter, RequestError
 from core.services.settings import practice_settings
@@ -55,7 +56,7 @@ REFUSAL_TEMPLATE = (
 
 def due_tag(req: RecordingRequest, today: date) -> dict | None:
     """The tag beside a due date: overdue in red, or how many working days are left."""
-    if req.due_on is None or req.is_closed or req.status == "released":
+    if req.due_on is None or req.is_closed or req.status == Status.RELEASED:
         return None
     if requests_service.is_overdue(req, today):
         return {"text": "Overdue", "colour": "red"}
@@ -75,11 +76,11 @@ def request_helpers() -> dict:
     }
 
 
-def _request_or_404(reference: str) -> RecordingRequest:
+def request_or_404(reference: str) -> RecordingRequest:
     return requests_service.request_by_reference(reference) or abort(404)
 
 
-def _recording_or_404(req: RecordingRequest, public_id: str) -> Recording:
+def recording_or_404(req: RecordingRequest, public_id: str) -> Recording:
     """A recording of this request. Any other id (another request's recording, or none) is a 404 and is
     audited as a refused access (SECURITY G6, G10)."""
     recording = recordings.recording_on_request(req, public_id)
@@ -180,36 +181,36 @@ def available_actions(req: RecordingRequest, today: date) -> set[str]:
     status = req.status
     allowed = requests_service.TRANSITIONS[status]
     actions = {"note"}
-    if status == "awaiting_identity" and req.patient is None:
+    if status == Status.AWAITING_IDENTITY and req.patient is None:
         actions.add("confirm_identity")
-    if status == "submitted":
+    if status == Status.SUBMITTED:
         actions.add("start")
-    if "clarification_requested" in allowed:
+    if Status.CLARIFICATION_REQUESTED in allowed:
         actions.add("clarify")
-    if status == "clarification_requested":
+    if status == Status.CLARIFICATION_REQUESTED:
         actions.add("record_reply")
     original_due = requests_service.original_due_on(req)
     if (
         not req.is_closed
-        and status != "released"
+        and status != Status.RELEASED
         and req.extended_at is None
         and original_due is not None
         and legal_clock.can_extend(original_due, today)
     ):
         actions.add("extend")
-    if "no_recordings_found" in allowed:
+    if Status.NO_RECORDINGS_FOUND in allowed:
         actions.add("no_recordings")
-    if "refused" in allowed:
+    if Status.REFUSED in allowed:
         actions.add("refuse")
-    if "completed" in allowed:
+    if Status.COMPLETED in allowed:
         actions.add("close")
-    if "ready_for_approval" in allowed:
+    if Status.READY_FOR_APPROVAL in allowed:
         actions.add("prepare")
-    if status == "ready_for_approval":
+    if status == Status.READY_FOR_APPROVAL:
         actions.update({"approve", "decline"})
-    if status == "released":
+    if status == Status.RELEASED:
         actions.add("revoke")
-    if status in ("submitted", "clarification_requested", "in_progress"):
+    if status in (Status.SUBMITTED, Status.CLARIFICATION_REQUESTED, Status.IN_PROGRESS):
         actions.update({"upload", "remove"})
     if not req.is_closed:
         actions.add("assign")
@@ -231,7 +232,7 @@ def _render_detail(req: RecordingRequest, errors: FormErrors | None = None, valu
         actions=available_actions(req, today),
         original_due=requests_service.original_due_on(req),
         question=requests_service.latest_question(req),
-        logged_by=accounts.get_account("staff", req.logged_by_id) if req.logged_by_id else None,
+        logged_by=req.logged_by,
         events=requests_service.timeline(req, for_patient=False),
         recordings=recordings.attached_recordings(req),
         releases=releases.releases_for(req),
@@ -256,4 +257,4 @@ def render_with_error(req: RecordingRequest, field: str, message: str, values: d
 
 @bp.get("/requests/<reference>")
 def request_detail(reference: str):
-    return _render_detail(_request_or_404(reference))
+    return _render_detail(request_or_404(reference))

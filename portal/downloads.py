@@ -63,7 +63,7 @@ def download_page():
         # say where the link is rather than that it does not work.
         return render_template("portal/downloads/no-link.html")
     release = _patients_release()
-    req = releases.request_of_release(release)
+    req = release.request
     releases.record_patient_access("download_page_viewed", release, g.account)
     rows = [_row(position, item, release) for position, item in enumerate(release.items, start=1)]
     return render_template(
@@ -151,9 +151,7 @@ def _patients_release(*, downloads_may_be_used_up: bool = False) -> Release:
         return check.release
     releases.record_link_refused(check, g.account)
     own = check.release is not None and check.reason != "wrong_patient"
-    page = render_template(
-        "portal/downloads/link-refused.html", req=releases.request_of_release(check.release) if own else None
-    )
+    page = render_template("portal/downloads/link-refused.html", req=check.release.request if own else None)
     abort(make_response(page, LINK_REFUSED_STATUS))
 
 
@@ -172,7 +170,7 @@ def _file_or_gone(release: Release, item: ReleaseItem) -> None:
 
 
 def _no_downloads_left_page(release: Release) -> Response:
-    req = releases.request_of_release(release)
+    req = release.request
     return make_response(render_template("portal/downloads/no-downloads-left.html", req=req, release=release), GONE)
 
 
@@ -221,5 +219,5 @@ def _row(position: int, item: ReleaseItem, release: Release) -> RecordingRow:
 def _file_name(release: Release, item: ReleaseItem) -> str:
     """A name made by the server: `recording-CR-2026-00001-1.wav` (request reference, position, type)."""
     position = next(index for index, each in enumerate(release.items, start=1) if each.id == item.id)
-    reference = releases.request_of_release(release).reference
+    reference = release.request.reference
     return f"recording-{reference}-{position}.{item.recording.extension}"

@@ -21,6 +21,7 @@ from core.forms import DateInputField, DateWording, PortalForm, YesField, check_
 from core.models.requests import FORMATS
 from core.services import accounts
 from core.services import requests as requests_service
+from core.services.email import looks_like_email
 from core.services.register import normalise_postcode, parse_nhs_number
 
 DESCRIPTION_MAX = 2000
@@ -136,7 +137,7 @@ class RegisterForm(PatientForm):
         field.parsed = accounts.normalise_email(field.data)
         if not field.parsed:
             raise StopValidation("Enter your email address")
-        if not accounts.looks_like_email(field.parsed):
+        if not looks_like_email(field.parsed):
             raise ValidationError("Enter an email address in the correct format, like name@example.com")
 
     def validate_mobile(self, field: Field) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -18,31 +19,37 @@ from core.models.accounts import Patient, StaffUser, format_nhs_number
 from core.models.content import NoticeVersion, utc_now
 from core.models.types import UTCDateTime
 
-# The states of DESIGN §4, in the order a request usually moves through them.
-REQUEST_STATUSES = (
-    "awaiting_identity",
-    "submitted",
-    "clarification_requested",
-    "in_progress",
-    "ready_for_approval",
-    "released",
-    "completed",
-    "no_recordings_found",
-    "refused",
-    "withdrawn",
-)
-CLOSED_STATUSES = frozenset({"completed", "no_recordings_found", "refused", "withdrawn"})
+
+class Status(StrEnum):
+    """The states of DESIGN §4, in the order a request usually moves through them. A member equals the string
+    stored in `recording_request.status` (`Status.SUBMITTED == "submitted"`), so the database, the audit and
+    the templates see plain strings. Which moves are allowed: core.services.requests.lifecycle.TRANSITIONS."""
+
+    AWAITING_IDENTITY = "awaiting_identity"
+    SUBMITTED = "submitted"
+    CLARIFICATION_REQUESTED = "clarification_requested"
+    IN_PROGRESS = "in_progress"
+    READY_FOR_APPROVAL = "ready_for_approval"
+    RELEASED = "released"
+    COMPLETED = "completed"
+    NO_RECORDINGS_FOUND = "no_recordings_found"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+
+
+REQUEST_STATUSES = tuple(Status)
+CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.NO_RECORDINGS_FOUND, Status.REFUSED, Status.WITHDRAWN})
 STATUS_LABELS = {
-    "awaiting_identity": "Waiting for identity check",
-    "submitted": "Received",
-    "clarification_requested": "Waiting for more information",
-    "in_progress": "Being processed",
-    "ready_for_approval": "Being checked before release",
-    "released": "Ready to download",
-    "completed": "Completed",
-    "no_recordings_found": "No recordings found",
-    "refused": "Refused",
-    "withdrawn": "Withdrawn",
+    Status.AWAITING_IDENTITY: "Waiting for identity check",
+    Status.SUBMITTED: "Received",
+    Status.CLARIFICATION_REQUESTED: "Waiting for more information",
+    Status.IN_PROGRESS: "Being processed",
+    Status.READY_FOR_APPROVAL: "Being checked before release",
+    Status.RELEASED: "Ready to download",
+    Status.COMPLETED: "Completed",
+    Status.NO_RECORDINGS_FOUND: "No recordings found",
+    Status.REFUSED: "Refused",
+    Status.WITHDRAWN: "Withdrawn",
 }
 RECEIVED_VIA = {"online": "Online", "letter": "Letter", "phone": "Phone", "in_person": "In person", "email": "Email"}
 FORMATS = {
@@ -123,6 +130,8 @@ class RecordingRequest(db.Model):
 
     patient: Mapped[Patient | None] = relationship(Patient, lazy="joined")
     assigned_to: Mapped[StaffUser | None] = relationship(StaffUser, foreign_keys=[assigned_to_id])
+    # The member of staff who logged a request received offline (None for one made online).
+    logged_by: Mapped[StaffUser | None] = relationship(StaffUser, foreign_keys=[logged_by_id])
     notice_version: Mapped[NoticeVersion | None] = relationship(NoticeVersion)
 
     @property
@@ -258,6 +267,7 @@ class Release(db.Model):
     # Set on a draft that was sent back without approval.
     declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    request: Mapped[RecordingRequest] = relationship(RecordingRequest)
     prepared_by: Mapped[StaffUser] = relationship(StaffUser, foreign_keys=[prepared_by_id])
     approved_by: Mapped[StaffUser | None] = relationship(StaffUser, foreign_keys=[approved_by_id])
     clinical_review_by: Mapped[StaffUser | None] = relationship(StaffUser, foreign_keys=[clinical_review_by_id])

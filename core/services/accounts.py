@@ -9,8 +9,6 @@ into pages. Nothing here ever logs or audits a password, code, token or NHS numb
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -30,7 +28,7 @@ from core.models.accounts import (
 from core.services import totp
 from core.services.audit import record_event
 from core.services.db import transactional
-from core.services.email import queue_email
+from core.services.email import normalise_email, queue_email
 from core.services.errors import ServiceError
 from core.services.passwords import hash_password, verify_password
 from core.services.register import find_register_match
@@ -57,20 +55,6 @@ ACCOUNT_MODELS = {"patient": Patient, "staff": StaffUser}
 
 class AccountError(ServiceError):
     """A request that cannot be carried out, with a message to show the person who made it."""
-
-
-def normalise_email(raw: str) -> str:
-    return unicodedata.normalize("NFKC", raw or "").strip().lower()
-
-
-# A pragmatic shape check: one @, a dot in the domain, and none of the characters that have no business in an
-# address we will put in an email header or a page.
-EMAIL_SHAPE = re.compile(r"[^@\s<>\"'(),;:\[\]\\]{1,64}@[^@\s<>\"'(),;:\[\]\\]{1,252}\.[^@\s<>\"'(),;:\[\]\\.]{2,63}")
-
-
-def looks_like_email(raw: str) -> bool:
-    email = normalise_email(raw)
-    return len(email) <= 254 and EMAIL_SHAPE.fullmatch(email) is not None
 
 
 def _now() -> datetime:

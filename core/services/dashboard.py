@@ -52,14 +52,22 @@ from sqlalchemy import case, func, or_, select
 from core.extensions import db
 from core.legal_clock import add_months
 from core.models.accounts import Patient
-from core.models.requests import REQUEST_STATUSES, STATUS_LABELS, Complaint, RecordingRequest, Release, RequestEvent
+from core.models.requests import (
+    REQUEST_STATUSES,
+    STATUS_LABELS,
+    Complaint,
+    RecordingRequest,
+    Release,
+    RequestEvent,
+    Status,
+)
 from core.services import requests as requests_service
 from core.services.requests import LONDON, QueueFilter
 
 MONTHS = 12
 # Statuses in which a request may have been answered (see the module docstring).
-ANSWERED_STATUSES = ("released", "completed", "no_recordings_found", "refused")
-RELEASE_ANSWERS = ("released", "completed")
+ANSWERED_STATUSES = (Status.RELEASED, Status.COMPLETED, Status.NO_RECORDINGS_FOUND, Status.REFUSED)
+RELEASE_ANSWERS = (Status.RELEASED, Status.COMPLETED)
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,7 @@ def attention(today: date) -> Attention:
         by_status=[StatusCount(status, STATUS_LABELS[status], counts.get(status, 0)) for status in REQUEST_STATUSES],
         overdue=requests_service.queue_count(QueueFilter(overdue=True), today=today),
         due_soon=requests_service.queue_count(QueueFilter(due_soon=True), today=today),
-        awaiting_identity=requests_service.queue_count(QueueFilter(status="awaiting_identity"), today=today),
+        awaiting_identity=requests_service.queue_count(QueueFilter(status=Status.AWAITING_IDENTITY), today=today),
         complaints_waiting=requests_service.count_complaints_awaiting_acknowledgement(),
         complaints_late=_count(
             select(func.count(Complaint.id)).where(
@@ -177,13 +185,13 @@ def monthly_figures(today: date | None = None) -> list[MonthFigures]:
         select(request.extended_at.label("at")).where(request.extended_at.is_not(None)), instants
     )
     full_refusals = _count_by_month(
-        select(request.closed_at.label("at")).where(request.status == "refused", request.closed_at.is_not(None)),
+        select(request.closed_at.label("at")).where(request.status == Status.REFUSED, request.closed_at.is_not(None)),
         instants,
     )
     first_partial_refusals = (
         select(func.min(RequestEvent.occurred_at).label("at"))
         .join(request, request.id == RequestEvent.request_id)
-        .where(request.partly_refused.is_(True), request.status != "refused", RequestEvent.kind == "refusal")
+        .where(request.partly_refused.is_(True), request.status != Status.REFUSED, RequestEvent.kind == "refusal")
         .group_by(RequestEvent.request_id)
     )
     partial_refusals = _count_by_month(first_partial_refusals, instants)

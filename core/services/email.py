@@ -8,8 +8,10 @@ Patients never see a mail server failure: their action has already succeeded.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,21 @@ from core.models.email import OutboundEmail
 MAX_ATTEMPTS = 10
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=6)
+
+
+def normalise_email(raw: str) -> str:
+    """An address as accounts store and compare it: NFKC-normalised, trimmed, lower case."""
+    return unicodedata.normalize("NFKC", raw or "").strip().lower()
+
+
+# A pragmatic shape check: one @, a dot in the domain, and none of the characters that have no business in an
+# address we will put in an email header or a page.
+EMAIL_SHAPE = re.compile(r"[^@\s<>\"'(),;:\[\]\\]{1,64}@[^@\s<>\"'(),;:\[\]\\]{1,252}\.[^@\s<>\"'(),;:\[\]\\.]{2,63}")
+
+
+def looks_like_email(raw: str) -> bool:
+    email = normalise_email(raw)
+    return len(email) <= 254 and EMAIL_SHAPE.fullmatch(email) is not None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from core.extensions import db
 from core.formatters import format_file_size
 from core.models.accounts import StaffUser, new_public_id
-from core.models.requests import DIRECTIONS, Recording, RecordingRequest
+from core.models.requests import DIRECTIONS, Recording, RecordingRequest, Status
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.recording_crypto import (
@@ -52,7 +52,7 @@ from core.services.recording_store import (
     recordings_dir,
     store_named,
 )
-from core.services.requests import RequestError, _audit_object, _lock, _move, _timeline
+from core.services.requests.lifecycle import RequestError, add_timeline_entry, audit_object, lock, move
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def attach_recording(actor: StaffUser, req: RecordingRequest, stream: BinaryIO, 
     """Store the file, then record it against the request. If the database step fails the file is removed."""
     if details.direction not in DIRECTIONS:
         raise RequestError("Select who made the call.")
-    if req.is_closed or req.status in ("awaiting_identity", "released", "ready_for_approval"):
+    if req.is_closed or req.status in (Status.AWAITING_IDENTITY, Status.RELEASED, Status.READY_FOR_APPROVAL):
         raise RequestError("Recordings can be attached only while the request is being processed.")
     upload = store_upload(stream, max_bytes=current_app.config["RECORDING_MAX_BYTES"])
     try:
@@ -348,8 +348,8 @@ def attach_recording(actor: StaffUser, req: RecordingRequest, stream: BinaryIO, 
 
 @transactional
 def _record_attachment(actor: StaffUser, req: RecordingRequest, upload: StoredUpload, details: RecordingDetails):
-    req = _lock(req)
-    if req.is_closed or req.status in ("awaiting_identity", "released", "ready_for_approval"):
+    req = lock(req)
+    if req.is_closed or req.status in (Status.AWAITING_IDENTITY, Status.RELEASED, Status.READY_FOR_APPROVAL):
         raise RequestError("Recordings can be attached only while the request is being processed.")
     sealed = upload.sealed
     recording = Recording(
@@ -373,12 +373,12 @@ def _record_attachment(actor: StaffUser, req: RecordingRequest, upload: StoredUp
     )
     db.session.add(recording)
     db.session.flush()
-    if req.status == "submitted":
-        _move(req, "in_progress", actor, summary="The practice started work on the request")
-    _timeline(
+    if req.status == Status.SUBMITTED:
+        move(req, Status.IN_PROGRESS, actor, summary="The practice started work on the request")
+    add_timeline_entry(
         req, kind="recording", actor=actor, summary=f"Recording attached: {recording.original_name}", visible=False
     )
-    _audit_object(
+    audit_object(
         actor,
         "recording_attached",
         recording,
@@ -399,13 +399,13 @@ def remove_recording(actor: StaffUser, req: RecordingRequest, recording: Recordi
     reason = (reason or "").strip()
     if not reason:
         raise RequestError("Enter why the recording is being removed.")
-    req = _lock(req)
+    req = lock(req)
     if recording.request_id != req.id or recording.removed_at is not None:
         raise RequestError("That recording is not attached to this request.")
-    if req.status in ("ready_for_approval", "released") or req.is_closed:
+    if req.status in (Status.READY_FOR_APPROVAL, Status.RELEASED) or req.is_closed:
         raise RequestError("A recording cannot be removed while a release is being approved or is live.")
     recording.removed_at = datetime.now(UTC)
-    _timeline(
+    add_timeline_entry(
         req,
         kind="recording",
         actor=actor,
@@ -413,7 +413,7 @@ def remove_recording(actor: StaffUser, req: RecordingRequest, recording: Recordi
         body=reason,
         visible=False,
     )
-    _audit_object(
+    audit_object(
         actor,
         "recording_removed",
         recording,
@@ -454,7 +454,7 @@ def recording_on_request(req: RecordingRequest, public_id: str) -> Recording | N
 def record_staff_listen(actor: StaffUser, req: RecordingRequest, recording: Recording, *, byte_range: str = "") -> None:
     """Audit every part of a recording sent to a member of staff's player, with the byte range asked for (a
     player seeking asks for several), so the access review sees every read."""
-    _audit_object(
+    audit_object(
         actor,
         "recording_listened",
         recording,

@@ -21,19 +21,17 @@ from sqlalchemy import select, update
 from core.extensions import db
 from core.jinja import render_email
 from core.models.accounts import Patient, StaffUser
-from core.models.requests import Recording, RecordingRequest, Release, ReleaseItem
+from core.models.requests import Recording, RecordingRequest, Release, ReleaseItem, Status
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.recording_store import sweep_orphans
 from core.services.recordings import attached_recordings, delete_stored, name_for_audit
-from core.services.requests import RequestError, _audit, _audit_object, _lock, _move, _timeline, now_utc
-from core.services.settings import practice_settings
+from core.services.requests.lifecycle import RequestError, add_timeline_entry, audit, audit_object, lock, move, now_utc
+from core.services.settings import MAX_LINK_DAYS, practice_settings
 from core.services.tokens import absolute_url_for
 
 DOWNLOAD_SALT = "portal-recording-download.v1"
-# The signature outlives no link: the longest lifetime a practice may set, plus a day of clock slack.
-MAX_LINK_DAYS = 90
 # What a token may name: a release's random public id (32 hex digits), never a path or anything else.
 PUBLIC_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -77,16 +75,18 @@ def check_token(token: str, *, now: datetime | None = None) -> TokenCheck:
     patient = db.session.get(Patient, release.patient_id)
     if patient is None or not patient.is_active:
         return TokenCheck(release, "account_inactive")
+    # Read from the database, not the session's copy: the status may have changed since it was loaded.
     status = db.session.execute(
         select(RecordingRequest.status).where(RecordingRequest.id == release.request_id)
     ).scalar_one()
-    if status not in ("released", "completed"):
+    if status not in (Status.RELEASED, Status.COMPLETED):
         return TokenCheck(release, "request_not_released")
     if all(item.download_count >= release.max_downloads for item in release.items):
         return TokenCheck(release, "exhausted")
     return TokenCheck(release, "ok")
 
 
+@transactional
 def record_link_refused(token_check: TokenCheck, account) -> None:
     """Audit a link that did not work, with the exact reason (the page shown is the same for every reason)."""
     with_actor = {"actor_type": account.kind, "actor_id": account.public_id} if account else {"actor_type": "anonymous"}
@@ -98,7 +98,6 @@ def record_link_refused(token_check: TokenCheck, account) -> None:
         outcome="failure",
         details={"reason": token_check.reason},
     )
-    db.session.commit()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,7 +129,7 @@ def live_release(req: RecordingRequest, now: datetime | None = None) -> Release 
 @transactional
 def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
     """Put the attached recordings forward for approval."""
-    req = _lock(req)
+    req = lock(req)
     if req.patient is None:
         raise RequestError(
             "This request is not linked to a patient account, so a download link cannot be sent. "
@@ -143,7 +142,7 @@ def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
     recordings = attached_recordings(req)
     if not recordings:
         raise RequestError("Attach at least one recording before preparing a release.")
-    _move(req, "ready_for_approval", actor, summary="Recordings are being checked before release")
+    move(req, Status.READY_FOR_APPROVAL, actor, summary="Recordings are being checked before release")
     release = Release(
         request_id=req.id,
         patient_id=req.patient_id,
@@ -155,7 +154,7 @@ def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
     db.session.flush()
     for recording in recordings:
         db.session.add(ReleaseItem(release_id=release.id, recording_id=recording.id))
-    _audit_object(
+    audit_object(
         actor,
         "release_prepared",
         release,
@@ -177,9 +176,9 @@ def clinical_review_needed(release: Release) -> bool:
 @transactional
 def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalReview | None = None) -> str:
     """Approve the prepared release: the link goes live and the patient is emailed. Returns the link."""
-    req = _lock(req)
+    req = lock(req)
     release = pending_release(req)
-    if release is None or req.status != "ready_for_approval":
+    if release is None or req.status != Status.READY_FOR_APPROVAL:
         raise RequestError("There is no release waiting for approval on this request.")
     if not actor.is_admin:
         raise RequestError("Only an admin can approve a release.")
@@ -200,8 +199,8 @@ def approve_release(actor: StaffUser, req: RecordingRequest, review: ClinicalRev
     release.approved_by_id = actor.id
     release.approved_at = now
     release.expires_at = now + timedelta(days=practice_settings().release_link_days)
-    _move(req, "released", actor, summary="Recordings released: a download link was emailed")
-    _audit_object(
+    move(req, Status.RELEASED, actor, summary="Recordings released: a download link was emailed")
+    audit_object(
         actor,
         "release_approved",
         release,
@@ -239,14 +238,14 @@ def decline_release(actor: StaffUser, req: RecordingRequest, reason: str) -> Non
     reason = (reason or "").strip()
     if not reason:
         raise RequestError("Enter what needs to change before the release can be approved.")
-    req = _lock(req)
+    req = lock(req)
     release = pending_release(req)
     if release is None:
         raise RequestError("There is no release waiting for approval on this request.")
     release.declined_at = now_utc()
-    _move(req, "in_progress", actor, summary="The practice is still working on your request")
-    _timeline(req, kind="note", actor=actor, summary="Release sent back", body=reason[:5000], visible=False)
-    _audit(req, "release_declined", actor, release=release.public_id)
+    move(req, Status.IN_PROGRESS, actor, summary="The practice is still working on your request")
+    add_timeline_entry(req, kind="note", actor=actor, summary="Release sent back", body=reason[:5000], visible=False)
+    audit(req, "release_declined", actor, release=release.public_id)
 
 
 @transactional
@@ -256,8 +255,8 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
     reason = (reason or "").strip()
     if not reason:
         raise RequestError("Enter the reason for revoking the link.")
-    req = _lock(req)
-    if req.status != "released":
+    req = lock(req)
+    if req.status != Status.RELEASED:
         raise RequestError("This request has no released link.")
     now = now_utc()
     current = [r for r in releases_for(req) if r.approved_at is not None and r.revoked_at is None]
@@ -265,17 +264,19 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
         release.revoked_at = now
         release.revoked_by_id = actor.id
         release.revoke_reason = reason[:2000]
-        _audit_object(
+        audit_object(
             actor,
             "release_revoked",
             release,
             details={"request": req.reference, "reissue": reissue},
         )
-    _timeline(req, kind="release", actor=actor, summary="Download link revoked", body=reason[:2000], visible=False)
+    add_timeline_entry(
+        req, kind="release", actor=actor, summary="Download link revoked", body=reason[:2000], visible=False
+    )
     if not reissue:
-        _move(
+        move(
             req,
-            "in_progress",
+            Status.IN_PROGRESS,
             actor,
             summary="The download link was withdrawn; the practice is working on your request",
         )
@@ -284,7 +285,11 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
         raise RequestError("There is no link to re-issue.")
     if req.patient is None or not req.patient.is_active:
         raise RequestError("The patient's account is not active, so a new link cannot be sent.")
-    previous = current[-1]
+    return _reissue(actor, req, current[-1], now)
+
+
+def _reissue(actor: StaffUser, req: RecordingRequest, previous: Release, now: datetime) -> str:
+    """A new approved release of the recordings on `previous` (just revoked), emailed; returns the link."""
     settings = practice_settings()
     if settings.release_four_eyes and previous.prepared_by_id == actor.id:
         raise RequestError("Another admin must send the new link: you prepared these recordings for release.")
@@ -307,8 +312,8 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
         db.session.add(ReleaseItem(release_id=release.id, recording_id=item.recording_id))
     db.session.flush()
     db.session.refresh(release)
-    _timeline(req, kind="release", actor=actor, summary="A new download link was emailed")
-    _audit_object(
+    add_timeline_entry(req, kind="release", actor=actor, summary="A new download link was emailed")
+    audit_object(
         actor,
         "release_reissued",
         release,
@@ -320,10 +325,10 @@ def revoke_release(actor: StaffUser, req: RecordingRequest, reason: str, *, reis
 @transactional
 def ask_for_new_link(patient: Patient, req: RecordingRequest) -> None:
     """The patient's link has expired or is used up: tell staff (a timeline note); staff re-issue."""
-    if req.status != "released" or req.patient_id != patient.id:
+    if req.status != Status.RELEASED or req.patient_id != patient.id:
         raise RequestError("There is no download link on this request.")
-    _timeline(req, kind="message", actor=patient, summary="The patient asked for a new download link")
-    _audit(req, "new_link_requested", patient)
+    add_timeline_entry(req, kind="message", actor=patient, summary="The patient asked for a new download link")
+    audit(req, "new_link_requested", patient)
 
 
 def revoke_patient_releases(patient: Patient, actor, reason: str) -> None:
@@ -338,9 +343,11 @@ def revoke_patient_releases(patient: Patient, actor, reason: str) -> None:
         release.revoked_at = now
         release.revoked_by_id = actor.id if actor is not None and actor.kind == "staff" else None
         release.revoke_reason = reason
-        req = request_of_release(release)
-        _timeline(req, kind="release", actor=actor, summary="Download link revoked", body=reason, visible=False)
-        _audit_object(
+        req = release.request
+        add_timeline_entry(
+            req, kind="release", actor=actor, summary="Download link revoked", body=reason, visible=False
+        )
+        audit_object(
             actor,
             "release_revoked",
             release,
@@ -353,11 +360,6 @@ def revoke_patient_releases(patient: Patient, actor, reason: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def request_of_release(release: Release) -> RecordingRequest:
-    """The request a release belongs to (for its reference on the download pages and file names)."""
-    return db.session.get(RecordingRequest, release.request_id)
-
-
 def release_item(release: Release, recording_public_id: str) -> ReleaseItem | None:
     """A recording on this release; a recording on any other release is None (SECURITY G3/H11)."""
     for item in release.items:
@@ -366,6 +368,7 @@ def release_item(release: Release, recording_public_id: str) -> ReleaseItem | No
     return None
 
 
+@transactional
 def take_download(release: Release, item: ReleaseItem, patient: Patient, *, now: datetime | None = None) -> bool:
     """Count one download, atomically: only if the link is still live and this recording has downloads left.
     Returns False if not (the last allowed download was just taken by a parallel request, say). Commits."""
@@ -386,35 +389,34 @@ def take_download(release: Release, item: ReleaseItem, patient: Patient, *, now:
         )
         .values(download_count=ReleaseItem.download_count + 1)
     ).rowcount
-    _audit_object(
+    audit_object(
         patient,
         "recording_downloaded",
         item.recording,
         outcome="success" if taken == 1 else "failure",
         details={
             "release": release.public_id,
-            "request": db.session.get(RecordingRequest, release.request_id).reference,
+            "request": release.request.reference,
             "bytes": item.recording.size_bytes,
             "sha256": item.recording.sha256,
             **({} if taken == 1 else {"reason": "no_downloads_left"}),
         },
     )
-    db.session.commit()
     return taken == 1
 
 
+@transactional
 def record_patient_access(
     action: str, release: Release, patient: Patient, recording: Recording | None = None, *, byte_range: str = ""
 ) -> None:
     """Audit a view of the download page or a play of a recording (the link itself is not changed). A play is
     audited for every part of the file sent, with the byte range asked for, so no read goes unrecorded."""
-    _audit_object(
+    audit_object(
         patient,
         action,
         recording or release,
         details={"release": release.public_id, **({"range": byte_range[:100]} if byte_range else {})},
     )
-    db.session.commit()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -460,7 +462,7 @@ def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) 
             continue
         delete_stored(recording)
         recording.purged_at = now
-        _audit_object(
+        audit_object(
             None,
             "recording_purged",
             recording,
@@ -477,7 +479,7 @@ def purge_release_copies(*, now: datetime | None = None, dry_run: bool = False) 
 def _past_keeping(req: RecordingRequest, cutoff: datetime, now: datetime) -> bool:
     if req.closed_at is not None and req.closed_at <= cutoff:
         return True
-    if req.status != "released":
+    if req.status != Status.RELEASED:
         return False
     releases = [r for r in releases_for(req) if r.approved_at is not None]
     if not releases or any(r.is_live(now) for r in releases):

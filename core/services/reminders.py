@@ -16,7 +16,7 @@ from core import legal_clock
 from core.extensions import db
 from core.jinja import render_email
 from core.models.accounts import StaffUser
-from core.models.requests import STATUS_LABELS, RecordingRequest
+from core.models.requests import STATUS_LABELS, RecordingRequest, Status
 from core.services.audit import record_event
 from core.services.db import transactional
 from core.services.email import queue_email
@@ -29,7 +29,7 @@ from core.services.tokens import absolute_url_for
 
 DUE_SOON_WORKING_DAYS = 7
 # Requests still needing work from the practice (a released request is waiting for the patient).
-WORK_STATUSES = ("submitted", "clarification_requested", "in_progress", "ready_for_approval")
+WORK_STATUSES = (Status.SUBMITTED, Status.CLARIFICATION_REQUESTED, Status.IN_PROGRESS, Status.READY_FOR_APPROVAL)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from core.models.accounts import StaffUser
 from core.models.settings import PracticeSettings
 from core.services.audit import record_event
 from core.services.db import transactional
+from core.services.email import looks_like_email, normalise_email
 from core.services.errors import ServiceError
 
 ROW_ID = 1
@@ -58,6 +59,9 @@ CONFIRM_FOUR_EYES_OFF = "confirm_four_eyes_off"
 NAME_MAX = 200
 ADDRESS_MAX = 300
 PHONE_LENGTH = (7, 20)
+# The longest lifetime of a download link: core.services.releases checks a token's signature with this
+# maximum age (plus a day of clock slack).
+MAX_LINK_DAYS = 90
 BASE_URL_MAX = 300
 DOWNLOADS_RANGE = (1, 20)
 PURGE_RANGE = (0, 3650)
@@ -70,11 +74,8 @@ HOST_SHAPE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 
 
 def link_days_range() -> tuple[int, int]:
-    """1 to releases.MAX_LINK_DAYS: a download token's signature stops working after that many days (plus
-    one), so a longer lifetime would promise a link that cannot work. Imported here, not at the top, because
-    core.services.releases itself reads the settings."""
-    from core.services.releases import MAX_LINK_DAYS
-
+    """1 to MAX_LINK_DAYS: a download token's signature stops working after that many days (plus one), so a
+    longer lifetime would promise a link that cannot work."""
     return (1, MAX_LINK_DAYS)
 
 
@@ -340,7 +341,6 @@ def _base_url(errors: dict, raw: str) -> str | None:
 def check_settings(form_values: dict[str, str], current: Settings) -> dict[str, Any]:
     """The new values, checked; raises SettingsError with every problem found. `form_values` maps each
     setting's name (and CONFIRM_FOUR_EYES_OFF) to the text the admin sent."""
-    from core.services.accounts import looks_like_email, normalise_email  # accounts imports this module
 
     def raw(name: str) -> str:
         value = form_values.get(name, "")
