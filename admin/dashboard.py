@@ -58,6 +58,23 @@ def count_scale(largest: int) -> tuple[int, int]:
         power *= 10
 
 
+def _bar(month: MonthFigures, *, first: bool, centre: float, width: float, height: float, baseline: float) -> dict:
+    """One month's bar of requests received, with its value above it and its month (and year) below."""
+    return {
+        "x": _round(centre - width / 2),
+        "y": _round(baseline - height),
+        "width": _round(width),
+        "height": _round(height),
+        "centre": _round(centre),
+        "value": month.received,
+        "value_y": _round(baseline - height - 3),
+        "month": f"{month.month:%b}",
+        "month_name": month.label,
+        # The year under the first month and under each January.
+        "year": f"{month.month:%Y}" if first or month.month.month == 1 else "",
+    }
+
+
 def chart(months: list[MonthFigures]) -> dict:
     """Everything the template needs to draw the chart: bars for requests received (left scale) and points
     joined by a line for % completed on time (right scale, 0 to 100), with the axes' ticks and labels. A
@@ -70,21 +87,7 @@ def chart(months: list[MonthFigures]) -> dict:
     for index, month in enumerate(months):
         centre = LEFT + slot * (index + 0.5)
         height = PLOT_HEIGHT * month.received / top
-        bars.append(
-            {
-                "x": _round(centre - bar_width / 2),
-                "y": _round(baseline - height),
-                "width": _round(bar_width),
-                "height": _round(height),
-                "centre": _round(centre),
-                "value": month.received,
-                "value_y": _round(baseline - height - 3),
-                "month": f"{month.month:%b}",
-                "month_name": month.label,
-                # The year under the first month and under each January.
-                "year": f"{month.month:%Y}" if index == 0 or month.month.month == 1 else "",
-            }
-        )
+        bars.append(_bar(month, first=index == 0, centre=centre, width=bar_width, height=height, baseline=baseline))
         percent = month.percent_on_time
         if percent is None:
             if current:

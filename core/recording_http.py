@@ -51,16 +51,9 @@ class Reader:
     where: str
 
 
-def send_recording(
-    recording: Recording,
-    reader: Reader,
-    *,
-    etag: str | None = None,
-    download_name: str | None = None,
-    as_attachment: bool = False,
-    conditional: bool = True,
-) -> Response:
-    """A streaming response with the recording's plain audio. Raises RecordingMissingError or RecordingRefusedError."""
+def _open_for(recording: Recording, reader: Reader):
+    """The recording opened for reading, with a chunk that fails its check audited (also one met later, while
+    the response streams). Raises RecordingMissingError or RecordingRefusedError."""
     app = current_app._get_current_object()
     public_id = recording.public_id
 
@@ -93,6 +86,20 @@ def send_recording(
         raise RecordingRefusedError(INTEGRITY_REFUSED) from exc
     if opened is None:
         raise RecordingMissingError
+    return opened
+
+
+def send_recording(
+    recording: Recording,
+    reader: Reader,
+    *,
+    etag: str | None = None,
+    download_name: str | None = None,
+    as_attachment: bool = False,
+    conditional: bool = True,
+) -> Response:
+    """A streaming response with the recording's plain audio. Raises RecordingMissingError or RecordingRefusedError."""
+    opened = _open_for(recording, reader)
     body = RecordingBody(opened)
     response = Response(body, mimetype=recording.media_type, direct_passthrough=True)
     response.content_length = opened.size

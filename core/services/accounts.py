@@ -305,33 +305,9 @@ def redeem_registration_key(patient: Patient, raw_key: object) -> str:
         return KEY_NOT_NEEDED
     key = find_key(raw_key, lock=True)
     now = _now()
-    if patient.identity_status == "rejected":
-        outcome = KEY_DECIDED_BY_STAFF
-    elif key is None:
-        outcome = KEY_WRONG
-    elif key.used_at is not None:
-        outcome = KEY_USED
-    elif key.voided_at is not None:
-        outcome = KEY_REPLACED
-    elif key.expires_at <= now:
-        outcome = KEY_EXPIRED
-    else:
-        entry = _register_entry_for(patient, lock=True)
-        outcome = KEY_NOT_FOR_THIS_ACCOUNT if entry is None or entry.id != key.register_entry_id else ""
-    if not outcome:
-        claims = other_claims(patient)
-        if claims:
-            _flag_duplicate_claim(patient, claims, actor=patient)
-            outcome = KEY_DUPLICATE_CLAIM
+    outcome = _key_refusal(patient, key, now)
     if outcome:
-        record_event(
-            action="registration_key_failed",
-            **_actor(patient),
-            object_type="registration_key",
-            object_id=key.public_id if key is not None and outcome != KEY_WRONG else None,
-            outcome="failure",
-            details={"reason": outcome, "patient": patient.public_id},
-        )
+        _key_failed(patient, key if outcome != KEY_WRONG else None, outcome)
         return outcome
     spent = db.session.execute(
         update(RegistrationKey)
@@ -339,14 +315,7 @@ def redeem_registration_key(patient: Patient, raw_key: object) -> str:
         .values(used_at=now, used_by_patient_id=patient.id)
     )
     if spent.rowcount != 1:  # only possible without row locks (SQLite): another request spent it just now
-        record_event(
-            action="registration_key_failed",
-            **_actor(patient),
-            object_type="registration_key",
-            object_id=key.public_id,
-            outcome="failure",
-            details={"reason": KEY_USED, "patient": patient.public_id},
-        )
+        _key_failed(patient, key, KEY_USED)
         return KEY_USED
     record_event(
         action="registration_key_used",
@@ -358,6 +327,40 @@ def redeem_registration_key(patient: Patient, raw_key: object) -> str:
     _verify_automatically(patient, method="registration_key", actor=patient)
     _email(patient, "accounts/identity-confirmed-by-key.txt")
     return KEY_VERIFIED
+
+
+def _key_refusal(patient: Patient, key: RegistrationKey | None, now: datetime) -> str:
+    """Why this key cannot verify this patient ("" when it can). A duplicate claim on the NHS number is flagged
+    for staff here, on both accounts."""
+    if patient.identity_status == "rejected":
+        return KEY_DECIDED_BY_STAFF
+    if key is None:
+        return KEY_WRONG
+    if key.used_at is not None:
+        return KEY_USED
+    if key.voided_at is not None:
+        return KEY_REPLACED
+    if key.expires_at <= now:
+        return KEY_EXPIRED
+    entry = _register_entry_for(patient, lock=True)
+    if entry is None or entry.id != key.register_entry_id:
+        return KEY_NOT_FOR_THIS_ACCOUNT
+    claims = other_claims(patient)
+    if claims:
+        _flag_duplicate_claim(patient, claims, actor=patient)
+        return KEY_DUPLICATE_CLAIM
+    return ""
+
+
+def _key_failed(patient: Patient, key: RegistrationKey | None, reason: str) -> None:
+    record_event(
+        action="registration_key_failed",
+        **_actor(patient),
+        object_type="registration_key",
+        object_id=key.public_id if key is not None else None,
+        outcome="failure",
+        details={"reason": reason, "patient": patient.public_id},
+    )
 
 
 PROOF_RESEND_AFTER = timedelta(minutes=15)

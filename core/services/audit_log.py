@@ -594,69 +594,7 @@ def access_report(start_day: date, end_day: date) -> AccessReport:
     member of staff (then each patient, by public id), the requests and recordings or releases they acted on,
     with how many times, first and last. One grouped query over the period's run of sequence numbers."""
     period = period_conditions(start_day, end_day)
-    groups: dict[tuple[str, str | None], AccessGroup] = {}
-    if period is not None:
-        staff_actions = [action for action in STAFF_ACCESS_ACTIONS if action != "authz_fail"]
-        which = or_(
-            and_(AuditEvent.actor_type == "staff", AuditEvent.action.in_(staff_actions)),
-            and_(
-                AuditEvent.actor_type == "staff",
-                AuditEvent.action == "authz_fail",
-                AuditEvent.object_type == "recording",
-            ),
-            and_(AuditEvent.actor_type == "patient", AuditEvent.action.in_(list(PATIENT_ACCESS_ACTIONS))),
-        )
-        key = (
-            AuditEvent.actor_type,
-            AuditEvent.actor_id,
-            AuditEvent.action,
-            AuditEvent.object_type,
-            AuditEvent.object_id,
-            AuditEvent.outcome,
-        )
-        found = db.session.execute(
-            select(
-                *key,
-                func.count().label("times"),
-                func.min(AuditEvent.occurred_at).label("first_at"),
-                func.max(AuditEvent.occurred_at).label("last_at"),
-            )
-            .where(*period, which)
-            .group_by(*key)
-        ).all()
-        objects: dict[str, set[str]] = {}
-        for row in found:
-            if row.object_id:
-                objects.setdefault(row.object_type, set()).add(row.object_id)
-        references = _references(objects)
-        names = staff_names(row.actor_id for row in found if row.actor_type == "staff")
-        for row in found:
-            group = groups.setdefault(
-                (row.actor_type, row.actor_id),
-                AccessGroup(
-                    row.actor_type, row.actor_id, names.get(row.actor_id) if row.actor_type == "staff" else None
-                ),
-            )
-            labels = STAFF_ACCESS_ACTIONS if row.actor_type == "staff" else PATIENT_ACCESS_ACTIONS
-            label = labels[row.action]
-            if row.outcome == "failure" and row.action != "authz_fail":
-                label += " (refused)"
-            reference = (
-                row.object_id if row.object_type == "request" else references.get((row.object_type, row.object_id))
-            )
-            group.lines.append(
-                AccessLine(
-                    request_reference=reference,
-                    object_type=row.object_type,
-                    object_id=row.object_id,
-                    action=row.action,
-                    label=label,
-                    outcome=row.outcome,
-                    count=row.times,
-                    first_at=row.first_at,
-                    last_at=row.last_at,
-                )
-            )
+    groups = _access_groups(_access_rows(period)) if period is not None else {}
     for group in groups.values():
         group.lines.sort(
             key=lambda line: (
@@ -675,6 +613,73 @@ def access_report(start_day: date, end_day: date) -> AccessReport:
         (group for group in groups.values() if group.actor_type == "patient"), key=lambda group: group.actor_id or ""
     )
     return AccessReport(start_day, end_day, staff, patients)
+
+
+def _access_rows(period: list) -> list:
+    """The period's access events, grouped by who, what they did, to which object and with what outcome."""
+    staff_actions = [action for action in STAFF_ACCESS_ACTIONS if action != "authz_fail"]
+    which = or_(
+        and_(AuditEvent.actor_type == "staff", AuditEvent.action.in_(staff_actions)),
+        and_(
+            AuditEvent.actor_type == "staff",
+            AuditEvent.action == "authz_fail",
+            AuditEvent.object_type == "recording",
+        ),
+        and_(AuditEvent.actor_type == "patient", AuditEvent.action.in_(list(PATIENT_ACCESS_ACTIONS))),
+    )
+    key = (
+        AuditEvent.actor_type,
+        AuditEvent.actor_id,
+        AuditEvent.action,
+        AuditEvent.object_type,
+        AuditEvent.object_id,
+        AuditEvent.outcome,
+    )
+    return db.session.execute(
+        select(
+            *key,
+            func.count().label("times"),
+            func.min(AuditEvent.occurred_at).label("first_at"),
+            func.max(AuditEvent.occurred_at).label("last_at"),
+        )
+        .where(*period, which)
+        .group_by(*key)
+    ).all()
+
+
+def _access_groups(found: list) -> dict[tuple[str, str | None], AccessGroup]:
+    """The rows as one group of lines per person, each line naming the request its object belongs to."""
+    objects: dict[str, set[str]] = {}
+    for row in found:
+        if row.object_id:
+            objects.setdefault(row.object_type, set()).add(row.object_id)
+    references = _references(objects)
+    names = staff_names(row.actor_id for row in found if row.actor_type == "staff")
+    groups: dict[tuple[str, str | None], AccessGroup] = {}
+    for row in found:
+        group = groups.setdefault(
+            (row.actor_type, row.actor_id),
+            AccessGroup(row.actor_type, row.actor_id, names.get(row.actor_id) if row.actor_type == "staff" else None),
+        )
+        labels = STAFF_ACCESS_ACTIONS if row.actor_type == "staff" else PATIENT_ACCESS_ACTIONS
+        label = labels[row.action]
+        if row.outcome == "failure" and row.action != "authz_fail":
+            label += " (refused)"
+        reference = row.object_id if row.object_type == "request" else references.get((row.object_type, row.object_id))
+        group.lines.append(
+            AccessLine(
+                request_reference=reference,
+                object_type=row.object_type,
+                object_id=row.object_id,
+                action=row.action,
+                label=label,
+                outcome=row.outcome,
+                count=row.times,
+                first_at=row.first_at,
+                last_at=row.last_at,
+            )
+        )
+    return groups
 
 
 ACCESS_CSV_HEADER = [

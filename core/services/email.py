@@ -113,7 +113,7 @@ def deliver_pending(
         .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
         .limit(limit)
     ).scalars()
-    sent = retrying = given_up = 0
+    counts = {"sent": 0, "retrying": 0, "given_up": 0}
     for message_id in list(due):
         if should_stop():
             break
@@ -130,26 +130,32 @@ def deliver_pending(
             .values(claimed_until=claim_at + claim_for, attempts=OutboundEmail.attempts + 1)
         ).rowcount
         db.session.commit()
-        if not claimed:
-            continue  # another worker took it
-        row = db.session.get(OutboundEmail, message_id, populate_existing=True)
-        try:
-            _send(row)
-        except (OSError, smtplib.SMTPException) as exc:
-            row.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            if row.attempts >= MAX_ATTEMPTS:
-                row.status = "failed"
-                given_up += 1
-                logger.error("email given up after %s attempts", row.attempts, extra={"email_id": row.id})
-            else:
-                row.next_attempt_at = now + retry_delay(row.attempts)
-                retrying += 1
-                logger.warning("email delivery failed; will retry", extra={"email_id": row.id})
+        if claimed:  # else another worker took it
+            counts[_deliver_claimed(message_id, now)] += 1
+    return DeliveryReport(**counts)
+
+
+def _deliver_claimed(message_id: int, now: datetime) -> str:
+    """Send one claimed message and record the outcome ("sent", "retrying" or "given_up"), releasing the claim;
+    committed at once, so a worker killed later does not send it again."""
+    row = db.session.get(OutboundEmail, message_id, populate_existing=True)
+    try:
+        _send(row)
+    except (OSError, smtplib.SMTPException) as exc:
+        row.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        if row.attempts >= MAX_ATTEMPTS:
+            row.status = "failed"
+            outcome = "given_up"
+            logger.error("email given up after %s attempts", row.attempts, extra={"email_id": row.id})
         else:
-            row.status = "sent"
-            row.sent_at = datetime.now(UTC)
-            row.last_error = None
-            sent += 1
-        row.claimed_until = None
-        db.session.commit()
-    return DeliveryReport(sent=sent, retrying=retrying, given_up=given_up)
+            row.next_attempt_at = now + retry_delay(row.attempts)
+            outcome = "retrying"
+            logger.warning("email delivery failed; will retry", extra={"email_id": row.id})
+    else:
+        row.status = "sent"
+        row.sent_at = datetime.now(UTC)
+        row.last_error = None
+        outcome = "sent"
+    row.claimed_until = None
+    db.session.commit()
+    return outcome

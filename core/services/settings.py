@@ -347,8 +347,39 @@ def check_settings(form_values: dict[str, str], current: Settings) -> dict[str, 
         return value.strip() if isinstance(value, str) else ""
 
     errors: dict[str, str] = {}
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = _practice_details(errors, raw)
+    values["public_base_url"] = _base_url(errors, raw("public_base_url"))
+    for name, wording, bounds in (
+        ("release_link_days", LINK_DAYS, link_days_range()),
+        ("release_max_downloads", DOWNLOADS, DOWNLOADS_RANGE),
+    ):
+        values[name] = _whole_number(errors, name, raw(name), wording, bounds)
 
+    four_eyes = raw("release_four_eyes")
+    if four_eyes not in ("yes", "no"):
+        errors["release_four_eyes"] = "Select whether a second admin must approve each release"
+    values["release_four_eyes"] = four_eyes == "yes"
+    if four_eyes == "no" and current.release_four_eyes and raw(CONFIRM_FOUR_EYES_OFF) != "yes":
+        errors[CONFIRM_FOUR_EYES_OFF] = (
+            "Confirm that one admin may prepare and approve a release alone, or select Yes to keep two admins"
+        )
+
+    for name, wording, bounds in (
+        ("purge_after_days", PURGE_DAYS, PURGE_RANGE),
+        ("recordings_kept_months", KEPT_MONTHS, KEPT_MONTHS_RANGE),
+        ("registration_key_days", REGISTRATION_KEY_DAYS, REGISTRATION_KEY_DAYS_RANGE),
+    ):
+        values[name] = _whole_number(errors, name, raw(name), wording, bounds)
+
+    if errors:
+        order = (*FIELD_NAMES, CONFIRM_FOUR_EYES_OFF)
+        raise SettingsError({key: errors[key] for key in sorted(errors, key=order.index)})
+    return values
+
+
+def _practice_details(errors: dict[str, str], raw) -> dict[str, str]:
+    """The practice's name, address, phone and email (shown on every page), checked; problems go to `errors`."""
+    values: dict[str, str] = {}
     name = raw("practice_name")
     if not name:
         errors["practice_name"] = "Enter the practice's name"
@@ -377,33 +408,6 @@ def check_settings(form_values: dict[str, str], current: Settings) -> dict[str, 
     if email and not looks_like_email(email):
         errors["practice_email"] = "Enter an email address in the correct format, like reception@example.nhs.uk"
     values["practice_email"] = normalise_email(email) if email else ""
-
-    values["public_base_url"] = _base_url(errors, raw("public_base_url"))
-    for name, wording, bounds in (
-        ("release_link_days", LINK_DAYS, link_days_range()),
-        ("release_max_downloads", DOWNLOADS, DOWNLOADS_RANGE),
-    ):
-        values[name] = _whole_number(errors, name, raw(name), wording, bounds)
-
-    four_eyes = raw("release_four_eyes")
-    if four_eyes not in ("yes", "no"):
-        errors["release_four_eyes"] = "Select whether a second admin must approve each release"
-    values["release_four_eyes"] = four_eyes == "yes"
-    if four_eyes == "no" and current.release_four_eyes and raw(CONFIRM_FOUR_EYES_OFF) != "yes":
-        errors[CONFIRM_FOUR_EYES_OFF] = (
-            "Confirm that one admin may prepare and approve a release alone, or select Yes to keep two admins"
-        )
-
-    for name, wording, bounds in (
-        ("purge_after_days", PURGE_DAYS, PURGE_RANGE),
-        ("recordings_kept_months", KEPT_MONTHS, KEPT_MONTHS_RANGE),
-        ("registration_key_days", REGISTRATION_KEY_DAYS, REGISTRATION_KEY_DAYS_RANGE),
-    ):
-        values[name] = _whole_number(errors, name, raw(name), wording, bounds)
-
-    if errors:
-        order = (*FIELD_NAMES, CONFIRM_FOUR_EYES_OFF)
-        raise SettingsError({key: errors[key] for key in sorted(errors, key=order.index)})
     return values
 
 
