@@ -18,7 +18,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, StopValidation, ValidationError
 
 from admin.request_forms import ChosenFrom
-from core.forms import DateInputField, DateWording, PortalForm, YesField
+from core.forms import CallDetailsFields, DateInputField, DateWording, PortalForm, YesField
 from core.models.accounts import STAFF_ROLES
 from core.models.requests import DIRECTIONS, FORMATS, RECEIVED_VIA
 from core.services import requests as requests_service
@@ -100,7 +100,7 @@ class QueueSearchForm(PortalForm):
     q = StringField(name="q", id="q", filters=[cut(100)])
 
 
-class OfflineRequestForm(PortalForm):
+class OfflineRequestForm(CallDetailsFields, PortalForm):
     """A request received by letter, phone, email or at the desk. The follow-up questions of each radio answer
     are checked only for that answer (`AskedWhen`). The service checks the dates and the choices again and names
     the field it refuses (core.services.requests.log_offline_request)."""
@@ -195,16 +195,7 @@ class OfflineRequestForm(PortalForm):
 
     def offline_request(self) -> requests_service.OfflineRequest:
         """What a valid form asks the service to log."""
-        details = requests_service.CallDetails(
-            calls_from=self.calls_from.data,
-            calls_to=self.calls_to.data or self.calls_from.data,
-            approximate_time=self.approximate_time.data,
-            phone_number=self.phone_number.data,
-            spoke_to=self.spoke_to.data,
-            description=self.description.data,
-            preferred_format=self.preferred_format.data,
-            share_with_nhs_england=self.share_with_nhs_england.data,
-        )
+        details = self.call_details()
         requester = {}
         if self.requester.data == "unregistered":
             nhs_number = self.requester_nhs_number.data

@@ -99,7 +99,16 @@ class ForgotPasswordForm(PortalForm):
     email = StringField(name="email", id="email", default="", validators=[DataRequired("Enter your email address")])
 
 
-class NewPasswordForm(PortalForm):
+class OwnedPasswordForm(PortalForm):
+    """A form with a new password: the view names whose password it is (`email`, `names`, `staff`), for the
+    password policy (`check_new_password`, called from `validate`)."""
+
+    def __init__(self, *args, email: str = "", names: tuple[str, ...] = (), staff: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = {"email": email, "names": names, "staff": staff}
+
+
+class NewPasswordForm(OwnedPasswordForm):
     """A new password and its confirmation (a reset, or an invited member of staff's first password). The view
     names whose password it is (`email`, `names`, `staff`), for the password policy."""
 
@@ -107,16 +116,12 @@ class NewPasswordForm(PortalForm):
     password = new_password_field()
     confirm_password = new_password_field("confirm-password")
 
-    def __init__(self, *args, email: str = "", names: tuple[str, ...] = (), staff: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.owner = {"email": email, "names": names, "staff": staff}
-
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)
         return check_new_password(self, **self.owner) and valid
 
 
-class ChangePasswordForm(PortalForm):
+class ChangePasswordForm(OwnedPasswordForm):
     """The current password, and a new one with its confirmation. The service says whether the current
     password is right; a refusal names the field."""
 
@@ -124,10 +129,6 @@ class ChangePasswordForm(PortalForm):
     current_password = _password("current-password", "Enter your current password")
     new_password = new_password_field("new-password")
     confirm_password = new_password_field("confirm-password")
-
-    def __init__(self, *args, email: str = "", names: tuple[str, ...] = (), staff: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.owner = {"email": email, "names": names, "staff": staff}
 
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)

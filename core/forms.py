@@ -28,6 +28,7 @@ from wtforms.validators import StopValidation
 
 from core.services.breached import is_breached
 from core.services.passwords import MAX_LENGTH, normalise_password, password_problems
+from core.services.requests import CallDetails
 
 MAX_FIELD_LENGTH = 500
 BREACHED = "This password has appeared in a data breach on another website, so it is not safe. Choose a different one"
@@ -262,3 +263,21 @@ class YesField(BooleanField):
 
     def process_formdata(self, valuelist):
         self.data = bool(valuelist) and valuelist[0] == "yes"
+
+
+class CallDetailsFields:
+    """A form mixin: what the patient's request form and staff's offline-request form both ask about the calls
+    (their dates, a time, the number, who they spoke to, what they were about, the format, the NHS England
+    consent), as the service takes it."""
+
+    def call_details(self) -> CallDetails:
+        return CallDetails(
+            calls_from=self.calls_from.data,
+            calls_to=self.calls_to.data or self.calls_from.data,
+            approximate_time=self.approximate_time.data,
+            phone_number=self.phone_number.data,
+            spoke_to=self.spoke_to.data,
+            description=self.description.data,
+            preferred_format=self.preferred_format.data,
+            share_with_nhs_england=self.share_with_nhs_england.data,
+        )

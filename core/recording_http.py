@@ -57,29 +57,25 @@ def _open_for(recording: Recording, reader: Reader):
     app = current_app._get_current_object()
     public_id = recording.public_id
 
-    def audit_failure(exc: RecordingIntegrityError) -> None:
-        with app.app_context():
-            record_recording_unreadable(
-                public_id,
-                INTEGRITY_REFUSED,
-                actor_type=reader.actor_type,
-                actor_id=reader.actor_id,
-                detail=str(exc),
-                where=reader.where,
-            )
-            app.logger.error("recording %s: a stored chunk failed its check; not sent (%s)", public_id, exc)
-
-    try:
-        opened = open_recording(recording, read_ahead=READ_AHEAD, on_failure=audit_failure)
-    except UnknownRecordingKeyError as exc:
+    def audit(reason: str, exc: Exception) -> None:
         record_recording_unreadable(
             public_id,
-            UNKNOWN_KEY_REFUSED,
+            reason,
             actor_type=reader.actor_type,
             actor_id=reader.actor_id,
             detail=str(exc),
             where=reader.where,
         )
+
+    def audit_failure(exc: RecordingIntegrityError) -> None:
+        with app.app_context():
+            audit(INTEGRITY_REFUSED, exc)
+            app.logger.error("recording %s: a stored chunk failed its check; not sent (%s)", public_id, exc)
+
+    try:
+        opened = open_recording(recording, read_ahead=READ_AHEAD, on_failure=audit_failure)
+    except UnknownRecordingKeyError as exc:
+        audit(UNKNOWN_KEY_REFUSED, exc)
         raise RecordingRefusedError(UNKNOWN_KEY_REFUSED) from exc
     except RecordingIntegrityError as exc:
         audit_failure(exc)

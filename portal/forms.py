@@ -17,7 +17,15 @@ from wtforms import Field, HiddenField, RadioField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, StopValidation, ValidationError
 
-from core.forms import DateInputField, DateWording, PortalForm, YesField, check_new_password, new_password_field
+from core.forms import (
+    CallDetailsFields,
+    DateInputField,
+    DateWording,
+    PortalForm,
+    YesField,
+    check_new_password,
+    new_password_field,
+)
 from core.models.requests import FORMATS
 from core.services import accounts
 from core.services import requests as requests_service
@@ -198,7 +206,7 @@ def _phone_number(form, field: Field) -> None:
         raise ValidationError("Enter a phone number using only numbers, spaces and +, like 020 7946 0000")
 
 
-class RequestDetailsForm(PatientForm):
+class RequestDetailsForm(CallDetailsFields, PatientForm):
     """Asking for recordings: which calls, and how the patient wants them. Once valid, the answers are kept for
     the check page (portal.requests)."""
 
@@ -234,16 +242,7 @@ class RequestDetailsForm(PatientForm):
             raise ValidationError("The date of the last call must be the same as or after the date of the call")
 
     def details(self) -> requests_service.CallDetails:
-        return requests_service.CallDetails(
-            calls_from=self.calls_from.data,
-            calls_to=self.calls_to.data or self.calls_from.data,
-            approximate_time=self.approximate_time.data,
-            phone_number=self.phone_number.data,
-            spoke_to=self.spoke_to.data,
-            description=self.description.data,
-            preferred_format=self.preferred_format.data,
-            share_with_nhs_england=self.share_with_nhs_england.data,
-        )
+        return self.call_details()
 
 
 class SubmitRequestForm(PatientForm):

@@ -24,7 +24,7 @@ from core.models.requests import Complaint, RecordingRequest, Release, RequestEv
 from core.services import dashboard as dashboard_service
 from core.services.dashboard import MonthFigures
 from core.services.worker import beat, run_due_jobs
-from tests.accounts_support import SignInAccount, make_patient, make_staff, signed_in_browser
+from tests.accounts_support import make_patient, make_staff, signed_in_browser
 from tests.conftest import check_page
 
 NOW = datetime(2026, 3, 16, 10, 0, tzinfo=UTC)
@@ -68,16 +68,6 @@ _numbers = itertools.count(1)
 def _frozen_time():
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture
-def clerk() -> SignInAccount:
-    return make_staff(email="clerk@practice.example", name="Cal Clerk")
-
-
-@pytest.fixture
-def clerk_browser(app, clerk) -> FlaskClient:
-    return signed_in_browser(app, clerk)
 
 
 def at(year: int, month: int, day: int, hour: int = 10, minute: int = 0) -> datetime:

@@ -30,7 +30,7 @@ from core.models.audit import AuditEvent
 from core.models.requests import Recording, RecordingRequest
 from core.services import recordings
 from core.services import requests as requests_service
-from tests.accounts_support import SignInAccount, make_patient, make_staff, post_form, signed_in_browser
+from tests.accounts_support import make_patient, post_form, signed_in_browser
 from tests.conftest import check_page
 from tests.recording_store_support import assert_encrypted, plain_bytes
 
@@ -51,16 +51,6 @@ def store(app, tmp_path, monkeypatch) -> Path:
     directory = tmp_path / "recordings"
     monkeypatch.setitem(app.config, "RECORDINGS_DIR", str(directory))
     return directory
-
-
-@pytest.fixture
-def clerk() -> SignInAccount:
-    return make_staff(email="clerk@practice.example", name="Cal Clerk")
-
-
-@pytest.fixture
-def clerk_browser(app, clerk) -> FlaskClient:
-    return signed_in_browser(app, clerk)
 
 
 @pytest.fixture

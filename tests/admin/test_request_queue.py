@@ -24,7 +24,7 @@ from core.extensions import db
 from core.models.requests import Complaint, RecordingRequest
 from core.services import requests as requests_service
 from core.services.requests import OPEN_STATUSES, QueueFilter
-from tests.accounts_support import SignInAccount, emails_to, make_patient, make_staff, post_form, signed_in_browser
+from tests.accounts_support import emails_to, make_patient, make_staff, post_form
 from tests.conftest import check_page
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday; London is on GMT
@@ -39,16 +39,6 @@ _numbers = itertools.count(1)
 def _frozen_time():
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture
-def clerk() -> SignInAccount:
-    return make_staff(email="clerk@practice.example", name="Cal Clerk")
-
-
-@pytest.fixture
-def clerk_browser(app, clerk) -> FlaskClient:
-    return signed_in_browser(app, clerk)
 
 
 def create_request(

@@ -19,7 +19,7 @@ from core.models.requests import RecordingRequest
 from core.services import requests as requests_service
 from core.services.requests import CallDetails, OfflineRequest, RequestError
 from core.services.settings import practice_settings
-from tests.accounts_support import SignInAccount, make_patient, make_staff, post_form, signed_in_browser
+from tests.accounts_support import make_patient, make_staff, post_form, signed_in_browser
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 TODAY = date(2026, 3, 2)
@@ -31,16 +31,6 @@ SETTINGS = "/admin/settings"
 def _frozen_time():
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture
-def clerk() -> SignInAccount:
-    return make_staff(email="clerk@practice.example", name="Cal Clerk")
-
-
-@pytest.fixture
-def clerk_browser(app, clerk) -> FlaskClient:
-    return signed_in_browser(app, clerk)
 
 
 @pytest.fixture
