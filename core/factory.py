@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import os
 
-from flask import Flask, send_from_directory
+from flask import Flask, has_request_context, request, send_from_directory
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -128,6 +128,8 @@ def register_template_context(app: Flask) -> None:
             # leave the session usable for the rest of the request.
             db.session.rollback()
             settings = last_known_settings()
+            if has_request_context():  # a page drawn with these must not be kept (portal.public.RenderedPages)
+                request.environ["portal.practice_settings_stale"] = True
         values = practice_values(settings)
         return {
             "practice_settings": settings,

@@ -19,7 +19,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from flask import Flask, Response, abort, current_app, jsonify, make_response, render_template, request, session
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    has_request_context,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+    session,
+)
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import SecurityError
@@ -27,7 +38,7 @@ from werkzeug.http import http_date, is_resource_modified, quote_etag, remove_en
 from werkzeug.wsgi import get_host
 
 from core.extensions import limiter
-from core.log import log_request_line, request_id_for
+from core.log import log_request_line, logger, request_id_for
 from core.security import shared_page_headers, without_nonce
 from core.services.content import PAGE_SLUGS, PageState, page_state, page_state_engine, published_page
 from core.services.health import database_is_reachable
@@ -64,7 +75,8 @@ class RenderedPages:
             if cached is not None and cached[0] == key:
                 return cached[1]
             body = draw().encode()
-            self._bodies[slug] = (key, body)
+            if not (has_request_context() and request.environ.get("portal.practice_settings_stale")):
+                self._bodies[slug] = (key, body)
             return body
 
 
@@ -91,7 +103,11 @@ class CachedPagesFirst:
         if app.config["SESSION_COOKIE_NAME"] in environ.get("HTTP_COOKIE", "") or not self._trusted_host(environ):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        answer = self._answer(environ, slug)
+        try:
+            answer = self._answer(environ, slug)
+        except Exception:  # whatever went wrong here, Flask's path answers (and handles it) instead
+            logger.exception("cached page fast path failed; answered by Flask")
+            answer = None
         if answer is None:
             return self.wsgi_app(environ, start_response)
         status, headers, body = answer

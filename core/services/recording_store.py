@@ -300,7 +300,10 @@ def sweep_orphans(*, now: datetime | None = None, older_than: timedelta = ORPHAN
     if directory.is_dir():
         kept = set(db.session.scalars(named))
         for path in directory.iterdir():
-            stat = path.stat()
+            try:  # an upload may rename or discard its part file at any moment
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
             if not path.is_file() or path.name in kept or datetime.fromtimestamp(stat.st_mtime, UTC) >= cutoff:
                 continue
             path.unlink(missing_ok=True)

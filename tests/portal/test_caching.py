@@ -13,6 +13,7 @@ import pytest
 from bs4 import BeautifulSoup
 from flask import request_started, template_rendered
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from core.factory import create_app
 from core.security import page_template_script_hash
@@ -131,6 +132,22 @@ def counting_statements(app) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", note)
 
 
+@contextmanager
+def flask_handling(app) -> Iterator[list]:
+    """The requests Flask's own request handling started while the block runs (held strongly: blinker would
+    drop a receiver such as a list's bound `append` at once, and it would never be called)."""
+    started: list = []
+
+    def note(sender, **_extra) -> None:
+        started.append(sender)
+
+    request_started.connect(note, app, weak=False)
+    try:
+        yield started
+    finally:
+        request_started.disconnect(note, app)
+
+
 def publish(slug: str, text: str) -> None:
     publish_version(
         slug=slug, title="Recording of telephone calls", source_text=text, change_summary="Test", author_label="Test"
@@ -151,13 +168,8 @@ def test_each_version_of_a_page_is_drawn_once_however_often_it_is_read(app, clie
 
 def test_a_cached_read_asks_the_database_one_question_and_skips_the_rest_of_flask(app, client):
     client.get("/how-to-request")
-    flask_requests = []
-    request_started.connect(flask_requests.append, app)
-    try:
-        with counting_statements(app) as statements:
-            assert client.get("/how-to-request").status_code == 200
-    finally:
-        request_started.disconnect(flask_requests.append, app)
+    with flask_handling(app) as flask_requests, counting_statements(app) as statements:
+        assert client.get("/how-to-request").status_code == 200
     assert flask_requests == []
     assert len(statements) == 1, statements
     assert "notice_version" in statements[0] and "practice_settings" in statements[0]
@@ -310,3 +322,38 @@ def test_a_page_served_from_the_cache_is_logged_like_any_other(app, client, capl
 def test_a_host_that_is_not_trusted_is_refused_before_the_cache(app, client):
     client.get("/call-recording-notice")
     assert client.get("/call-recording-notice", base_url="http://evil.example").status_code == 400
+
+
+def test_a_page_drawn_with_the_details_last_read_is_sent_but_not_kept(app, client, monkeypatch):
+    """The settings could not be read while the page was drawn (the header fell back to the details last read):
+    that visitor gets the page, but the next one gets a page drawn again, with the details as they are."""
+    import core.factory
+
+    def unreadable():
+        raise OperationalError("SELECT practice_settings", {}, ConnectionError("server closed the connection"))
+
+    with counting_renders(app) as drawn:
+        monkeypatch.setattr(core.factory, "practice_settings", unreadable)
+        assert client.get("/accessibility-statement").status_code == 200
+        monkeypatch.undo()
+        assert client.get("/accessibility-statement").status_code == 200
+        assert client.get("/accessibility-statement").status_code == 200
+    assert drawn == ["accessibility-statement"] * 2, "the page drawn with stale details was kept"
+
+
+def test_any_failure_of_the_fast_path_leaves_the_answer_to_flask(app, client, monkeypatch):
+    """Not only a database error: whatever goes wrong before Flask, the visitor still gets the page from Flask,
+    with Flask's headers, never a bare 500."""
+    from portal.public import CachedPagesFirst
+
+    client.get("/how-to-request")
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the version check could not be made")
+
+    monkeypatch.setattr(CachedPagesFirst, "_answer", broken)
+    with flask_handling(app) as flask_requests:
+        response = client.get("/how-to-request")
+    assert flask_requests, "Flask did not answer"
+    assert response.status_code == 200
+    assert "Content-Security-Policy" in response.headers
