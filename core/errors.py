@@ -64,6 +64,11 @@ def error_response(status: int, headers: dict | None = None):
         # A form that takes a file sets its own wording, with its limit, before reading the body.
         title, advice = g.too_large_advice
     request_id = current_request_id() if status >= 500 else None
+    if status == 503:
+        # Something the page depends on is unavailable: the session store, or the database that the signed-in
+        # account's row would be read from again. The page is drawn for nobody (no name in the header) rather
+        # than asking again and failing as a 500.
+        g.account = g.pending_account = None
     if wants_json():
         body = {"error": title, "status": status}
         if request_id:
@@ -84,9 +89,7 @@ def handle_http_exception(exc: HTTPException):
     if isinstance(exc, CSRFError) and getattr(session, "unavailable", False):
         # The form's token is kept in the session, which the database could not read: the service is
         # unavailable, and the form is not at fault (core.auth answers 503 for the same reason, but the CSRF
-        # check runs before it). Nobody can be known to be signed in: the page is drawn for nobody, rather than
-        # asking the unreadable session again for the header (current_user).
-        g.account = g.pending_account = None
+        # check runs before it).
         return error_response(ServiceUnavailable.code)
     headers = {}
     if exc.code == 405 and exc.valid_methods:
@@ -114,9 +117,6 @@ def _roll_back() -> None:
 def handle_database_unavailable(exc: Exception):
     _roll_back()
     logger.error("database unavailable", exc_info=exc)
-    # The rollback expired the signed-in account's row, and reading it again needs the database that has just
-    # failed: the page is drawn without the account (no name in the header) rather than failing as a 500.
-    g.account = g.pending_account = None
     return error_response(ServiceUnavailable.code)
 
 

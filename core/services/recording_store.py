@@ -18,6 +18,7 @@ import io
 import os
 import tempfile
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -47,52 +48,47 @@ ORPHAN_AGE = timedelta(hours=6)
 DATABASE_BATCH = 16
 
 
-class RecordingStore:
+class RecordingStore(ABC):
     """The interface both stores implement."""
 
     name = ""
 
+    @abstractmethod
     def write(self, object_name: str, records: Iterable[bytes]) -> None:
         """Store the sealed chunks in order, all or nothing (its own transaction or file)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
         """The sealed chunks from `first_index`, one per expected length (b"" where a chunk is missing)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def exists(self, object_name: str) -> bool:
-        raise NotImplementedError
+        """Whether any chunk of the object is stored."""
 
+    @abstractmethod
     def delete(self, object_name: str) -> None:
         """Remove the chunks as part of the caller's unit of work (a purge, a removal)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def discard(self, object_name: str) -> None:
         """Remove the chunks at once, in a transaction of its own (an upload that was refused)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def source(self, object_name: str) -> ChunkSource:
-        """What a reader reads the chunks from (the store itself, or a file kept open while it reads)."""
-        return _StoreSource(self, object_name)
+        """What a reader reads the chunks from (a connection or a file kept open while it reads)."""
 
 
-class ChunkSource:
+class ChunkSource(ABC):
     # Whether two reads may run at once (from a reader's prefetch thread and the reader itself).
     concurrent_reads = True
 
+    @abstractmethod
     def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
-        raise NotImplementedError
+        """The sealed chunks from `first_index`, one per expected length (b"" where a chunk is missing)."""
 
+    @abstractmethod
     def close(self) -> None:
-        pass
-
-
-class _StoreSource(ChunkSource):
-    def __init__(self, store: RecordingStore, object_name: str):
-        self.store, self.object_name = store, object_name
-
-    def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
-        return self.store.read(self.object_name, first_index, lengths)
+        """Let go of what the source holds open."""
 
 
 class _OpenFileSource(ChunkSource):
