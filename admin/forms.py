@@ -390,6 +390,7 @@ class SettingsForm(PortalForm):
     purge_after_days = _setting("purge_after_days")
     recordings_kept_months = _setting("recordings_kept_months")
     registration_key_days = _setting("registration_key_days")
+    redaction_fill = _setting("redaction_fill")
 
     def expected_version(self) -> int | None:
         version = self.version.data or ""

@@ -18,6 +18,7 @@ from core.csv_cells import csv_rows
 from core.formatters import format_datetime
 from core.legal_clock import due_date
 from core.log import logger
+from core.services import redaction
 from core.services.accounts import AccountError, create_first_admin
 from core.services.audit import AuditError, record_anchor, record_chain_check, record_event, verify_chain
 from core.services.content import load_default_content
@@ -42,6 +43,7 @@ requests_cli = AppGroup("requests", help="Subject access requests: deadlines.")
 reminders_cli = AppGroup("reminders", help="Remind staff of deadlines.")
 jobs_cli = AppGroup("jobs", help="The worker's scheduled jobs.")
 recordings_cli = AppGroup("recordings", help="The stored recordings.")
+redaction_cli = AppGroup("redaction", help="Redacted copies and waveforms (the worker makes them).")
 
 
 @staff_cli.command("create-admin")
@@ -381,6 +383,16 @@ def purge_command(dry_run: bool) -> None:
     click.echo(f"{verb} {report.purged} recording files ({report.bytes_freed:,} bytes).")
 
 
+@redaction_cli.command("run-once")
+def redaction_run_once_command() -> None:
+    """Make every redacted copy asked for and draw every missing waveform now, as the worker would, then stop."""
+    worker = worker_name()
+    rounds = 0
+    while redaction.run_pending(worker):
+        rounds += 1
+    click.echo(f"Done: {rounds} pieces of work (copies made or refused, waveforms drawn).")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(content_cli)
     app.cli.add_command(audit_cli)
@@ -394,3 +406,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(recordings_cli)
+    app.cli.add_command(redaction_cli)

@@ -218,6 +218,8 @@ class BaseConfig:
     RECORDINGS_KEPT_MONTHS = 36
     # How many days a registration key issued by the practice works (admins can change it).
     REGISTRATION_KEY_DAYS = 30
+    # What replaces a part of a recording withheld before release: "silence" or "tone" (admins can change it).
+    REDACTION_FILL = "silence"
     # Comma-separated keys that sign download links, oldest first: the last signs, all verify (SECURITY H7).
     # Separate from SECRET_KEY, so rotating one does not void the other.
     DOWNLOAD_SIGNING_KEYS: str | None = None
@@ -285,6 +287,8 @@ class BaseConfig:
         for name in ("RECORDING_STORE", "RECORDING_KEYS"):
             if os.environ.get(name):
                 values[name] = os.environ[name].strip()
+        if os.environ.get("REDACTION_FILL"):
+            values["REDACTION_FILL"] = os.environ["REDACTION_FILL"].strip().lower()
         if os.environ.get("LOG_LEVEL"):
             values["LOG_LEVEL"] = os.environ["LOG_LEVEL"].upper()
         values.update(_worker_settings())
@@ -313,6 +317,8 @@ class BaseConfig:
             raise ConfigurationError("PUBLIC_BASE_URL must be an absolute address such as https://portal.example.")
         if config.get("RECORDING_STORE") not in ("filesystem", "database"):
             raise ConfigurationError("RECORDING_STORE must be filesystem or database.")
+        if config.get("REDACTION_FILL") not in ("silence", "tone"):
+            raise ConfigurationError("REDACTION_FILL must be silence or tone.")
         if not config.get("RECORDING_KEYS"):
             raise ConfigurationError("RECORDING_KEYS must be set.")
         try:

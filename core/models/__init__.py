@@ -12,6 +12,7 @@ from core.models.accounts import (
 from core.models.audit import AuditAnchor, AuditChainHead, AuditCheck, AuditEvent
 from core.models.content import NoticeVersion
 from core.models.email import OutboundEmail
+from core.models.redaction import RecordingWaveform, RedactedCopy, RedactionRange
 from core.models.requests import (
     Complaint,
     Recording,
@@ -40,7 +41,10 @@ __all__ = [
     "Recording",
     "RecordingChunk",
     "RecordingRequest",
+    "RecordingWaveform",
     "RecoveryCode",
+    "RedactedCopy",
+    "RedactionRange",
     "ReferenceCounter",
     "RegisterEntry",
     "RegistrationKey",

@@ -211,8 +211,13 @@ class Recording(db.Model):
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     chunk_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A redacted copy (core.models.redaction) names the original it was made from; an original has None.
+    redacted_from_id: Mapped[int | None] = mapped_column(ForeignKey("recording.id"), nullable=True, index=True)
 
     uploaded_by: Mapped[StaffUser] = relationship(StaffUser)
+    redacted_from: Mapped[Recording | None] = relationship(
+        "Recording", remote_side=[id], foreign_keys=[redacted_from_id]
+    )
 
     @property
     def duration_label(self) -> str:

@@ -34,5 +34,7 @@ class PracticeSettings(db.Model):
     purge_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     recordings_kept_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
     registration_key_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # What replaces a withheld part of a recording: "silence" or "tone" (core.audio).
+    redaction_fill: Mapped[str | None] = mapped_column(String(16), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utc_now)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), nullable=True)

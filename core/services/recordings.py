@@ -266,7 +266,7 @@ class StoredUpload:
         return self.sealed.stored_name
 
 
-def _new_stored_name(extension: str = "rec") -> str:
+def new_stored_name(extension: str = "rec") -> str:
     return f"{secrets.token_hex(16)}.{extension}"
 
 
@@ -275,7 +275,7 @@ def store_upload(stream: BinaryIO, *, max_bytes: int) -> StoredUpload:
     (and leaves nothing stored) if it is not audio, is empty or is larger than `max_bytes`."""
     head = _read_exactly(stream, 16)
     kind = sniff(head)
-    stored_name = _new_stored_name(kind.extension if kind else "rec")
+    stored_name = new_stored_name(kind.extension if kind else "rec")
     try:
         sealed = seal_into_store(
             _Prefixed(head, stream), public_id=new_public_id(), stored_name=stored_name, max_bytes=max_bytes
@@ -421,6 +421,24 @@ def remove_recording(actor: StaffUser, req: RecordingRequest, recording: Recordi
     )
     delete_stored(recording)
     recording.purged_at = datetime.now(UTC)
+    _remove_redacted_copies(actor, req, recording)
+
+
+def _remove_redacted_copies(actor: StaffUser, req: RecordingRequest, original: Recording) -> None:
+    """A removed recording's redacted copies go with it (they could only ever be released in its place)."""
+    copies = db.session.execute(
+        select(Recording).where(Recording.redacted_from_id == original.id, Recording.removed_at.is_(None))
+    ).scalars()
+    for copy in copies:
+        copy.removed_at = datetime.now(UTC)
+        audit_object(
+            actor,
+            "recording_removed",
+            copy,
+            details={"request": req.reference, "sha256": copy.sha256, "redacted_from": original.public_id},
+        )
+        delete_stored(copy)
+        copy.purged_at = copy.removed_at
 
 
 def delete_stored(recording: Recording) -> None:
@@ -434,10 +452,15 @@ def delete_stored(recording: Recording) -> None:
 
 
 def attached_recordings(req: RecordingRequest) -> list[Recording]:
+    """The recordings staff attached (originals: redacted copies are reached through core.services.redaction)."""
     return list(
         db.session.execute(
             select(Recording)
-            .where(Recording.request_id == req.id, Recording.removed_at.is_(None))
+            .where(
+                Recording.request_id == req.id,
+                Recording.removed_at.is_(None),
+                Recording.redacted_from_id.is_(None),  # a redacted copy is shown with its original
+            )
             .order_by(Recording.call_started_at, Recording.id)
         ).scalars()
     )
@@ -641,7 +664,7 @@ def encrypt_plain_files() -> EncryptFilesReport:
         old_name = recording.stored_name
         with path.open("rb") as handle:
             sealed = seal_into_store(
-                handle, public_id=recording.public_id, stored_name=_new_stored_name(recording.extension)
+                handle, public_id=recording.public_id, stored_name=new_stored_name(recording.extension)
             )
         if sealed.sha256 != recording.sha256 or sealed.size != recording.size_bytes:
             store_named(sealed.storage).discard(sealed.stored_name)

@@ -27,6 +27,7 @@ from core.services.db import transactional
 from core.services.email import queue_email
 from core.services.recording_store import sweep_orphans
 from core.services.recordings import attached_recordings, delete_stored, name_for_audit
+from core.services.redaction import copy_state
 from core.services.requests.lifecycle import RequestError, add_timeline_entry, audit, audit_object, lock, move, now_utc
 from core.services.settings import MAX_LINK_DAYS, practice_settings
 from core.services.tokens import absolute_url_for
@@ -139,7 +140,7 @@ def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
         raise RequestError("The patient's identity has not been confirmed.")
     if not req.patient.is_active:
         raise RequestError("The patient's account is deactivated, so a download link cannot be sent.")
-    recordings = attached_recordings(req)
+    recordings = _release_copies(attached_recordings(req))
     if not recordings:
         raise RequestError("Attach at least one recording before preparing a release.")
     move(req, Status.READY_FOR_APPROVAL, actor, summary="Recordings are being checked before release")
@@ -161,6 +162,24 @@ def prepare_release(actor: StaffUser, req: RecordingRequest) -> Release:
         details={"request": req.reference, "recordings": [r.public_id for r in recordings]},
     )
     return release
+
+
+def _release_copies(originals: list[Recording]) -> list[Recording]:
+    """What goes to the patient: each original, or its redacted copy where parts are marked to withhold. A
+    recording with marked parts and no copy made from exactly those parts stops the release."""
+    released = []
+    for original in originals:
+        state = copy_state(original)
+        if not state.ranges:
+            released.append(original)
+        elif state.current is None:
+            raise RequestError(
+                f"Parts of {original.original_name} are marked to withhold, but its redacted copy has not been "
+                "made from them yet. Produce the redacted copy first."
+            )
+        else:
+            released.append(state.current.copy)
+    return released
 
 
 @dataclass(frozen=True)

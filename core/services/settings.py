@@ -50,8 +50,11 @@ CONFIG_KEYS: dict[str, str] = {
     "purge_after_days": "PURGE_AFTER_DAYS",
     "recordings_kept_months": "RECORDINGS_KEPT_MONTHS",
     "registration_key_days": "REGISTRATION_KEY_DAYS",
+    "redaction_fill": "REDACTION_FILL",
 }
 FIELD_NAMES: tuple[str, ...] = tuple(CONFIG_KEYS)
+# What may replace a withheld part of a recording (core.audio's two fills).
+REDACTION_FILLS = ("silence", "tone")
 # The form field that confirms turning four-eyes release off.
 CONFIRM_FOUR_EYES_OFF = "confirm_four_eyes_off"
 
@@ -98,6 +101,7 @@ class Settings:
     purge_after_days: int
     recordings_kept_months: int
     registration_key_days: int
+    redaction_fill: str
     version: int = field(default=0, compare=False)
     updated_at: datetime | None = field(default=None, compare=False)
     overridden: frozenset[str] = field(default=frozenset(), compare=False)
@@ -117,6 +121,7 @@ class Settings:
             purge_after_days=int(config["PURGE_AFTER_DAYS"]),
             recordings_kept_months=int(config["RECORDINGS_KEPT_MONTHS"]),
             registration_key_days=int(config["REGISTRATION_KEY_DAYS"]),
+            redaction_fill=config["REDACTION_FILL"],
         )
 
     @property
@@ -370,6 +375,10 @@ def check_settings(form_values: dict[str, str], current: Settings) -> dict[str, 
         ("registration_key_days", REGISTRATION_KEY_DAYS, REGISTRATION_KEY_DAYS_RANGE),
     ):
         values[name] = _whole_number(errors, name, raw(name), wording, bounds)
+
+    values["redaction_fill"] = raw("redaction_fill")
+    if values["redaction_fill"] not in REDACTION_FILLS:
+        errors["redaction_fill"] = "Select what replaces a part of a recording that is withheld"
 
     if errors:
         order = (*FIELD_NAMES, CONFIRM_FOUR_EYES_OFF)

@@ -1,4 +1,5 @@
-"""The worker (`flask worker`): delivers the outbox continuously and runs the scheduled jobs.
+"""The worker (`flask worker`): delivers the outbox continuously, runs the scheduled jobs, and makes the
+redacted copies and waveforms staff wait for (core.services.redaction.run_pending: one of each per round).
 
 Each job has a schedule in the practice's time (Europe/London). On every round the worker asks each job for
 its latest due time and tries to claim that run by inserting a `job_run` row; `(job, due_at)` is unique, so
@@ -29,6 +30,7 @@ from core.models.worker import JobRun, WorkerHeartbeat
 from core.services.audit import record_anchor, record_chain_check, record_event, verify_chain
 from core.services.db import transactional
 from core.services.email import deliver_pending
+from core.services.redaction import run_pending
 from core.services.releases import purge_release_copies, remove_orphan_copies
 from core.services.reminders import send_reminders
 from core.sessions import purge_expired_sessions
@@ -249,6 +251,8 @@ def run_worker(*, should_stop: Callable[[], bool], wait: Callable[[float], None]
                 logger.info("outbox: sent %s, %s to retry, %s given up", report.sent, report.retrying, report.given_up)
             if not should_stop():
                 run_due_jobs(worker=worker)
+            if not should_stop():
+                run_pending(worker)
         except SQLAlchemyError as exc:
             db.session.rollback()
             logger.warning("worker: database unavailable (%s); trying again", type(exc).__name__)

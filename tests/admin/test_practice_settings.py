@@ -152,7 +152,7 @@ def test_with_no_saved_settings_every_value_is_the_configured_default(app, admin
         "checked"
     )
     hints = [hint.get_text(strip=True) for hint in soup.select("form .nhsuk-hint")]
-    assert sum(hint.endswith("This is the default.") for hint in hints) == 11
+    assert sum(hint.endswith("This is the default.") for hint in hints) == 12
 
 
 def test_a_value_equal_to_its_default_is_stored_as_the_default_and_the_page_says_which_are_changed(
@@ -254,6 +254,8 @@ INVALID = [
     ("registration_key_days", "0", "Registration key lifetime must be between 1 and 90 days"),
     ("registration_key_days", "91", "Registration key lifetime must be between 1 and 90 days"),
     ("registration_key_days", "2.5", "Registration key lifetime must be a whole number of days, like 30"),
+    ("redaction_fill", "", "Select what replaces a part of a recording that is withheld"),
+    ("redaction_fill", "music", "Select what replaces a part of a recording that is withheld"),
 ]
 
 
@@ -402,6 +404,20 @@ def test_a_save_is_audited_once_with_each_changed_value_before_and_after(admin, 
     }
     assert settings_events("four_eyes_release_turned_off") == []
     assert verify_chain().ok
+
+
+def test_the_redaction_fill_is_a_setting_saved_and_audited(admin_browser):
+    """Silence by default; an admin may choose a soft tone for redacted copies made from then on."""
+    assert practice_settings().redaction_fill == "silence"
+    assert Pages.parse(admin_browser.get("/admin/settings")).select_one("#redaction-fill")["value"] == "silence"
+
+    saved(save(admin_browser, redaction_fill="tone"))
+
+    assert practice_settings().redaction_fill == "tone"
+    [changed] = settings_events()
+    assert json.loads(changed.details)["changed"] == {
+        "redaction_fill": {"before": "silence", "after": "tone", "default": False}
+    }
 
 
 def test_the_registration_key_lifetime_is_a_setting_saved_audited_and_used_for_new_keys_a7(admin, admin_browser):
