@@ -18,7 +18,7 @@ from admin.guard import fresh_second_factor
 from admin.request_forms import ConfirmForm, RangeForm
 from admin.requests import recording_or_404, request_or_404
 from core.forms import FormErrors
-from core.models.redaction import RedactionRange
+from core.models.redaction import RedactionRange, format_timestamp
 from core.models.requests import Recording, RecordingRequest
 from core.security import allow_style_nonce
 from core.services import redaction
@@ -225,4 +225,5 @@ def redaction_helpers() -> dict:
         "redaction_summary": redaction.redaction_summary,
         "redaction_state": redaction.copy_state,
         "withheld_parts": redaction.withheld_parts,
+        "seconds_label": lambda seconds: format_timestamp(round(seconds * 1000)),
     }

@@ -331,8 +331,10 @@ def test_producing_the_copy_shows_progress_then_the_copy_and_its_proof(clerk_bro
     rows = [
         [cell.get_text(" ", strip=True) for cell in row.select("td")] for row in soup.select("#proof-table tbody tr")
     ]
-    assert [row[2] for row in rows] == ["Silent", "Silent"]
-    assert all(row[1].endswith("dBFS") or row[1] == "No sound at all" for row in rows)
+    assert [[row[0], row[2]] for row in rows] == [["00:02.0 to 00:04.0", "Silent"], ["00:07.5 to 00:09.0", "Silent"]]
+    proof = redaction.copy_state(recording).current.proof
+    assert [row[1] for row in rows] == [f"{part['peak_dbfs']:.1f} dBFS" for part in proof["ranges"]]
+    assert all(part["peak_dbfs"] <= -60 for part in proof["ranges"])
     assert soup.select_one("#copy-progress") is None
 
 
