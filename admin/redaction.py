@@ -223,6 +223,7 @@ def redaction_helpers() -> dict:
     """For the request page (each recording's line) and the release pages (what goes into the release)."""
     return {
         "redaction_summary": redaction.redaction_summary,
+        "recording_has_ranges": lambda recording: bool(redaction.ranges_for(recording)),
         "redaction_state": redaction.copy_state,
         "withheld_parts": redaction.withheld_parts,
         "seconds_label": lambda seconds: format_timestamp(round(seconds * 1000)),
