@@ -15,6 +15,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from core.forms import PortalForm, TimestampField
 from core.models.redaction import REASON_LABELS, format_timestamp
 from core.services import accounts
+from core.services.redaction.ranges import NOTE_MAX
 
 TEXT_LIMIT = 5000
 REASON_LIMIT = 2000
@@ -173,7 +174,7 @@ class RangeForm(RequestForm):
         validate_choice=False,
         validators=[ChosenFrom("Select why this part is withheld")],
     )
-    note = _text("note", "", limit=REASON_LIMIT, field_id="range-note", required=False)
+    note = _text("note", "", limit=NOTE_MAX, field_id="range-note", required=False)
 
     def validate_end(self, field: Field) -> None:
         if self.start.ms is None or field.ms is None:

@@ -178,6 +178,7 @@ def test_a_part_marked_by_typed_times_is_listed_and_audited(clerk_browser, clerk
         ),
         ({"reason": ""}, "range-reason", "Select why this part is withheld"),
         ({"reason": "because"}, "range-reason", "Select why this part is withheld"),
+        ({"note": "n" * 501}, "range-note", "Enter no more than 500 characters"),
     ],
 )
 def test_a_part_that_cannot_be_marked_is_explained_beside_its_field(
@@ -336,6 +337,9 @@ def test_producing_the_copy_shows_progress_then_the_copy_and_its_proof(clerk_bro
     assert [row[1] for row in rows] == [f"{part['peak_dbfs']:.1f} dBFS" for part in proof["ranges"]]
     assert all(part["peak_dbfs"] <= -60 for part in proof["ranges"])
     assert soup.select_one("#copy-progress") is None
+    # The copy is released in place of the original: it has no redaction page of its own.
+    assert clerk_browser.get(page_path(req, copy)).status_code == 404
+    assert clerk_browser.get(page_path(req, copy, "audio")).status_code == 200
 
 
 def test_produce_is_refused_with_a_message_when_nothing_is_marked(clerk_browser, req, recording):
