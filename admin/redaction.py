@@ -10,6 +10,8 @@ so the page works without its script; dragging on the waveform only fills in the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -115,7 +117,16 @@ def redaction_range_add(reference: str, public_id: str):
     return redirect(_page_url(req, recording, "parts"))
 
 
-def _range_action_page(req, recording, marked, form, *, template: str, run, done: str):
+def _range_action_page(
+    req: RecordingRequest,
+    recording: Recording,
+    marked: RedactionRange,
+    form: RangeForm | ConfirmForm,
+    *,
+    template: str,
+    run: Callable[[], object],
+    done: str,
+) -> ResponseReturnValue:
     """Change or remove one part, on a page of its own (the shape of admin.request_actions.action_page)."""
     if back := _back_unless_editable(req, recording):
         return back
@@ -130,9 +141,11 @@ def _range_action_page(req, recording, marked, form, *, template: str, run, done
             return redirect(_page_url(req, recording, "parts"))
     for field_id, message in form.page_errors().items():
         errors.add(field_id, message)
-    back = {"href": _page_url(req, recording), "text": "Back to the recording"}
-    back["cancel"] = "Cancel and go back to the recording"
-    page = render_template(template, req=req, recording=recording, marked=marked, form=form, errors=errors, back=back)
+    back_link = {"href": _page_url(req, recording), "text": "Back to the recording"}
+    back_link["cancel"] = "Cancel and go back to the recording"
+    page = render_template(
+        template, req=req, recording=recording, marked=marked, form=form, errors=errors, back=back_link
+    )
     return page, (400 if errors else 200)
 
 
