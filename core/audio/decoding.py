@@ -31,7 +31,8 @@ class DecodedAudio:
         self._stream = stream
         self.sample_rate: int = stream.codec_context.sample_rate or stream.rate
         self.channels: int = stream.codec_context.channels or 1
-        self.codec: str = stream.codec_context.name
+        # The format's name ("mp3"), not the decoder's ("mp3float").
+        self.codec: str = stream.codec_context.codec.canonical_name
         self.expected_duration: float | None = header_duration(container, stream)
 
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:

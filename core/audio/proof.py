@@ -11,7 +11,7 @@ from core.audio import spans as span_math
 from core.audio.decoding import ProgressReporter, open_audio
 from core.audio.encoding import AAC_FRAME_SAMPLES
 from core.audio.fill import tone_residual_peak
-from core.audio.model import FILL_TONE, FILLS, SILENCE_THRESHOLD_DBFS, Proof, RangeLevel, Span, dbfs
+from core.audio.model import FILL_TONE, FILLS, SILENCE_THRESHOLD_DBFS, AudioError, Proof, RangeLevel, Span, dbfs
 
 # In tone mode the tone is fitted over blocks this long (short enough that the encoder's slight drift in level
 # and phase along a long range does not leave part of the tone behind as "residual").
@@ -76,6 +76,8 @@ def prove(
     AudioError if the copy cannot be decoded."""
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, not {fill!r}")
+    if not spans:
+        raise AudioError("Mark at least one range to redact.")
     with open_audio(copy) as audio:
         rate = audio.sample_rate
         meters = [RangeMeter(span, rate, fill) for span in spans]

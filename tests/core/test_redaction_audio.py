@@ -161,6 +161,28 @@ def test_each_sample_format_is_redacted_proven_and_keeps_the_rest_of_the_call(ex
     assert all(after.values[index] >= before.values[index] / 2 for index in kept)
 
 
+@pytest.mark.parametrize(
+    ("extension", "expected"),
+    [
+        ("wav", (13.544125, 8000, 1, "pcm_s16le")),
+        ("mp3", (13.544125, 16000, 1, "mp3")),
+        ("ogg", (13.544125, 16000, 1, "vorbis")),
+        ("m4a", (13.568, 16000, 1, "aac")),  # the sample's own AAC encoder padded its last frame
+    ],
+)
+def test_probe_reports_the_decoded_length_and_format_of_each_sample(extension, expected):
+    info = probe(io.BytesIO(sample(extension)))
+    assert (info.duration, info.sample_rate, info.channels, info.codec) == expected
+
+
+def test_no_marked_range_is_refused():
+    result, copy = redacted(sample("wav"), SAMPLE_SPANS)
+    with pytest.raises(AudioError, match="at least one range"):
+        redacted(sample("wav"), [])
+    with pytest.raises(AudioError, match="at least one range"):
+        prove(io.BytesIO(copy), [], fill=FILL_SILENCE, original_duration=result.duration)
+
+
 def test_a_span_starting_after_the_end_of_the_recording_is_refused():
     with pytest.raises(AudioError, match="after the end"):
         redacted(sample("wav"), [Span(20.0, 21.0)])
