@@ -58,6 +58,23 @@ class DecodedAudio:
             raise AudioError("The recording holds no sound to work on.")
 
 
+def batched(chunks: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The same samples in chunks of at least `size` (the last may be shorter): measuring a second at a time
+    costs far less Python than a frame at a time (an 8 kHz MP3 frame is 72 ms), in no noticeable memory."""
+    pending: list[np.ndarray] = []
+    pending_first = pending_count = 0
+    for first, samples in chunks:
+        if not pending:
+            pending_first = first
+        pending.append(samples)
+        pending_count += len(samples)
+        if pending_count >= size:
+            yield pending_first, np.concatenate(pending)
+            pending, pending_count = [], 0
+    if pending:
+        yield pending_first, np.concatenate(pending)
+
+
 def header_duration(container, stream) -> float | None:
     """The duration the file's header claims (only for reporting progress: it can be an estimate)."""
     if stream.duration and stream.time_base:

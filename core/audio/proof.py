@@ -8,7 +8,7 @@ from typing import BinaryIO
 import numpy as np
 
 from core.audio import spans as span_math
-from core.audio.decoding import ProgressReporter, open_audio
+from core.audio.decoding import ProgressReporter, batched, open_audio
 from core.audio.encoding import AAC_FRAME_SAMPLES
 from core.audio.fill import tone_residual_peak
 from core.audio.model import FILL_TONE, FILLS, SILENCE_THRESHOLD_DBFS, AudioError, Proof, RangeLevel, Span, dbfs
@@ -83,7 +83,7 @@ def prove(
         meters = [RangeMeter(span, rate, fill) for span in spans]
         reporter = ProgressReporter(progress, audio.expected_duration)
         total = 0
-        for first, samples in audio.chunks():
+        for first, samples in batched(audio.chunks(), audio.sample_rate):
             for meter in meters:
                 meter.feed(first, samples)
             total = first + len(samples)
