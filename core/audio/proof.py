@@ -58,8 +58,9 @@ class RangeMeter:
     def result(self) -> RangeLevel:
         if self.tone:
             self._measure_blocks(final=True)
-        level = round(dbfs(self.peak), 1)
-        return RangeLevel(self.span.start, self.span.end, level, level <= SILENCE_THRESHOLD_DBFS)
+        level = dbfs(self.peak)
+        # Judged on the exact level; reported to 0.1 dB (rounding must not turn -59.96 into a pass).
+        return RangeLevel(self.span.start, self.span.end, round(level, 1), level <= SILENCE_THRESHOLD_DBFS)
 
 
 def prove(
