@@ -18,9 +18,9 @@ import numpy as np
 from core.audio.model import AudioError
 
 NOT_DECODED = "The recording could not be decoded: it may be damaged or not an audio file."
-# What FFmpeg (through PyAV) raises for bytes it cannot read as audio: its own errors (InvalidDataError is
-# also a ValueError), and EOFError for a file that ends before its header does.
-DECODE_ERRORS = (av.FFmpegError, EOFError, ValueError)
+# What FFmpeg (through PyAV) raises for bytes it cannot read as audio: its own errors, and EOFError for a file
+# that ends before its header does. Anything the source itself raises (a store that fails to decrypt) passes.
+DECODE_ERRORS = (av.FFmpegError, EOFError)
 
 
 class DecodedAudio:

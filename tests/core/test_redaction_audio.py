@@ -399,3 +399,17 @@ def test_the_tone_is_recognised_across_frames_of_any_size_and_speech_is_not():
     meter = RangeMeter(Span(0.25, 1.75), rate, FILL_TONE)
     meter.feed(0, speechlike)
     assert not meter.result().ok
+
+
+class FailingSource(io.BytesIO):
+    """A source that fails part-way, as a store does when a stored chunk no longer decrypts."""
+
+    def read(self, size=-1):
+        if self.tell() > 20_000:
+            raise RuntimeError("chunk 3 failed its integrity check")
+        return super().read(size)
+
+
+def test_a_failure_of_the_source_itself_is_not_reported_as_undecodable_audio():
+    with pytest.raises(RuntimeError, match="integrity"):
+        redact(FailingSource(sample("wav")), SAMPLE_SPANS, io.BytesIO(), fill=FILL_SILENCE)
