@@ -18,9 +18,9 @@ import numpy as np
 from core.audio.model import AudioError
 
 NOT_DECODED = "The recording could not be decoded: it may be damaged or not an audio file."
-# What FFmpeg (through PyAV) raises for bytes it cannot read as audio: its own errors (InvalidDataError is
-# also a ValueError), and EOFError for a file that ends before its header does.
-DECODE_ERRORS = (av.FFmpegError, EOFError, ValueError)
+# What FFmpeg (through PyAV) raises for bytes it cannot read as audio: its own errors, and EOFError for a file
+# that ends before its header does. Anything the source itself raises (a store that fails to decrypt) passes.
+DECODE_ERRORS = (av.FFmpegError, EOFError)
 
 
 class DecodedAudio:
@@ -31,7 +31,8 @@ class DecodedAudio:
         self._stream = stream
         self.sample_rate: int = stream.codec_context.sample_rate or stream.rate
         self.channels: int = stream.codec_context.channels or 1
-        self.codec: str = stream.codec_context.name
+        # The format's name ("mp3"), not the decoder's ("mp3float").
+        self.codec: str = stream.codec_context.codec.canonical_name
         self.expected_duration: float | None = header_duration(container, stream)
 
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -55,6 +56,23 @@ class DecodedAudio:
             raise AudioError(NOT_DECODED) from exc
         if position == 0:
             raise AudioError("The recording holds no sound to work on.")
+
+
+def batched(chunks: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The same samples in chunks of at least `size` (the last may be shorter): measuring a second at a time
+    costs far less Python than a frame at a time (an 8 kHz MP3 frame is 72 ms), in no noticeable memory."""
+    pending: list[np.ndarray] = []
+    pending_first = pending_count = 0
+    for first, samples in chunks:
+        if not pending:
+            pending_first = first
+        pending.append(samples)
+        pending_count += len(samples)
+        if pending_count >= size:
+            yield pending_first, np.concatenate(pending)
+            pending, pending_count = [], 0
+    if pending:
+        yield pending_first, np.concatenate(pending)
 
 
 def header_duration(container, stream) -> float | None:

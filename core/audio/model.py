@@ -22,8 +22,9 @@ FLOOR_DBFS = -120.0
 PEAKS_PER_SECOND = 10
 # AAC codes audio in overlapping blocks (2048 samples: 0.26 s at 8 kHz), so sound just outside a filled range
 # leaks into its edges. Each range is filled this much wider on both sides. Measured on the sample call at
-# 8 kHz (ranges at eight places, edges in speech): silence needed 0.05 s and the tone 0.2 s (its sudden start
-# is itself spread by the encoder) to stay below the threshold; 0.3 s leaves a margin.
+# 8 kHz (WAV) and 16 kHz (MP3), ranges at eight places with their edges in speech: silence needed 0.1 s and the
+# tone 0.2 s (its sudden start is itself spread by the encoder) to stay below the threshold; 0.3 s leaves a
+# margin, and a test fails if the guard is taken away.
 GUARD_SECONDS = 0.3
 
 FILL_SILENCE = "silence"

@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from core.audio.decoding import ProgressReporter, open_audio
+from core.audio.decoding import ProgressReporter, batched, open_audio
 from core.audio.model import PEAKS_PER_SECOND, Peaks
 
 
@@ -26,7 +26,7 @@ def compute_peaks(
         rate = audio.sample_rate
         reporter = ProgressReporter(progress, audio.expected_duration)
         total = 0
-        for first, samples in audio.chunks():
+        for first, samples in batched(audio.chunks(), audio.sample_rate):
             index = (np.arange(first, first + len(samples), dtype=np.int64) * per_second) // rate
             starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
             loudest = np.maximum.reduceat(np.abs(samples), starts)

@@ -8,10 +8,10 @@ from typing import BinaryIO
 import numpy as np
 
 from core.audio import spans as span_math
-from core.audio.decoding import ProgressReporter, open_audio
+from core.audio.decoding import ProgressReporter, batched, open_audio
 from core.audio.encoding import AAC_FRAME_SAMPLES
 from core.audio.fill import tone_residual_peak
-from core.audio.model import FILL_TONE, FILLS, SILENCE_THRESHOLD_DBFS, Proof, RangeLevel, Span, dbfs
+from core.audio.model import FILL_TONE, FILLS, SILENCE_THRESHOLD_DBFS, AudioError, Proof, RangeLevel, Span, dbfs
 
 # In tone mode the tone is fitted over blocks this long (short enough that the encoder's slight drift in level
 # and phase along a long range does not leave part of the tone behind as "residual").
@@ -58,8 +58,9 @@ class RangeMeter:
     def result(self) -> RangeLevel:
         if self.tone:
             self._measure_blocks(final=True)
-        level = round(dbfs(self.peak), 1)
-        return RangeLevel(self.span.start, self.span.end, level, level <= SILENCE_THRESHOLD_DBFS)
+        level = dbfs(self.peak)
+        # Judged on the exact level; reported to 0.1 dB (rounding must not turn -59.96 into a pass).
+        return RangeLevel(self.span.start, self.span.end, round(level, 1), level <= SILENCE_THRESHOLD_DBFS)
 
 
 def prove(
@@ -76,12 +77,14 @@ def prove(
     AudioError if the copy cannot be decoded."""
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, not {fill!r}")
+    if not spans:
+        raise AudioError("Mark at least one range to redact.")
     with open_audio(copy) as audio:
         rate = audio.sample_rate
         meters = [RangeMeter(span, rate, fill) for span in spans]
         reporter = ProgressReporter(progress, audio.expected_duration)
         total = 0
-        for first, samples in audio.chunks():
+        for first, samples in batched(audio.chunks(), audio.sample_rate):
             for meter in meters:
                 meter.feed(first, samples)
             total = first + len(samples)

@@ -144,7 +144,11 @@ def test_a_refusal_naming_no_field_is_shown_beside_the_date_on_the_identity_page
 def test_a_settings_value_the_service_refuses_is_beside_its_field_and_in_the_summary(admin_browser):
     page = parse(admin_browser.get(SETTINGS))
     form = page.find("form", action=SETTINGS)
-    data = {field["name"]: field.get("value", "") for field in form.find_all("input") if field.get("type") != "radio"}
+    data = {
+        field["name"]: field.get("value", "")
+        for field in form.find_all("input")
+        if field.get("type") != "radio" or field.has_attr("checked")
+    }
     data.update({"release-four-eyes": "yes", "release-link-days": "a fortnight"})
     data.pop("confirm-four-eyes-off", None)
 
@@ -187,7 +191,11 @@ def test_offline_text_reaches_the_service_trimmed_and_in_composed_unicode(clerk_
 def test_a_settings_value_reaches_the_service_trimmed_and_in_composed_unicode(admin_browser):
     page = parse(admin_browser.get(SETTINGS))
     form = page.find("form", action=SETTINGS)
-    data = {field["name"]: field.get("value", "") for field in form.find_all("input") if field.get("type") != "radio"}
+    data = {
+        field["name"]: field.get("value", "")
+        for field in form.find_all("input")
+        if field.get("type") != "radio" or field.has_attr("checked")
+    }
     data.update({"release-four-eyes": "yes", "practice-name": "  Ade\u0301 Road Surgery  "})
     data.pop("confirm-four-eyes-off", None)
 

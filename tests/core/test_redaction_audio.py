@@ -8,6 +8,7 @@ say exactly where the sound is and show that the proof fails when the sound is s
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 from fractions import Fraction
@@ -33,6 +34,8 @@ from core.audio import (
     redact,
 )
 from core.audio.decoding import open_audio
+from core.audio.fill import tone
+from core.audio.proof import RangeMeter
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 SAMPLE_FORMATS = ["wav", "mp3", "ogg", "m4a"]
@@ -159,6 +162,28 @@ def test_each_sample_format_is_redacted_proven_and_keeps_the_rest_of_the_call(ex
     ]
     assert len(kept) > 30
     assert all(after.values[index] >= before.values[index] / 2 for index in kept)
+
+
+@pytest.mark.parametrize(
+    ("extension", "expected"),
+    [
+        ("wav", (13.544125, 8000, 1, "pcm_s16le")),
+        ("mp3", (13.544125, 16000, 1, "mp3")),
+        ("ogg", (13.544125, 16000, 1, "vorbis")),
+        ("m4a", (13.568, 16000, 1, "aac")),  # the sample's own AAC encoder padded its last frame
+    ],
+)
+def test_probe_reports_the_decoded_length_and_format_of_each_sample(extension, expected):
+    info = probe(io.BytesIO(sample(extension)))
+    assert (info.duration, info.sample_rate, info.channels, info.codec) == expected
+
+
+def test_no_marked_range_is_refused():
+    result, copy = redacted(sample("wav"), SAMPLE_SPANS)
+    with pytest.raises(AudioError, match="at least one range"):
+        redacted(sample("wav"), [])
+    with pytest.raises(AudioError, match="at least one range"):
+        prove(io.BytesIO(copy), [], fill=FILL_SILENCE, original_duration=result.duration)
 
 
 def test_a_span_starting_after_the_end_of_the_recording_is_refused():
@@ -345,3 +370,46 @@ def test_progress_is_reported_in_order_up_to_one_at_most_about_a_hundred_times()
     for run in runs.values():
         assert 10 < len(run) <= 101
         assert run == sorted(run) and run[0] >= 0 and run[-1] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The measurement itself
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_range_just_above_the_threshold_fails_even_where_the_report_rounds_to_it():
+    just_above = 10 ** ((SILENCE_THRESHOLD_DBFS + 0.04) / 20)
+    meter = RangeMeter(Span(0.0, 1.0), 8000, FILL_SILENCE)
+    meter.feed(0, np.full(8000, just_above, dtype=np.float32))
+    level = meter.result()
+    assert (level.peak_dbfs, level.ok) == (SILENCE_THRESHOLD_DBFS, False)
+
+
+def test_the_tone_is_recognised_across_frames_of_any_size_and_speech_is_not():
+    rate = 8000
+    filled = tone(0, 2 * rate, rate)
+    sizes = np.random.default_rng(7).integers(50, 1500, 40)
+    edges = [0, *np.cumsum(sizes)[np.cumsum(sizes) < len(filled)].tolist(), len(filled)]
+    meter = RangeMeter(Span(0.25, 1.75), rate, FILL_TONE)
+    for start, stop in itertools.pairwise(edges):
+        meter.feed(start, filled[start:stop])
+    assert meter.result().peak_dbfs < -90
+
+    speechlike = filled + np.random.default_rng(8).normal(0, 0.01, len(filled)).astype(np.float32)
+    meter = RangeMeter(Span(0.25, 1.75), rate, FILL_TONE)
+    meter.feed(0, speechlike)
+    assert not meter.result().ok
+
+
+class FailingSource(io.BytesIO):
+    """A source that fails part-way, as a store does when a stored chunk no longer decrypts."""
+
+    def read(self, size=-1):
+        if self.tell() > 20_000:
+            raise RuntimeError("chunk 3 failed its integrity check")
+        return super().read(size)
+
+
+def test_a_failure_of_the_source_itself_is_not_reported_as_undecodable_audio():
+    with pytest.raises(RuntimeError, match="integrity"):
+        redact(FailingSource(sample("wav")), SAMPLE_SPANS, io.BytesIO(), fill=FILL_SILENCE)
