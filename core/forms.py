@@ -285,7 +285,8 @@ class CallDetailsFields:
         )
 
 
-TIMESTAMP = re.compile(r"(?:(?:(\d{1,2}):)?(\d{1,3}):)?(\d{1,5})(?:[.,](\d{1,3}))?")
+# ASCII digits only, as in the date inputs (other scripts' digits are not read as numbers).
+TIMESTAMP = re.compile(r"(?:(?:(\d{1,2}):)?(\d{1,3}):)?(\d{1,5})(?:[.,](\d{1,3}))?", re.ASCII)
 
 
 def parse_timestamp(value: str) -> int | None:

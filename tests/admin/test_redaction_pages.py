@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from core.extensions import db
+from core.forms import parse_timestamp
 from core.models.audit import AuditEvent
 from core.models.requests import Recording, RecordingRequest
 from core.services import recordings, redaction, releases
@@ -118,6 +119,36 @@ def test_the_redaction_page_has_the_player_the_form_and_the_fill(clerk_browser, 
     policy = clerk_browser.get(page_path(req, recording)).headers["Content-Security-Policy"]
     style_src = next(part for part in policy.split("; ") if part.startswith("style-src"))
     assert style_src.startswith("style-src 'self' 'nonce-") and "unsafe-inline" not in policy
+
+
+def test_the_page_says_when_the_practice_fills_with_a_soft_tone(app, clerk_browser, req, recording, monkeypatch):
+    monkeypatch.setitem(app.config, "REDACTION_FILL", "tone")
+
+    statement = parse(clerk_browser.get(page_path(req, recording))).select_one("#fill-statement").get_text()
+
+    assert "replaced with a soft tone" in statement
+
+
+@pytest.mark.parametrize(
+    ("typed", "ms"),
+    [
+        ("75", 75_000),
+        ("2.5", 2_500),
+        ("1:15", 75_000),
+        ("01:23.5", 83_500),
+        ("01:23,5", 83_500),
+        ("0:00:09.25", 9_250),
+        ("1:01:15.5", 3_675_500),
+        ("1:60", None),
+        ("1:60:00", None),
+        ("01:23.", None),
+        ("-1", None),
+        ("1:2:3:4", None),
+        ("\uff11\uff12", None),  # full-width digits
+    ],
+)
+def test_times_are_read_in_the_forms_staff_type_them(typed, ms):
+    assert parse_timestamp(typed) == ms
 
 
 def test_other_pages_keep_styles_to_our_own_origin(clerk_browser, req, recording):
