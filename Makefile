@@ -12,7 +12,8 @@ FLASK := $(BIN)/flask --app wsgi
 VENV_STAMP := $(VENV)/.created
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
-ASSETS_STAMP := static/nhsuk/VERSION
+# Written last by scripts/build_assets.py, so a half-finished copy is made again.
+ASSETS_STAMP := static/vendor/wavesurfer/VERSION
 
 .PHONY: help run test lint format install install-dev assets db clean admin register-import due-date audit-verify jobs flask
 # A recipe that fails leaves no half-made target behind, so the next run tries again.
@@ -55,7 +56,7 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-assets: $(ASSETS_STAMP) ## Install nhsuk-frontend from npm and copy it to static/nhsuk/
+assets: $(ASSETS_STAMP) ## Install nhsuk-frontend and wavesurfer.js from npm, copy them to static/
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -92,4 +93,4 @@ flask: db ## Any other command: make flask CMD="outbox deliver" (`make flask CMD
 	@$(FLASK) $(CMD)
 
 clean: ## Remove the virtualenv, node_modules, built assets and test artefacts (keeps instance/)
-	rm -rf $(VENV) node_modules static/nhsuk test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules static/nhsuk static/vendor test-artifacts .pytest_cache .ruff_cache

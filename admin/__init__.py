@@ -14,6 +14,7 @@ from admin import (  # noqa: E402,F401
     guard,
     patients,
     recordings,
+    redaction,
     request_actions,
     requests,
     settings,

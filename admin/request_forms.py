@@ -12,8 +12,10 @@ from wtforms import BooleanField, Field, RadioField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from core.forms import PortalForm
+from core.forms import PortalForm, TimestampField
+from core.models.redaction import REASON_LABELS, format_timestamp
 from core.services import accounts
+from core.services.redaction.ranges import NOTE_MAX
 
 TEXT_LIMIT = 5000
 REASON_LIMIT = 2000
@@ -154,3 +156,36 @@ class RemoveRecordingForm(RequestForm):
     main_field = "reason"
     reason = _text("reason", "Enter why the recording is being removed", limit=REASON_LIMIT, field_id="remove-reason")
     confirm = _confirm("Confirm that you want to delete the recording's file")
+
+
+class RangeForm(RequestForm):
+    """A part of a recording to withhold: its start and end (typed, or filled in by dragging on the waveform),
+    why, and an optional note for colleagues. The view sets `duration_ms` (the recording's length, when known)
+    so an end past it is refused here with the length; the service checks every rule again."""
+
+    main_field = "start"
+    duration_ms: int | None = None
+    start = TimestampField(name="start", id="range-start", what="start")
+    end = TimestampField(name="end", id="range-end", what="end")
+    reason = RadioField(
+        name="reason",
+        id="range-reason",
+        choices=[SelectChoice(value, label) for value, label in REASON_LABELS.items()],
+        validate_choice=False,
+        validators=[ChosenFrom("Select why this part is withheld")],
+    )
+    note = _text("note", "", limit=NOTE_MAX, field_id="range-note", required=False)
+
+    def validate_end(self, field: Field) -> None:
+        if self.start.ms is None or field.ms is None:
+            return
+        if field.ms <= self.start.ms:
+            raise ValidationError("The end must be after the start")
+        if self.duration_ms is not None and field.ms > self.duration_ms:
+            length = format_timestamp(self.duration_ms)
+            raise ValidationError(f"The end must be within the recording (it is {length} long)")
+
+    def validate_start(self, field: Field) -> None:
+        if field.ms is not None and self.duration_ms is not None and field.ms >= self.duration_ms:
+            length = format_timestamp(self.duration_ms)
+            raise ValidationError(f"The start must be within the recording (it is {length} long)")

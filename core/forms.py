@@ -3,7 +3,8 @@
 Every form is a WTForms class built on `PortalForm` (through Flask-WTF, which brings the CSRF check). Below it
 are what those forms share: `new_password_field` and `check_new_password` (a new password and its
 confirmation), `DateInputField` (an NHS date input; `read_date` is the one reader of date inputs, which
-`date_from_parts` also uses for pages still read by hand, with `text`) and `YesField` (a "yes" checkbox).
+`date_from_parts` also uses for pages still read by hand, with `text`), `YesField` (a "yes" checkbox) and
+`TimestampField` (a time in a recording, "mm:ss.s").
 
 Forms read only the fields they name (an explicit allow-list: extra fields such as `role` or `is_verified`
 are never looked at, SECURITY G5). Every value is treated as untrusted text of bounded length. Errors are
@@ -14,6 +15,7 @@ collected in `FormErrors`, in the order of the fields on the page, worded as the
 from __future__ import annotations
 
 import itertools
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -281,3 +283,38 @@ class CallDetailsFields:
             preferred_format=self.preferred_format.data,
             share_with_nhs_england=self.share_with_nhs_england.data,
         )
+
+
+# ASCII digits only, as in the date inputs (other scripts' digits are not read as numbers).
+TIMESTAMP = re.compile(r"(?:(?:(\d{1,2}):)?(\d{1,3}):)?(\d{1,5})(?:[.,](\d{1,3}))?", re.ASCII)
+
+
+def parse_timestamp(value: str) -> int | None:
+    """A time in a recording as staff type it ("75", "1:15", "01:15.5", "1:01:15.5") in milliseconds, or None
+    when it is not one. Seconds (and minutes, after hours) above 59 are refused once a larger unit is given."""
+    match = TIMESTAMP.fullmatch(value.replace(" ", ""))
+    if match is None:
+        return None
+    hours, minutes, seconds, fraction = match.groups()
+    if (minutes is not None and int(seconds) > 59) or (hours is not None and int(minutes) > 59):
+        return None
+    total_seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds)
+    return total_seconds * 1000 + int((fraction or "0").ljust(3, "0"))
+
+
+class TimestampField(StringField):
+    """A time in a recording, typed as "mm:ss.s" (also "ss", "m:ss" or "h:mm:ss.s"): `data` is what was typed,
+    `ms` the time in milliseconds once it validates. `what` names it in the messages ("start", "end")."""
+
+    def __init__(self, label=None, validators=None, *, what: str, **kwargs):
+        super().__init__(label, [*(validators or ()), self._read], **kwargs)
+        self.what = what
+        self.ms: int | None = None
+
+    def _read(self, form, field) -> None:
+        self.ms = None
+        if not self.data:
+            raise StopValidation(f"Enter the {self.what} time")
+        self.ms = parse_timestamp(self.data[:20])
+        if self.ms is None:
+            raise StopValidation(f"Enter the {self.what} time in minutes and seconds, for example 01:23.5")

@@ -35,6 +35,7 @@ HSTS_VALUE = "max-age=31536000; includeSubDomains"
 
 
 NO_NONCE = "portal.csp_without_nonce"
+STYLE_NONCE = "portal.csp_style_nonce"
 
 
 def csp_nonce() -> str:
@@ -59,6 +60,15 @@ def without_nonce() -> None:
     request.environ[NO_NONCE] = True
 
 
+def allow_style_nonce() -> None:
+    """Let this response's page add a <style> carrying its nonce: the redaction page's waveform
+    (wavesurfer.js draws in a shadow root whose one <style> gets the nonce through its `cspNonce` option).
+    Every other page keeps `style-src 'self'`; no page allows 'unsafe-inline'."""
+    if request.environ.get(NO_NONCE):
+        raise RuntimeError("this request is drawn without a nonce")
+    request.environ[STYLE_NONCE] = True
+
+
 @cache
 def page_template_script_hash() -> str:
     """The CSP hash source of the one inline script in the NHS.UK page template (it sets `js-enabled`).
@@ -74,14 +84,15 @@ def page_template_script_hash() -> str:
     return "'sha256-" + base64.b64encode(digest).decode() + "'"
 
 
-def content_security_policy(nonce: str | None) -> str:
+def content_security_policy(nonce: str | None, *, style_nonce: bool = False) -> str:
     """The page policy: our own origin only; inline script only with this response's nonce (or the
-    design system's one fixed script, by hash); with no `nonce`, inline script by that hash alone."""
+    design system's one fixed script, by hash); with no `nonce`, inline script by that hash alone. Styles
+    come from our own origin, and also by the nonce for a page that asked for it (`allow_style_nonce`)."""
     nonce_source = f" 'nonce-{nonce}'" if nonce else ""
     directives = {
         "default-src": "'self'",
         "script-src": f"'self'{nonce_source} {page_template_script_hash()}",
-        "style-src": "'self'",
+        "style-src": f"'self'{nonce_source if style_nonce else ''}",
         "img-src": "'self'",
         "font-src": "'self'",
         "connect-src": "'self'",
@@ -117,7 +128,11 @@ def set_security_headers(response: Response) -> Response:
     # A response may bring a stricter policy of its own (a recording file: `sandbox; default-src 'none'`).
     if "Content-Security-Policy" not in headers:
         no_nonce = request.environ.get(NO_NONCE)
-        headers["Content-Security-Policy"] = hash_only_policy() if no_nonce else content_security_policy(csp_nonce())
+        headers["Content-Security-Policy"] = (
+            hash_only_policy()
+            if no_nonce
+            else content_security_policy(csp_nonce(), style_nonce=bool(request.environ.get(STYLE_NONCE)))
+        )
     for name, value in FIXED_HEADERS:
         headers[name] = value
     # same-origin, not no-referrer: browsers then send a Referer to our own origin only, and nothing to any

@@ -24,7 +24,7 @@ from core.auth import follow_emailed_link, fresh_second_factor_required, is_fres
 from core.formatters import format_datetime
 from core.models.requests import Release, ReleaseItem
 from core.recording_http import Reader, RecordingMissingError, RecordingRefusedError, send_recording
-from core.services import releases
+from core.services import redaction, releases
 from core.services.recordings import is_stored
 from portal import bp
 
@@ -198,6 +198,8 @@ class RecordingRow:
     media_type: str
     downloads_left: int
     available: bool
+    # For a redacted copy, the parts withheld (times and the reason in plain words); empty for an original.
+    withheld: list[redaction.WithheldPart]
 
 
 def _row(position: int, item: ReleaseItem, release: Release) -> RecordingRow:
@@ -213,6 +215,7 @@ def _row(position: int, item: ReleaseItem, release: Release) -> RecordingRow:
         media_type=recording.media_type,
         downloads_left=max(release.max_downloads - item.download_count, 0),
         available=is_stored(recording),
+        withheld=redaction.withheld_parts(recording) if recording.redacted_from_id is not None else [],
     )
 
 

@@ -29,7 +29,7 @@ CODE_SPAN = re.compile(r"`([^`\n]+)`")
 TREE_PATH = re.compile(r"^(?:core|portal|admin|templates|static|migrations|tests|scripts|deploy|stack_tests|docs)/\S*$")
 MAKE_COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*make\s+([a-z][a-z-]*)", re.M)
 # Made by `make assets` (which `make run` and `make test` run first), not committed.
-GENERATED = {"static/nhsuk/"}
+GENERATED = {"static/nhsuk/", "static/vendor/"}
 FLASK_COMMAND = re.compile(r"`flask ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
 
 

@@ -145,6 +145,14 @@ POLICY: dict[str, str] = {
     "admin.recording_upload_form": STAFF,
     "admin.recording_audio": STAFF,
     "admin.recording_remove": STAFF,
+    # Withholding parts of a recording (admin.redaction).
+    "admin.recording_redact": STAFF,
+    "admin.recording_waveform": STAFF,
+    "admin.redaction_range_add": STAFF,
+    "admin.redaction_range_change": STAFF,
+    "admin.redaction_range_remove": STAFF,
+    "admin.redaction_produce": STAFF,
+    "admin.redaction_status": STAFF,
     "admin.complaint_list": STAFF,
     "admin.complaint_acknowledge": STAFF,
     # The notice editor: editing is for admins; any member of staff may read one version (a request's notice).
@@ -169,6 +177,7 @@ POLICY: dict[str, str] = {
 PARAMETER_VALUES = {
     "public_id": "0" * 32,
     "recording_id": "0" * 32,
+    "range_id": "0" * 32,
     "token": "not-a-real-token",
     "filename": "no-such-file.txt",
     "reference": "CR-2000-99999",
