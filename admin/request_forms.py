@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from core.forms import PortalForm, TimestampField
 from core.models.redaction import REASON_LABELS, format_timestamp
 from core.services import accounts
-from core.services.redaction.ranges import NOTE_MAX
+from core.services.redaction import NOTE_MAX
 
 TEXT_LIMIT = 5000
 REASON_LIMIT = 2000

@@ -11,6 +11,7 @@ other people's information). One module for each:
 
 from core.services.redaction.copies import process_next_copy, request_copy
 from core.services.redaction.ranges import (
+    NOTE_MAX,
     CopyState,
     RedactionError,
     WithheldPart,
@@ -37,6 +38,7 @@ def run_pending(worker: str) -> bool:
 
 
 __all__ = [
+    "NOTE_MAX",
     "CopyState",
     "RedactionError",
     "WithheldPart",
