@@ -419,6 +419,7 @@ def test_the_approver_and_the_patient_get_the_redacted_copy_with_the_parts_withh
     withheld = soup.select_one(".portal-withheld-parts").find_parent("div").get_text(" ", strip=True)
     assert "withheld a part of this recording" in withheld
     assert "from 00:02.0 to 00:04.0, because it was information about another person" in withheld
+    assert "a moment either side of it (less than half a second) is withheld too" in withheld  # the guard
     assert "Information Commissioner's Office" in withheld and "0303 123 1113" in withheld
     assert soup.select_one('a[href="https://ico.org.uk/make-a-complaint/"]') is not None
     assert "neighbour" not in soup.get_text()  # the note is for staff only
