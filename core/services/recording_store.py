@@ -200,18 +200,12 @@ class DatabaseStore(RecordingStore):
     @staticmethod
     def read_on(connection, object_name: str, first_index: int, lengths: list[int]) -> list[bytes]:
         last_index = first_index + len(lengths) - 1
+        driver = connection.connection.driver_connection
         if connection.dialect.name == "postgresql":
-            rows = _read_binary(connection, object_name, first_index, last_index)
+            rows = _read_binary(driver, object_name, first_index, last_index)
         else:
-            rows = connection.execute(
-                select(RecordingChunk.chunk_index, RecordingChunk.data)
-                .where(
-                    RecordingChunk.object_name == object_name,
-                    RecordingChunk.chunk_index >= first_index,
-                    RecordingChunk.chunk_index <= last_index,
-                )
-                .order_by(RecordingChunk.chunk_index)
-            ).all()
+            # Straight through the driver: a download reads thousands of these batches.
+            rows = driver.execute(_READ_CHUNKS_SQLITE, (object_name, first_index, last_index)).fetchall()
         found = {index: data for index, data in rows}
         return [found.get(first_index + offset, b"") for offset in range(len(lengths))]
 
@@ -253,16 +247,19 @@ class _DatabaseSource(ChunkSource):
                 self._connection = None
 
 
-def _read_binary(connection, object_name: str, first_index: int, last_index: int) -> list[tuple[int, bytes]]:
+_READ_CHUNKS = (
+    "SELECT chunk_index, data FROM recording_chunk"
+    " WHERE object_name = %s AND chunk_index >= %s AND chunk_index <= %s ORDER BY chunk_index"
+)
+_READ_CHUNKS_SQLITE = _READ_CHUNKS.replace("%s", "?")
+
+
+def _read_binary(driver, object_name: str, first_index: int, last_index: int) -> list[tuple[int, bytes]]:
     """PostgreSQL: the chunks in binary result format. The default text format sends bytea as hex, twice the
     bytes, and decoding it costs more than decrypting them."""
-    cursor = connection.connection.driver_connection.cursor(binary=True)
+    cursor = driver.cursor(binary=True)
     try:
-        cursor.execute(
-            "SELECT chunk_index, data FROM recording_chunk"
-            " WHERE object_name = %s AND chunk_index >= %s AND chunk_index <= %s ORDER BY chunk_index",
-            (object_name, first_index, last_index),
-        )
+        cursor.execute(_READ_CHUNKS, (object_name, first_index, last_index))
         return cursor.fetchall()
     finally:
         cursor.close()
