@@ -151,7 +151,7 @@ class CachedPagesFirst:
         check = self.check or self._make_check()
         try:
             row = check.row(slug)
-        except check.error:
+        except (check.error, SQLAlchemyError):  # a database that cannot be reached, or a lost connection
             return None  # Flask's path asks again and answers as it does for any failing request
         if row is None:
             return None
