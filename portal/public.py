@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from flask import (
     Flask,
@@ -31,7 +33,6 @@ from flask import (
     request,
     session,
 )
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import SecurityError
 from werkzeug.http import http_date, is_resource_modified, quote_etag, remove_entity_headers
@@ -40,8 +41,15 @@ from werkzeug.wsgi import get_host
 from core.extensions import limiter
 from core.log import log_request_line, logger, request_id_for
 from core.security import shared_page_headers, without_nonce
-from core.services.content import PAGE_SLUGS, PageState, page_state, page_state_engine, published_page
+from core.services.content import (
+    PAGE_SLUGS,
+    PageState,
+    page_state,
+    page_state_engine,
+    published_page,
+)
 from core.services.health import database_is_reachable
+from core.services.quick_page_state import QuickPageState
 from core.services.worker import job_status
 from portal import bp
 
@@ -80,20 +88,38 @@ class RenderedPages:
             return body
 
 
+@dataclass(frozen=True)
+class FastPage:
+    """What the fast path sends for one cached page, made once per (page version, settings version, release):
+    the driver's row it was made from, the body, and the headers of each answer (200 or 304, over http or
+    https), each lacking only the request id."""
+
+    row: tuple
+    key: str
+    body: bytes
+    last_modified: datetime
+    headers: dict[tuple[bool, bool], tuple[tuple[str, str], ...]]  # (https, modified): headers
+
+
 class CachedPagesFirst:
     """WSGI middleware in front of Flask's request handling (inside ProxyFix, so the scheme and client are the
     proxy's): a signed-out visitor's plain GET or HEAD of a content page whose current bytes are cached is
     answered here, with the one version check, the headers Flask's path would send (the security headers
     from core.security, the request id) and the request's log line, and nothing else. Anything else goes to
     Flask as usual: a query string, a session cookie, a host not trusted, a page not cached yet (Flask draws
-    and caches it), no published page (404), a database that does not answer."""
+    and caches it), no published page (404), a database that does not answer.
+
+    The version check is asked through the driver (core.services.content.QuickPageState) and its row compared
+    with the row the page's FastPage was made from; only when the row changes is the page's state read with
+    its types (page_state) and the headers made again."""
 
     def __init__(self, app: Flask, wsgi_app: Callable) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
         self.pages = {f"/{slug}": slug for slug in PAGE_SLUGS}
         self.trusted_hosts: set[tuple] = set()
-        self.engine: Engine | None = None
+        self.check: QuickPageState | None = None
+        self.fast_pages: dict[str, FastPage] = {}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         slug = self.pages.get(environ.get("PATH_INFO", ""))
@@ -118,37 +144,53 @@ class CachedPagesFirst:
 
     def _answer(self, environ: dict, slug: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """The status, headers (the request id last) and body, or None when Flask's path must answer. No
-        application context is needed: the app's page cache and the engine of the version check are at hand."""
+        application context is needed: the app's page cache and the version check are at hand."""
         pages = self.app.extensions.get(PAGES_KEY)
         if pages is None:
             return None  # nothing drawn yet
-        if self.engine is None:
-            with self.app.app_context():
-                self.engine = page_state_engine()
+        check = self.check or self._make_check()
         try:
-            state = page_state(slug, engine=self.engine)
-        except SQLAlchemyError:
+            row = check.row(slug)
+        except (check.error, SQLAlchemyError):  # a database that cannot be reached, or a lost connection
             return None  # Flask's path asks again and answers as it does for any failing request
-        if state is None:
+        if row is None:
+            return None
+        page = self.fast_pages.get(slug)
+        if page is None or page.row != row or pages.cached(slug, page.key) is not page.body:
+            page = self._fast_page(slug, row, pages)
+            if page is None:
+                return None
+        modified = True
+        if any(name in environ for name in CONDITIONAL_HEADERS):
+            modified = is_resource_modified(environ, etag=page.key, last_modified=page.last_modified)
+        headers = [*page.headers[environ.get("wsgi.url_scheme") == "https", modified]]
+        headers.append(("X-Request-ID", request_id_for(environ, self.app.config)))
+        if not modified:
+            return "304 NOT MODIFIED", headers, b""
+        return "200 OK", headers, (b"" if environ["REQUEST_METHOD"] == "HEAD" else page.body)
+
+    def _make_check(self) -> QuickPageState:
+        with self.app.app_context():
+            self.check = QuickPageState(page_state_engine())
+        return self.check
+
+    def _fast_page(self, slug: str, row: tuple, pages: RenderedPages) -> FastPage | None:
+        """The FastPage for the page as `row` describes it, when its bytes are cached; None otherwise. The
+        state is read with its types, then the row asked again: if it changed in between (a publish), the
+        request goes to Flask rather than pair a row with another state's page."""
+        try:
+            state = page_state(slug, engine=self.check.engine)
+            if state is None or self.check.row(slug) != row:
+                return None
+        except (SQLAlchemyError, self.check.error):
             return None
         key = state.cache_key(self.app.config["RELEASE_ID"])
         body = pages.cached(slug, key)
         if body is None:
             return None
-        headers = [
-            ("Content-Type", "text/html; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("ETag", quote_etag(key)),
-            ("Last-Modified", http_date(state.last_modified)),
-            ("Cache-Control", "no-cache"),
-            *shared_page_headers(secure=environ.get("wsgi.url_scheme") == "https"),
-        ]
-        modified = is_resource_modified(environ, etag=key, last_modified=state.last_modified)
-        if not modified:
-            remove_entity_headers(headers)  # as werkzeug does for Flask's 304
-        headers.append(("X-Request-ID", request_id_for(environ, self.app.config)))
-        head = environ["REQUEST_METHOD"] == "HEAD"
-        return ("200 OK" if modified else "304 NOT MODIFIED"), headers, (body if modified and not head else b"")
+        page = FastPage(row, key, body, state.last_modified, _fast_headers(key, state.last_modified, len(body)))
+        self.fast_pages[slug] = page
+        return page
 
     def _trusted_host(self, environ: dict) -> bool:
         """Flask's check of the Host header (TRUSTED_HOSTS); the few hosts found trusted are remembered."""
@@ -162,6 +204,28 @@ class CachedPagesFirst:
         if len(self.trusted_hosts) < 64:  # a host name with any port is trusted: keep the set small
             self.trusted_hosts.add(host)
         return True
+
+
+# The request headers that can turn a GET into a 304 (werkzeug.http.is_resource_modified reads these).
+CONDITIONAL_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_RANGE")
+
+
+def _fast_headers(key: str, last_modified: datetime, length: int) -> dict[tuple[bool, bool], tuple]:
+    """The headers of each answer the fast path gives for one page, as Flask's path sends them."""
+    headers = {}
+    for secure in (False, True):
+        full = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(length)),
+            ("ETag", quote_etag(key)),
+            ("Last-Modified", http_date(last_modified)),
+            ("Cache-Control", "no-cache"),
+            *shared_page_headers(secure=secure),
+        ]
+        headers[secure, True] = tuple(full)
+        remove_entity_headers(full)  # as werkzeug does for Flask's 304
+        headers[secure, False] = tuple(full)
+    return headers
 
 
 def _endpoint(slug: str) -> str:

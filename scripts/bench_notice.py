@@ -11,6 +11,11 @@ other than 200, and the body served is checked to be the same bytes first. Then,
 the one question a cached page asks the database (core.services.content.page_state) and prints its query
 plan. Figures only: it never fails on them.
 
+Beside the requests per second it prints the CPU time each server spent per request (its gunicorn master and
+workers; for the portal on PostgreSQL, also the database's backends serving its connections, since they take
+turns on the same cores): on a machine shared with other work this is the steadier measure of the portal's
+own cost, as a busy neighbour slows both servers' requests per second but not the CPU a request needs.
+
 The load comes from wrk when it is installed (`apt-get install wrk`: `wrk -t2 -c16`), else from this script's
 own client: 2 processes of 8 threads, each thread one keep-alive connection (http.client). The two do not
 give the same figures: compare only figures from one of them. The machine's cores are shared by the servers
@@ -27,6 +32,7 @@ PostgreSQL database must be a scratch one: every table in it is dropped first.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import multiprocessing
 import os
@@ -43,6 +49,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import bench_support  # first: importing it puts the project's packages on the path
+import psutil
 
 from core.extensions import db
 from core.services.content import load_default_content, page_state, page_state_engine
@@ -130,6 +137,57 @@ def load_with_python(port: int, seconds: float) -> tuple[float, int]:
     return (good + bad) / elapsed, bad
 
 
+# --- CPU time: the servers' processes, and the database's backends serving them ---------------------------
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user and system) used so far by process `pid` and its live children."""
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends connected to the database at `url` (other than the one asking), or none for
+    SQLite. The server runs on this machine, so their processes can be read here."""
+    if not url.startswith("postgresql"):
+        return []
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measured_run(load, port: int, seconds: float, server_pid: int, database_url: str | None) -> dict:
+    """One run of `load`: requests per second, answers other than 200, and the server's CPU per request in
+    microseconds (gunicorn, and the database's backends when `database_url` is given)."""
+    backends = backend_pids(database_url) if database_url else []
+    server_before, database_before = process_tree_cpu(server_pid), cpu_of(backends)
+    started = time.perf_counter()
+    rate, bad = load(port, seconds)
+    elapsed = time.perf_counter() - started
+    requests = rate * elapsed
+    server = (process_tree_cpu(server_pid) - server_before) / requests * 1e6
+    database = (cpu_of(backends) - database_before) / requests * 1e6
+    return {"rate": rate, "bad": bad, "server_us": server, "database_us": database}
+
+
 # --- the database side ------------------------------------------------------------------------------------
 
 
@@ -166,6 +224,23 @@ def time_the_version_check(url: str, repeats: int = 2000) -> None:
         db.engine.dispose()
 
 
+def print_summary(runs: dict[str, list[dict]]) -> None:
+    rates = {name: [run["rate"] for run in runs[name]] for name in runs}
+    portal, bare = statistics.median(rates["portal"]), statistics.median(rates["bare"])
+    ratios = [mine / theirs for mine, theirs in zip(rates["portal"], rates["bare"], strict=True)]
+    print(
+        f"\nportal {portal:,.0f} requests/s, bare Flask {bare:,.0f} requests/s (medians): ratio"
+        f" {portal / bare:.2f}; median of the rounds' ratios {statistics.median(ratios):.2f}"
+    )
+    portal_cpu = statistics.median(run["server_us"] + run["database_us"] for run in runs["portal"])
+    database_cpu = statistics.median(run["database_us"] for run in runs["portal"])
+    bare_cpu = statistics.median(run["server_us"] for run in runs["bare"])
+    print(
+        f"CPU a request (medians): portal {portal_cpu:,.0f} µs (of which the database {database_cpu:,.0f} µs),"
+        f" bare Flask {bare_cpu:,.0f} µs: bare / portal {bare_cpu / portal_cpu:.2f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bench_support.argument_parser(__doc__)
     parser.add_argument("--database-url", help="a scratch database (default: TEST_DATABASE_URL, else SQLite)")
@@ -193,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-notice-")))
         prepare_database(url)
         portal_env = {"PORTAL_ENV": "test", "TEST_DATABASE_URL": url, "LOG_LEVEL": "INFO"}
-        servers.enter_context(bench_support.gunicorn("wsgi:app", portal_port, portal_env, ready_path=PATH))
+        portal_server = servers.enter_context(
+            bench_support.gunicorn("wsgi:app", portal_port, portal_env, ready_path=PATH)
+        )
         body = fetch(portal_port)
         (folder / "notice.html").write_bytes(body)
         bare_env = {BODY_FILE_VARIABLE: str(folder / "notice.html")}
         bare_spec = "bench_notice:bare_app()"
-        servers.enter_context(
+        bare_server = servers.enter_context(
             bench_support.gunicorn(bare_spec, bare_port, bare_env, "--pythonpath", "scripts", ready_path=PATH)
         )
         if fetch(bare_port) != body or fetch(portal_port) != body:
@@ -209,20 +286,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         for port in (portal_port, bare_port):
             load(port, args.warm_up)
-        rates: dict[str, list[float]] = {"portal": [], "bare": []}
+        runs: dict[str, list[dict]] = {"portal": [], "bare": []}
+        targets = {"portal": (portal_port, portal_server.pid, url), "bare": (bare_port, bare_server.pid, None)}
         for round_number in range(1, args.rounds + 1):
-            for name, port in (("portal", portal_port), ("bare", bare_port)):
-                rate, bad = load(port, args.seconds)
-                rates[name].append(rate)
-                note = f"  ({bad} answers other than 200)" if bad else ""
-                print(f"  round {round_number}: {name:<6} {rate:>8,.0f} requests/s{note}")
+            for name, (port, pid, database) in targets.items():
+                run = measured_run(load, port, args.seconds, pid, database)
+                runs[name].append(run)
+                note = f"  ({run['bad']} answers other than 200)" if run["bad"] else ""
+                database_note = f" + {run['database_us']:,.0f} µs in the database" if database else ""
+                print(
+                    f"  round {round_number}: {name:<6} {run['rate']:>8,.0f} requests/s,"
+                    f" CPU {run['server_us']:>5,.0f} µs a request{database_note}{note}"
+                )
         servers.close()
-        portal, bare = statistics.median(rates["portal"]), statistics.median(rates["bare"])
-        ratios = [mine / theirs for mine, theirs in zip(rates["portal"], rates["bare"], strict=True)]
-        print(
-            f"\nportal {portal:,.0f} requests/s, bare Flask {bare:,.0f} requests/s (medians): ratio"
-            f" {portal / bare:.2f}; median of the rounds' ratios {statistics.median(ratios):.2f}"
-        )
+        print_summary(runs)
         time_the_version_check(url)
     return 0
 

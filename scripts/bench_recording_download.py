@@ -25,6 +25,7 @@ database is a SQLite file in a temporary folder; a PostgreSQL database should be
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -39,6 +40,7 @@ import wave
 from pathlib import Path
 
 import bench_support  # first: importing it puts the project's packages on the path
+import psutil
 
 from core.config import PROJECT_ROOT
 
@@ -107,8 +109,35 @@ def wait_for(port: int, timeout: float = 60) -> None:
     raise RuntimeError("gunicorn did not start")
 
 
-def fetch(port: int, path: str, cookie: str | None, worker: int, *, digest: bool = False) -> dict:
-    """GET `path` and read the whole body, watching the worker's memory every 5 ms meanwhile."""
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user and system, every thread) used so far by the processes `pids` that still run."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends connected to the benchmark's database (none for SQLite): the server runs on this
+    machine, so the CPU they use for a download can be read here."""
+    if not url.startswith("postgresql"):
+        return []
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def fetch(port: int, path: str, cookie: str | None, worker: int, *, digest: bool = False, url: str = "") -> dict:
+    """GET `path` and read the whole body, watching the worker's memory every 5 ms meanwhile, and counting the
+    CPU time the worker, the database's backends (PostgreSQL) and this client spent on it."""
+    backends = backend_pids(url) if url else []
+    worker_cpu, database_cpu, client_cpu = cpu_seconds([worker]), cpu_seconds(backends), time.process_time()
     before = rss_kib(worker)
     peak = before
     done = threading.Event()
@@ -138,13 +167,47 @@ def fetch(port: int, path: str, cookie: str | None, worker: int, *, digest: bool
     connection.close()
     done.set()
     watcher.join()
+    # Backends that connected during the download (the store opens its connection at the first read) count too.
+    backends = sorted(set(backends) | set(backend_pids(url))) if url else []
+    cpu = {
+        "worker": cpu_seconds([worker]) - worker_cpu,
+        "database": cpu_seconds(backends) - database_cpu if backends else 0.0,
+        "client": time.process_time() - client_cpu,
+    }
     return {
+        "cpu": cpu,
         "status": response.status,
         "bytes": received,
         "seconds": elapsed,
         "growth_kib": peak - before,
         "sha256": hasher.hexdigest() if hasher else None,
     }
+
+
+def bare_read(url: str, object_name: str) -> float:
+    """Bytes per second of reading the stored chunks of `object_name` from the database with nothing of the
+    portal: the driver alone (psycopg in binary format, or sqlite3), 16 chunks a statement, as the store reads."""
+    if url.startswith("postgresql"):
+        import psycopg
+
+        connection, mark = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True), "%s"
+        cursor = connection.cursor(binary=True)
+    else:
+        import sqlite3
+
+        connection, mark = sqlite3.connect(url.removeprefix("sqlite:///")), "?"
+        cursor = connection.cursor()
+    chunks = f"FROM recording_chunk WHERE object_name = {mark}"
+    try:
+        count = cursor.execute(f"SELECT count(*) {chunks}", (object_name,)).fetchone()[0]
+        query = f"SELECT data {chunks} AND chunk_index >= {mark} AND chunk_index < {mark} ORDER BY chunk_index"
+        received, started = 0, time.perf_counter()
+        for first in range(0, count, 16):
+            cursor.execute(query, (object_name, first, first + 16))
+            received += sum(len(row[0]) for row in cursor.fetchall())
+        return received / (time.perf_counter() - started)
+    finally:
+        connection.close()
 
 
 def main() -> int:
@@ -184,6 +247,7 @@ def main() -> int:
                 cookie = f"{app.config['SESSION_COOKIE_NAME']}={session_cookie(browser, app)}"
                 recording_id = release.items[0].recording.public_id
                 cases[f"portal, {store} store"] = (f"/downloads/recordings/{recording_id}/play", cookie)
+                stored_name = release.items[0].recording.stored_name
                 print(f"Uploaded and released into the {store} store in {upload_seconds:.1f} s (encrypting included)")
             db.session.remove()
             db.engine.dispose()
@@ -228,7 +292,7 @@ def main() -> int:
                 order = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for name in order:
                     path, cookie = cases[name]
-                    results[name].append(fetch(args.port, path, cookie, worker))
+                    results[name].append(fetch(args.port, path, cookie, worker, url=url))
             rss_end = rss_kib(worker)
         finally:
             server.send_signal(signal.SIGTERM)
@@ -242,7 +306,23 @@ def main() -> int:
             throughput = statistics.median(size / r["seconds"] for r in results[name])
             growth = max(r["growth_kib"] for r in results[name]) / 1024
             print(f"{name:<{width}}  {throughput / 1e6:>11.1f}  {throughput / baseline:>6.2f}  {growth:>25.1f} MB")
+        print("\nCPU time per 100 MB sent (medians): the gunicorn worker, the database's backends, this client")
+        for name in names:
+            parts = {
+                part: statistics.median(r["cpu"][part] for r in results[name]) / size * 1e8
+                for part in ("worker", "database", "client")
+            }
+            print(
+                f"{name:<{width}}  worker {parts['worker'] * 1000:>5.0f} ms"
+                f"  database {parts['database'] * 1000:>5.0f} ms  client {parts['client'] * 1000:>5.0f} ms"
+            )
         print(f"worker RSS from the first timed round to the last: {(rss_end - rss_start) / 1024:+.1f} MB")
+        bare = statistics.median(bare_read(url, stored_name) for _ in range(args.repeats))
+        print(
+            f"\nThe ceiling for the database store: the same sealed chunks read in this process straight through the"
+            f" driver, 16 a statement, with no HTTP and no decryption: {bare / 1e6:.1f} MB/s, {bare / baseline:.2f}"
+            " of send_file"
+        )
     return 0
 
 

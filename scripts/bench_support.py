@@ -23,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -226,11 +227,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    """A gunicorn server started by `gunicorn`: the file its output goes to and its master's process id."""
+
+    log: Path
+    pid: int
+
+
 @contextmanager
-def gunicorn(app_spec: str, port: int, env: dict, *extra: str, ready_path: str = "/healthz") -> Iterator[Path]:
+def gunicorn(app_spec: str, port: int, env: dict, *extra: str, ready_path: str = "/healthz") -> Iterator[Server]:
     """`app_spec` served by gunicorn with deploy/gunicorn.conf.py on 127.0.0.1:`port`, with `env` added to
-    this process's environment, until the block ends; yields the file its output goes to. Waits (60 s at
-    most) until `ready_path` answers 200."""
+    this process's environment, until the block ends; yields the Server. Waits (60 s at most) until
+    `ready_path` answers 200."""
     gunicorn_bin = Path(sys.executable).parent / "gunicorn"
     with tempfile.TemporaryDirectory(prefix="bench-gunicorn-") as folder:
         log = Path(folder) / "gunicorn.log"
@@ -246,7 +255,7 @@ def gunicorn(app_spec: str, port: int, env: dict, *extra: str, ready_path: str =
             )
         try:
             _wait_until_up(port, ready_path, process, log)
-            yield log
+            yield Server(log, process.pid)
         finally:
             _stop(process)
 

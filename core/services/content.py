@@ -345,7 +345,7 @@ class PageState:
 _SETTINGS_ROW = select(PracticeSettings.version, PracticeSettings.updated_at).where(
     PracticeSettings.id == SETTINGS_ROW_ID
 )
-_PAGE_STATE = (
+PAGE_STATE_QUERY = (
     select(
         NoticeVersion.id,
         NoticeVersion.version,
@@ -396,7 +396,7 @@ def page_state(slug: str, *, engine: Engine | None = None) -> PageState | None:
     unless given): a read that needs no transaction with anything else, made the cheapest way
     (scripts/bench_notice.py times it)."""
     with (engine or page_state_engine()).connect() as connection:
-        row = connection.execute(_PAGE_STATE, {"slug": slug}).first()
+        row = connection.execute(PAGE_STATE_QUERY, {"slug": slug}).first()
     if row is None:
         return None
     return PageState(

@@ -15,11 +15,13 @@ from flask import request_started, template_rendered
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
+from core.extensions import db
 from core.factory import create_app
 from core.security import page_template_script_hash
 from core.services.content import get_published_page, page_state_engine, publish_version
+from core.services.quick_page_state import QuickPageState
 from core.services.settings import form_values_of, practice_settings, save_settings
-from portal.public import RenderedPages
+from portal.public import CachedPagesFirst, RenderedPages
 from tests.accounts_support import make_patient, make_staff, signed_in_browser
 
 CONTENT_PATHS = ["/call-recording-notice", "/how-to-request", "/accessibility-statement"]
@@ -118,18 +120,30 @@ def counting_renders(app) -> Iterator[list[str]]:
 
 @contextmanager
 def counting_statements(app) -> Iterator[list[str]]:
+    """The statements sent to the database while the block runs: those through SQLAlchemy (the application's
+    engine and the version check's), and each question the cached-page fast path sends straight through the
+    driver (QuickPageState.ask sends its one statement to the real database)."""
     seen: list[str] = []
     with app.app_context():
-        engine = page_state_engine()
+        engines = [page_state_engine(), db.engine]
 
     def note(_conn, _cursor, statement, _parameters, _context, _many):
         seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", note)
+    def ask(check, local, parameters):
+        seen.append(check._sql)
+        return real_ask(check, local, parameters)
+
+    real_ask = QuickPageState.ask
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", note)
     try:
-        yield seen
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(QuickPageState, "ask", ask)
+            yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", note)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", note)
 
 
 @contextmanager
@@ -167,12 +181,32 @@ def test_each_version_of_a_page_is_drawn_once_however_often_it_is_read(app, clie
 
 
 def test_a_cached_read_asks_the_database_one_question_and_skips_the_rest_of_flask(app, client):
-    client.get("/how-to-request")
-    with flask_handling(app) as flask_requests, counting_statements(app) as statements:
-        assert client.get("/how-to-request").status_code == 200
+    client.get("/how-to-request")  # Flask draws the page and keeps it
+    client.get("/how-to-request")  # the fast path makes its headers, reading the page's state once with its types
+    for _ in range(3):
+        with flask_handling(app) as flask_requests, counting_statements(app) as statements:
+            assert client.get("/how-to-request").status_code == 200
+        assert flask_requests == []
+        assert len(statements) == 1, statements
+        assert "notice_version" in statements[0] and "practice_settings" in statements[0]
+
+
+def test_a_connection_lost_under_the_fast_path_is_replaced_and_the_page_still_served(app, client):
+    """The thread's own connection for the version check is closed under it (as a restarted database would
+    leave it): that request is answered by Flask, and the next by the fast path on a new connection."""
+    fast_path = app.wsgi_app
+    assert isinstance(fast_path, CachedPagesFirst)
+    client.get("/call-recording-notice")
+    expected = client.get("/call-recording-notice").data
+    lost = fast_path.check._local.connection
+    lost.close()
+    with flask_handling(app) as flask_requests:
+        assert client.get("/call-recording-notice").data == expected
+    assert len(flask_requests) == 1
+    with flask_handling(app) as flask_requests:
+        assert client.get("/call-recording-notice").data == expected
     assert flask_requests == []
-    assert len(statements) == 1, statements
-    assert "notice_version" in statements[0] and "practice_settings" in statements[0]
+    assert fast_path.check._local.connection is not lost
 
 
 @pytest.mark.parametrize("validator", ["If-None-Match", "If-Modified-Since"])
@@ -344,8 +378,6 @@ def test_a_page_drawn_with_the_details_last_read_is_sent_but_not_kept(app, clien
 def test_any_failure_of_the_fast_path_leaves_the_answer_to_flask(app, client, monkeypatch):
     """Not only a database error: whatever goes wrong before Flask, the visitor still gets the page from Flask,
     with Flask's headers, never a bare 500."""
-    from portal.public import CachedPagesFirst
-
     client.get("/how-to-request")
 
     def broken(*_args, **_kwargs):
