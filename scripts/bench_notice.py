@@ -142,49 +142,23 @@ def load_with_python(port: int, seconds: float) -> tuple[float, int]:
 
 def process_tree_cpu(pid: int) -> float:
     """CPU seconds (user and system) used so far by process `pid` and its live children."""
-    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def backend_pids(url: str) -> list[int]:
-    """The PostgreSQL backends connected to the database at `url` (other than the one asking), or none for
-    SQLite. The server runs on this machine, so their processes can be read here."""
-    if not url.startswith("postgresql"):
-        return []
-    import psycopg
-
-    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
-        rows = connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-    return total
+    with contextlib.suppress(psutil.NoSuchProcess):
+        children = [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        return bench_support.cpu_seconds([pid, *children])
+    return 0.0
 
 
 def measured_run(load, port: int, seconds: float, server_pid: int, database_url: str | None) -> dict:
     """One run of `load`: requests per second, answers other than 200, and the server's CPU per request in
     microseconds (gunicorn, and the database's backends when `database_url` is given)."""
-    backends = backend_pids(database_url) if database_url else []
-    server_before, database_before = process_tree_cpu(server_pid), cpu_of(backends)
+    backends = bench_support.backend_pids(database_url) if database_url else []
+    server_before, database_before = process_tree_cpu(server_pid), bench_support.cpu_seconds(backends)
     started = time.perf_counter()
     rate, bad = load(port, seconds)
     elapsed = time.perf_counter() - started
     requests = rate * elapsed
     server = (process_tree_cpu(server_pid) - server_before) / requests * 1e6
-    database = (cpu_of(backends) - database_before) / requests * 1e6
+    database = (bench_support.cpu_seconds(backends) - database_before) / requests * 1e6
     return {"rate": rate, "bad": bad, "server_us": server, "database_us": database}
 
 

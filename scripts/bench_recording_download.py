@@ -25,7 +25,6 @@ database is a SQLite file in a temporary folder; a PostgreSQL database should be
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
@@ -40,7 +39,6 @@ import wave
 from pathlib import Path
 
 import bench_support  # first: importing it puts the project's packages on the path
-import psutil
 
 from core.config import PROJECT_ROOT
 
@@ -109,35 +107,15 @@ def wait_for(port: int, timeout: float = 60) -> None:
     raise RuntimeError("gunicorn did not start")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds (user and system, every thread) used so far by the processes `pids` that still run."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def backend_pids(url: str) -> list[int]:
-    """The PostgreSQL backends connected to the benchmark's database (none for SQLite): the server runs on this
-    machine, so the CPU they use for a download can be read here."""
-    if not url.startswith("postgresql"):
-        return []
-    import psycopg
-
-    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
-        rows = connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
 def fetch(port: int, path: str, cookie: str | None, worker: int, *, digest: bool = False, url: str = "") -> dict:
     """GET `path` and read the whole body, watching the worker's memory every 5 ms meanwhile, and counting the
     CPU time the worker, the database's backends (PostgreSQL) and this client spent on it."""
-    backends = backend_pids(url) if url else []
-    worker_cpu, database_cpu, client_cpu = cpu_seconds([worker]), cpu_seconds(backends), time.process_time()
+    backends = bench_support.backend_pids(url) if url else []
+    worker_cpu, database_cpu, client_cpu = (
+        bench_support.cpu_seconds([worker]),
+        bench_support.cpu_seconds(backends),
+        time.process_time(),
+    )
     before = rss_kib(worker)
     peak = before
     done = threading.Event()
@@ -168,10 +146,10 @@ def fetch(port: int, path: str, cookie: str | None, worker: int, *, digest: bool
     done.set()
     watcher.join()
     # Backends that connected during the download (the store opens its connection at the first read) count too.
-    backends = sorted(set(backends) | set(backend_pids(url))) if url else []
+    backends = sorted(set(backends) | set(bench_support.backend_pids(url))) if url else []
     cpu = {
-        "worker": cpu_seconds([worker]) - worker_cpu,
-        "database": cpu_seconds(backends) - database_cpu if backends else 0.0,
+        "worker": bench_support.cpu_seconds([worker]) - worker_cpu,
+        "database": bench_support.cpu_seconds(backends) - database_cpu if backends else 0.0,
         "client": time.process_time() - client_cpu,
     }
     return {

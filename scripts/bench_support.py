@@ -10,6 +10,7 @@ Import it before anything from the project: importing it is what puts the projec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import secrets
@@ -31,6 +32,7 @@ from typing import TypeVar
 # Run as `python scripts/...`, only scripts/ is on the path; the project's packages sit one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psutil
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import Engine, MetaData, event, insert
@@ -328,3 +330,27 @@ def staff_session(staff_id: int) -> str:
     )
     db.session.commit()
     return session_id
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user and system, every thread) used so far by the processes `pids` that still run."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends connected to the database at `url` (none for SQLite): the server runs on this
+    machine, so the CPU they use for a download can be read here."""
+    if not url.startswith("postgresql"):
+        return []
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [row[0] for row in rows]

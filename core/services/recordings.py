@@ -223,6 +223,19 @@ class Sealed:
     size: int
     sha256: str
 
+    def recording_columns(self) -> dict:
+        """What a `Recording` of this audio takes from it: its ids, where and how it is stored, its size and hash."""
+        return {
+            "public_id": self.public_id,
+            "stored_name": self.stored_name,
+            "storage": self.storage,
+            "key_id": self.key_id,
+            "wrapped_key": self.wrapped_key,
+            "chunk_size": CHUNK_SIZE,
+            "size_bytes": self.size,
+            "sha256": self.sha256,
+        }
+
 
 class _UploadTooLargeError(Exception):
     pass
@@ -353,16 +366,9 @@ def _record_attachment(actor: StaffUser, req: RecordingRequest, upload: StoredUp
         raise RequestError("Recordings can be attached only while the request is being processed.")
     sealed = upload.sealed
     recording = Recording(
-        public_id=sealed.public_id,
+        **sealed.recording_columns(),
         request_id=req.id,
         original_name=safe_display_name(details.original_name),
-        stored_name=sealed.stored_name,
-        storage=sealed.storage,
-        key_id=sealed.key_id,
-        wrapped_key=sealed.wrapped_key,
-        chunk_size=CHUNK_SIZE,
-        size_bytes=sealed.size,
-        sha256=sealed.sha256,
         media_type=upload.kind.media_type,
         extension=upload.kind.extension,
         duration_seconds=upload.duration,

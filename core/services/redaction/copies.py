@@ -21,7 +21,6 @@ from core.models.accounts import StaffUser, new_public_id
 from core.models.redaction import CopyStatus, RedactedCopy
 from core.models.requests import Recording, RecordingRequest
 from core.services.db import transactional
-from core.services.recording_crypto import CHUNK_SIZE
 from core.services.recording_store import store_named
 from core.services.recordings import name_for_audit, new_stored_name, open_recording, seal_into_store
 from core.services.redaction.ranges import (
@@ -236,16 +235,9 @@ def _record_copy(copy_id: int, sealed, proof, extension: str, media_type: str) -
     if copy.status != CopyStatus.WORKING:
         return False  # superseded at the last moment: nothing is kept
     made = Recording(
-        public_id=sealed.public_id,
+        **sealed.recording_columns(),
         request_id=req.id,
         original_name=f"{PurePath(original.original_name).stem} (redacted).{extension}"[:255],
-        stored_name=sealed.stored_name,
-        storage=sealed.storage,
-        key_id=sealed.key_id,
-        wrapped_key=sealed.wrapped_key,
-        chunk_size=CHUNK_SIZE,
-        size_bytes=sealed.size,
-        sha256=sealed.sha256,
         media_type=media_type,
         extension=extension,
         duration_seconds=round(proof.copy_duration, 2),
