@@ -89,6 +89,7 @@ def test_the_worker_makes_a_copy_whose_marked_parts_are_silent_and_keeps_the_ori
 
     [produced] = audit_details("redacted_copy_produced")
     assert (produced["original_sha256"], produced["copy_sha256"]) == (original.sha256, made.sha256)
+    assert produced["requested_by"] == clerk.public_id  # the worker made it; the audit says who asked for it
     assert [(r["start_ms"], r["end_ms"], r["reason"]) for r in produced["ranges"]] == list(PARTS)
     assert produced["proof"]["ok"] is True and len(produced["proof"]["ranges"]) == 2
     assert verify_chain().ok

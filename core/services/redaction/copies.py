@@ -78,6 +78,7 @@ def _copy_details(req: RecordingRequest, original: Recording, copy: RedactedCopy
         "request": req.reference,
         "original": original.public_id,
         "original_sha256": original.sha256,
+        "requested_by": copy.requested_by.public_id,
         "fill": copy.fill,
         "ranges": [{"start_ms": r[0], "end_ms": r[1], "reason": r[2]} for r in ranges_key(copy.ranges)],
     }
