@@ -39,6 +39,11 @@ def original_or_404(req: RecordingRequest, public_id: str) -> Recording:
     return recording
 
 
+def request_and_original_or_404(reference: str, public_id: str) -> tuple[RecordingRequest, Recording]:
+    req = request_or_404(reference)
+    return req, original_or_404(req, public_id)
+
+
 def range_or_404(recording: Recording, range_id: str) -> RedactionRange:
     return redaction.range_on(recording, range_id) or abort(404)
 
@@ -91,8 +96,7 @@ def _redaction_page(req: RecordingRequest, recording: Recording, form: RangeForm
 @fresh_second_factor
 def recording_redact(reference: str, public_id: str):
     """The redaction page of one original recording."""
-    req = request_or_404(reference)
-    recording = original_or_404(req, public_id)
+    req, recording = request_and_original_or_404(reference, public_id)
     return _redaction_page(req, recording, _range_form(recording))
 
 
@@ -100,8 +104,7 @@ def recording_redact(reference: str, public_id: str):
 @fresh_second_factor
 def redaction_range_add(reference: str, public_id: str):
     """Mark a part to withhold; the page is shown again with the errors beside the fields."""
-    req = request_or_404(reference)
-    recording = original_or_404(req, public_id)
+    req, recording = request_and_original_or_404(reference, public_id)
     if back := _back_unless_editable(req, recording):
         return back
     form = _range_form(recording)
@@ -152,8 +155,7 @@ def _range_action_page(
 @bp.route("/requests/<reference>/recordings/<public_id>/redact/ranges/<range_id>/change", methods=["GET", "POST"])
 @fresh_second_factor
 def redaction_range_change(reference: str, public_id: str, range_id: str):
-    req = request_or_404(reference)
-    recording = original_or_404(req, public_id)
+    req, recording = request_and_original_or_404(reference, public_id)
     marked = range_or_404(recording, range_id)
     data = {"start": marked.start_label, "end": marked.end_label, "reason": marked.reason, "note": marked.note}
     form = _range_form(recording, data=data if request.method == "GET" else None)
@@ -171,8 +173,7 @@ def redaction_range_change(reference: str, public_id: str, range_id: str):
 @bp.route("/requests/<reference>/recordings/<public_id>/redact/ranges/<range_id>/remove", methods=["GET", "POST"])
 @fresh_second_factor
 def redaction_range_remove(reference: str, public_id: str, range_id: str):
-    req = request_or_404(reference)
-    recording = original_or_404(req, public_id)
+    req, recording = request_and_original_or_404(reference, public_id)
     marked = range_or_404(recording, range_id)
     return _range_action_page(
         req,
@@ -189,8 +190,7 @@ def redaction_range_remove(reference: str, public_id: str, range_id: str):
 @fresh_second_factor
 def redaction_produce(reference: str, public_id: str):
     """Ask for the redacted copy: the worker makes it; the page shows its progress."""
-    req = request_or_404(reference)
-    recording = original_or_404(req, public_id)
+    req, recording = request_and_original_or_404(reference, public_id)
     if back := _back_unless_editable(req, recording):
         return back
     if ConfirmForm().validate_on_submit():
@@ -208,8 +208,7 @@ def redaction_produce(reference: str, public_id: str):
 @bp.get("/requests/<reference>/recordings/<public_id>/redact/status")
 def redaction_status(reference: str, public_id: str):
     """The redacted copy's progress, which the page asks for every 2 seconds while it is being produced."""
-    req = request_or_404(reference)
-    recording = original_or_404(req, public_id)
+    _, recording = request_and_original_or_404(reference, public_id)
     response = jsonify(redaction.status_json(recording))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -219,8 +218,7 @@ def redaction_status(reference: str, public_id: str):
 def recording_waveform(reference: str, public_id: str):
     """The recording's waveform as the worker drew it (the loudest level of each slice, 0..100), so the page
     draws it without fetching the audio. 404 until it is ready."""
-    req = request_or_404(reference)
-    recording = original_or_404(req, public_id)
+    _, recording = request_and_original_or_404(reference, public_id)
     waveform = redaction.waveform_for(recording)
     if waveform is None or waveform.status != "ready":
         abort(404)

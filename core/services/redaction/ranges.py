@@ -94,14 +94,16 @@ def _check_range(recording: Recording, start_ms: int, end_ms: int, reason: str, 
         raise RedactionError(f"Enter no more than {NOTE_MAX} characters.", field="note")
 
 
-def _audit_range(actor: StaffUser, action: str, row: RedactionRange, req: RecordingRequest, **extra) -> None:
+def _audit_range(
+    actor: StaffUser, action: str, row: RedactionRange, req: RecordingRequest, recording: Recording, **extra
+) -> None:
     audit_object(
         actor,
         action,
         row,
         details={
             "request": req.reference,
-            "recording": row_recording_id(row),
+            "recording": recording.public_id,
             "start_ms": row.start_ms,
             "end_ms": row.end_ms,
             "reason": row.reason,
@@ -109,10 +111,6 @@ def _audit_range(actor: StaffUser, action: str, row: RedactionRange, req: Record
             **extra,
         },
     )
-
-
-def row_recording_id(row: RedactionRange) -> str:
-    return db.session.get(Recording, row.recording_id).public_id
 
 
 def _timeline(req: RecordingRequest, actor: StaffUser, recording: Recording, text: str) -> None:
@@ -140,7 +138,7 @@ def add_range(
     db.session.add(row)
     db.session.flush()
     _timeline(req, actor, recording, f"Part marked to withhold ({row.start_label} to {row.end_label})")
-    _audit_range(actor, "redaction_range_added", row, req)
+    _audit_range(actor, "redaction_range_added", row, req, recording)
     _supersede_out_of_date(recording)
     return row
 
@@ -168,7 +166,7 @@ def change_range(
     row.updated_by_id = actor.id
     row.updated_at = datetime.now(UTC)
     _timeline(req, actor, recording, f"Part to withhold changed ({row.start_label} to {row.end_label})")
-    _audit_range(actor, "redaction_range_changed", row, req, before=before)
+    _audit_range(actor, "redaction_range_changed", row, req, recording, before=before)
     _supersede_out_of_date(recording)
     return row
 
@@ -180,7 +178,7 @@ def remove_range(actor: StaffUser, req: RecordingRequest, recording: Recording, 
     if row is None:
         raise RedactionError("That part is no longer marked. It may have been removed.")
     _timeline(req, actor, recording, f"Part no longer withheld ({row.start_label} to {row.end_label})")
-    _audit_range(actor, "redaction_range_removed", row, req)
+    _audit_range(actor, "redaction_range_removed", row, req, recording)
     db.session.delete(row)
     db.session.flush()
     _supersede_out_of_date(recording)
@@ -221,6 +219,21 @@ class CopyState:
     def in_progress(self) -> bool:
         return self.latest is not None and self.latest.in_progress
 
+    @property
+    def summary(self) -> str:
+        """One line for the request's page: how many parts are marked and where their copy stands."""
+        if not self.ranges:
+            return "No parts marked to withhold"
+        count = len(self.ranges)
+        marked = f"{count} part{'s' if count != 1 else ''} marked to withhold"
+        if self.current is not None:
+            return f"{marked}; redacted copy ready"
+        if self.in_progress:
+            return f"{marked}; redacted copy being made ({self.latest.progress}%)"
+        if self.latest is not None and self.latest.status in (CopyStatus.REFUSED, CopyStatus.FAILED):
+            return f"{marked}; the last copy could not be used: produce it again"
+        return f"{marked}; the redacted copy has not been produced"
+
 
 def copy_state(recording: Recording) -> CopyState:
     ranges = ranges_for(recording)
@@ -259,18 +272,7 @@ def status_json(recording: Recording) -> dict:
 
 def redaction_summary(recording: Recording) -> str:
     """One line for the request's page."""
-    state = copy_state(recording)
-    if not state.ranges:
-        return "No parts marked to withhold"
-    count = len(state.ranges)
-    marked = f"{count} part{'s' if count != 1 else ''} marked to withhold"
-    if state.current is not None:
-        return f"{marked}; redacted copy ready"
-    if state.in_progress:
-        return f"{marked}; redacted copy being made ({state.latest.progress}%)"
-    if state.latest is not None and state.latest.status in (CopyStatus.REFUSED, CopyStatus.FAILED):
-        return f"{marked}; the last copy could not be used: produce it again"
-    return f"{marked}; the redacted copy has not been produced"
+    return copy_state(recording).summary
 
 
 @dataclass(frozen=True)
