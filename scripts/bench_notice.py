@@ -22,7 +22,7 @@ give the same figures: compare only figures from one of them. The machine's core
 and the client, as they would be on one small host.
 
     PORTAL_ENV=test .venv/bin/python scripts/bench_notice.py
-    PORTAL_ENV=test .venv/bin/python scripts/bench_notice.py --client python --ports 5130,5131
+    PORTAL_ENV=test .venv/bin/python scripts/bench_notice.py --client python --ports 5130,5131,5132
     PORTAL_ENV=test TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench_notice_db \\
         .venv/bin/python scripts/bench_notice.py
 
@@ -57,6 +57,12 @@ from core.services.content import load_default_content, page_state, page_state_e
 PATH = "/call-recording-notice"
 CONNECTIONS = 16
 BODY_FILE_VARIABLE = "BENCH_NOTICE_BODY_FILE"
+DATABASE_VARIABLE = "BENCH_NOTICE_DATABASE_URL"
+SERVERS = {
+    "portal": "portal",
+    "bare": "bare Flask",
+    "floor": "floor: bare Flask + the version check",
+}
 
 
 def bare_app():
@@ -69,6 +75,56 @@ def bare_app():
 
     @app.get(PATH)
     def notice():
+        return Response(body, mimetype="text/html")
+
+    return app
+
+
+def floor_app():
+    """The floor of what the issue asks of the portal: the bare app, plus the portal's one version check asked on
+    every request, the cheapest way the driver allows (a connection kept per thread; on PostgreSQL the statement
+    prepared once per connection and run through libpq) and nothing else: no comparison, no headers made, no log
+    line. The database is the one BENCH_NOTICE_DATABASE_URL names. (gunicorn loads it as
+    `bench_notice:floor_app()`.) What the portal cannot go below while it asks the database on every request."""
+    import sqlite3
+
+    import psycopg
+    from flask import Flask, Response
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from core.services.content import PAGE_STATE_QUERY
+
+    body = Path(os.environ[BODY_FILE_VARIABLE]).read_bytes()
+    url = os.environ[DATABASE_VARIABLE]
+    on_postgresql = url.startswith("postgresql")
+    dialect = postgresql.dialect(paramstyle="numeric_dollar") if on_postgresql else sqlite.dialect()
+    compiled = PAGE_STATE_QUERY.compile(dialect=dialect)
+    values = compiled.construct_params({"slug": PATH.lstrip("/")})
+    parameters = [values[name] for name in compiled.positiontup]
+    local = threading.local()
+
+    def connection():
+        if getattr(local, "connection", None) is None:
+            if on_postgresql:
+                local.connection = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+                local.connection.pgconn.prepare(b"floor", str(compiled).encode())
+            else:
+                local.connection = sqlite3.connect(url.removeprefix("sqlite:///"), check_same_thread=False)
+        return local.connection
+
+    def check() -> None:
+        if on_postgresql:
+            result = connection().pgconn.exec_prepared(b"floor", [str(value).encode() for value in parameters])
+            if result.ntuples != 1:
+                raise RuntimeError("the version check found no published page")
+        elif connection().execute(str(compiled), parameters).fetchone() is None:
+            raise RuntimeError("the version check found no published page")
+
+    app = Flask("floor")
+
+    @app.get(PATH)
+    def notice():
+        check()
         return Response(body, mimetype="text/html")
 
     return app
@@ -200,19 +256,24 @@ def time_the_version_check(url: str, repeats: int = 2000) -> None:
 
 def print_summary(runs: dict[str, list[dict]]) -> None:
     rates = {name: [run["rate"] for run in runs[name]] for name in runs}
-    portal, bare = statistics.median(rates["portal"]), statistics.median(rates["bare"])
-    ratios = [mine / theirs for mine, theirs in zip(rates["portal"], rates["bare"], strict=True)]
-    print(
-        f"\nportal {portal:,.0f} requests/s, bare Flask {bare:,.0f} requests/s (medians): ratio"
-        f" {portal / bare:.2f}; median of the rounds' ratios {statistics.median(ratios):.2f}"
-    )
-    portal_cpu = statistics.median(run["server_us"] + run["database_us"] for run in runs["portal"])
-    database_cpu = statistics.median(run["database_us"] for run in runs["portal"])
-    bare_cpu = statistics.median(run["server_us"] for run in runs["bare"])
-    print(
-        f"CPU a request (medians): portal {portal_cpu:,.0f} µs (of which the database {database_cpu:,.0f} µs),"
-        f" bare Flask {bare_cpu:,.0f} µs: bare / portal {bare_cpu / portal_cpu:.2f}"
-    )
+    medians = {name: statistics.median(rates[name]) for name in runs}
+    cpu = {name: statistics.median(run["server_us"] + run["database_us"] for run in runs[name]) for name in runs}
+    database_cpu = {name: statistics.median(run["database_us"] for run in runs[name]) for name in runs}
+
+    def ratios(mine: str, theirs: str) -> str:
+        rounds = [a / b for a, b in zip(rates[mine], rates[theirs], strict=True)]
+        return (
+            f"ratio {medians[mine] / medians[theirs]:.2f} (median of the rounds' ratios"
+            f" {statistics.median(rounds):.2f}); CPU ratio {cpu[theirs] / cpu[mine]:.2f}"
+        )
+
+    print("\nmedians:")
+    for name, label in SERVERS.items():
+        of_it = f" (of which the database {database_cpu[name]:,.0f} µs)" if database_cpu[name] else ""
+        print(f"  {label:<38} {medians[name]:>8,.0f} requests/s, CPU {cpu[name]:>5,.0f} µs a request{of_it}")
+    print(f"portal / bare Flask (the target, 0.8):          {ratios('portal', 'bare')}")
+    print(f"floor / bare Flask (the most the design allows): {ratios('floor', 'bare')}")
+    print(f"portal / floor (the portal's own work):         {ratios('portal', 'floor')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--client", choices=("auto", "wrk", "python"), default="auto", help="load generator (default: wrk if installed)"
     )
-    parser.add_argument("--ports", help="the portal's and the bare app's ports, as 5130,5131 (default: free ones)")
+    parser.add_argument(
+        "--ports", help="the portal's, the bare app's and the floor's ports, as 5130,5131,5132 (default: free ones)"
+    )
     args = parser.parse_args(argv)
 
     client = args.client
@@ -234,9 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian), or use --client python")
     load = load_with_wrk if client == "wrk" else load_with_python
     if args.ports:
-        portal_port, bare_port = (int(port) for port in args.ports.split(","))
+        portal_port, bare_port, floor_port = (int(port) for port in args.ports.split(","))
     else:
-        portal_port, bare_port = bench_support.free_port(), bench_support.free_port()
+        portal_port, bare_port, floor_port = (bench_support.free_port() for _ in range(3))
 
     with bench_support.database_url(args.database_url, "bench-notice-") as url, ExitStack() as servers:
         folder = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-notice-")))
@@ -252,16 +315,26 @@ def main(argv: list[str] | None = None) -> int:
         bare_server = servers.enter_context(
             bench_support.gunicorn(bare_spec, bare_port, bare_env, "--pythonpath", "scripts", ready_path=PATH)
         )
-        if fetch(bare_port) != body or fetch(portal_port) != body:
-            raise SystemExit("the two servers do not send the same bytes")
+        floor_env = {**bare_env, DATABASE_VARIABLE: url}
+        floor_server = servers.enter_context(
+            bench_support.gunicorn(
+                "bench_notice:floor_app()", floor_port, floor_env, "--pythonpath", "scripts", ready_path=PATH
+            )
+        )
+        if fetch(bare_port) != body or fetch(floor_port) != body or fetch(portal_port) != body:
+            raise SystemExit("the three servers do not send the same bytes")
         print(
             f"database: {url.split(':')[0]}; page {PATH}: {len(body):,} bytes; gunicorn: deploy/gunicorn.conf.py;"
             f" load: {client}, {CONNECTIONS} connections; {args.rounds} rounds of {args.seconds:g} s each"
         )
-        for port in (portal_port, bare_port):
+        for port in (portal_port, bare_port, floor_port):
             load(port, args.warm_up)
-        runs: dict[str, list[dict]] = {"portal": [], "bare": []}
-        targets = {"portal": (portal_port, portal_server.pid, url), "bare": (bare_port, bare_server.pid, None)}
+        runs: dict[str, list[dict]] = {"portal": [], "bare": [], "floor": []}
+        targets = {
+            "portal": (portal_port, portal_server.pid, url),
+            "bare": (bare_port, bare_server.pid, None),
+            "floor": (floor_port, floor_server.pid, url),
+        }
         for round_number in range(1, args.rounds + 1):
             for name, (port, pid, database) in targets.items():
                 run = measured_run(load, port, args.seconds, pid, database)

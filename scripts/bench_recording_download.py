@@ -5,10 +5,12 @@ Set-up, all in one run: a WAV recording of --size-mb megabytes (random audio sam
 real service twice, once into each store (RECORDING_STORE=filesystem, then database), and released to a
 patient; the patient signs in with both factors in two browsers and opens each release's link. One gunicorn
 server with deploy/gunicorn.conf.py's settings (gthread; one worker, so its memory can be watched) serves the
-portal and, on the same app, a baseline route that returns the same plain file with `send_file`. Each round
-downloads the three side by side (baseline, filesystem store, database store, in a rotating order) over
-HTTP on 127.0.0.1 and reads the whole body. It prints, per case, the median throughput, the ratio to the
-baseline (target: at least 0.5), and the worker's resident memory growth during a download above what it
+portal and, on the same app, a baseline route that returns the same plain file with `send_file` (which the
+kernel's sendfile() sends without the file's bytes passing through the worker), and a second that streams the
+plain file in the portal's blocks (1 MiB) as any response must whose bytes the worker makes: the floor for a
+store whose audio is decrypted on the way. Each round downloads the four side by side (in a rotating order) over
+HTTP on 127.0.0.1 and reads the whole body. It prints, per case, the median throughput, the ratio to
+`send_file` (target: at least 0.5), and the worker's resident memory growth during a download above what it
 used just before (target: under 20 MB), and checks once that each body is the plain audio, byte for byte.
 
 It prints figures and never fails on them: speed targets belong in benchmarks, not in the test suite.
@@ -43,14 +45,17 @@ import bench_support  # first: importing it puts the project's packages on the p
 from core.config import PROJECT_ROOT
 
 BASELINE_PATH = "/bench/plain"
+STREAMED_PATH = "/bench/plain-streamed"
+STREAMED = "plain file streamed, no sendfile"
 PIECE = 1024 * 1024
 
 
 def bench_app():
     """The app gunicorn serves: the portal (test settings from the environment) plus the baseline route."""
-    from flask import send_file
+    from flask import Response, send_file
 
     from core.factory import create_app
+    from core.services.recording_store import RecordingBody
 
     app = create_app("test", {"LOG_LEVEL": "WARNING"})
     plain = os.environ["BENCH_PLAIN_FILE"]
@@ -58,6 +63,16 @@ def bench_app():
     @app.get(BASELINE_PATH)
     def bench_plain():
         return send_file(plain, mimetype="audio/wav", conditional=True)
+
+    @app.get(STREAMED_PATH)
+    def bench_plain_streamed():
+        def blocks():
+            with open(plain, "rb") as handle:
+                while block := handle.read(RecordingBody.BLOCK):
+                    yield block
+
+        size = str(os.path.getsize(plain))
+        return Response(blocks(), mimetype="audio/wav", headers={"Content-Length": size}, direct_passthrough=True)
 
     return app
 
@@ -162,14 +177,17 @@ def fetch(port: int, path: str, cookie: str | None, worker: int, *, digest: bool
     }
 
 
-def bare_read(url: str, object_name: str) -> float:
-    """Bytes per second of reading the stored chunks of `object_name` from the database with nothing of the
-    portal: the driver alone (psycopg in binary format, or sqlite3), 16 chunks a statement, as the store reads."""
+def bare_read(url: str, object_name: str) -> tuple[float, float | None]:
+    """Reading the stored chunks of `object_name` from the database with nothing of the portal: the driver alone
+    (psycopg in binary format, or sqlite3), 16 chunks a statement, as the store reads. Returns bytes per second
+    and, on PostgreSQL, the CPU seconds its backend spent per byte sent (None on SQLite, which has none)."""
+    backend = None
     if url.startswith("postgresql"):
         import psycopg
 
         connection, mark = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True), "%s"
         cursor = connection.cursor(binary=True)
+        backend = connection.info.backend_pid
     else:
         import sqlite3
 
@@ -179,11 +197,13 @@ def bare_read(url: str, object_name: str) -> float:
     try:
         count = cursor.execute(f"SELECT count(*) {chunks}", (object_name,)).fetchone()[0]
         query = f"SELECT data {chunks} AND chunk_index >= {mark} AND chunk_index < {mark} ORDER BY chunk_index"
+        backend_cpu = bench_support.cpu_seconds([backend]) if backend else 0.0
         received, started = 0, time.perf_counter()
         for first in range(0, count, 16):
             cursor.execute(query, (object_name, first, first + 16))
             received += sum(len(row[0]) for row in cursor.fetchall())
-        return received / (time.perf_counter() - started)
+        rate = received / (time.perf_counter() - started)
+        return rate, (bench_support.cpu_seconds([backend]) - backend_cpu) / received if backend else None
     finally:
         connection.close()
 
@@ -212,7 +232,10 @@ def main() -> int:
             expected = hashlib.file_digest(handle, "sha256").hexdigest()
         config = {"RECORDINGS_DIR": str(work / "recordings"), "RECORDING_MAX_BYTES": size + 1}
         app = bench_support.build_app(url, config)
-        cases: dict[str, tuple[str, str | None]] = {"send_file (plain file)": (BASELINE_PATH, None)}
+        cases: dict[str, tuple[str, str | None]] = {
+            "send_file (plain file)": (BASELINE_PATH, None),
+            STREAMED: (STREAMED_PATH, None),
+        }
         with app.test_request_context():
             patient = make_patient(verified=True)
             for store in ("filesystem", "database"):
@@ -295,12 +318,28 @@ def main() -> int:
                 f"  database {parts['database'] * 1000:>5.0f} ms  client {parts['client'] * 1000:>5.0f} ms"
             )
         print(f"worker RSS from the first timed round to the last: {(rss_end - rss_start) / 1024:+.1f} MB")
-        bare = statistics.median(bare_read(url, stored_name) for _ in range(args.repeats))
+        streamed = statistics.median(size / r["seconds"] for r in results[STREAMED])
+        for store in ("filesystem", "database"):
+            mine = statistics.median(size / r["seconds"] for r in results[f"portal, {store} store"])
+            print(
+                f"portal, {store} store / the plain file streamed without sendfile (what decrypting costs):"
+                f" {mine / streamed:.2f}"
+            )
+        reads = [bare_read(url, stored_name) for _ in range(args.repeats)]
+        bare = statistics.median(rate for rate, _ in reads)
+        database_store = statistics.median(size / r["seconds"] for r in results["portal, database store"])
         print(
             f"\nThe ceiling for the database store: the same sealed chunks read in this process straight through the"
             f" driver, 16 a statement, with no HTTP and no decryption: {bare / 1e6:.1f} MB/s, {bare / baseline:.2f}"
-            " of send_file"
+            f" of send_file; the portal's database store reaches {database_store / bare:.2f} of it"
         )
+        if reads[0][1] is not None:
+            backend = statistics.median(cpu for _, cpu in reads) * 1e8 * 1000
+            print(
+                f"The database's backend alone spent {backend:.0f} ms of CPU per 100 MB on that read: at half of"
+                f" send_file's speed ({baseline / 2e6:.0f} MB/s) it would need {backend * baseline / 2e8 / 1000:.2f}"
+                " cores for itself"
+            )
     return 0
 
 

@@ -141,11 +141,28 @@ class ChunkCipher:
     def open(self, index: int, record: bytes, *, last: bool, expected_length: int) -> bytes:
         if len(record) != expected_length + OVERHEAD:
             raise RecordingIntegrityError(f"chunk {index} is missing or the wrong length", chunk=index)
+        sealed = memoryview(record)  # slices of a view: the record is not copied
         try:
             return self._aead.decrypt(
-                record[:NONCE_BYTES], record[NONCE_BYTES:], _chunk_aad(self.recording_id, index, last)
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _chunk_aad(self.recording_id, index, last)
             )
         except InvalidTag as exc:
+            raise RecordingIntegrityError(f"chunk {index} failed its check", chunk=index) from exc
+
+    def open_into(self, index: int, record: bytes, *, last: bool, out: memoryview) -> None:
+        """`open`, decrypting straight into `out` (exactly the chunk's plain length), which saves allocating each
+        chunk's bytes when a stream copies them onward anyway. AES-GCM learns whether a chunk is genuine only at
+        its end, so on a failure `out` may hold unchecked bytes: they are wiped before the error is raised, and a
+        caller must not use `out` then."""
+        if len(record) != len(out) + OVERHEAD:
+            raise RecordingIntegrityError(f"chunk {index} is missing or the wrong length", chunk=index)
+        sealed = memoryview(record)
+        try:
+            self._aead.decrypt_into(
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _chunk_aad(self.recording_id, index, last), out
+            )
+        except InvalidTag as exc:
+            out[:] = bytes(len(out))
             raise RecordingIntegrityError(f"chunk {index} failed its check", chunk=index) from exc
 
 

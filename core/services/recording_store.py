@@ -92,18 +92,28 @@ class ChunkSource(ABC):
 
 
 class _OpenFileSource(ChunkSource):
-    """A file kept open from the moment a reader is made: a purge while a download streams cannot cut it short."""
+    """A file kept open from the moment a reader is made: a purge while a download streams cannot cut it short.
+
+    Each read fills the same buffer, and the records it returns are views of it: they hold until the next read
+    (a reader opens a batch's records before it reads the next). Reading into a fresh megabyte each time cost
+    more than decrypting it (scripts/bench_recording_download.py)."""
 
     concurrent_reads = False  # one handle, one position
 
     def __init__(self, path: Path | None):
         self.handle = path.open("rb") if path is not None else None
+        self._buffer = bytearray()
 
     def read(self, first_index: int, lengths: list[int]) -> list[bytes]:
         if self.handle is None:
             return [b""] * len(lengths)
         self.handle.seek(first_index * RECORD_SIZE)
-        return _split(self.handle.read(sum(lengths)), lengths)
+        wanted = sum(lengths)
+        if len(self._buffer) < wanted:
+            self._buffer = bytearray(wanted)
+        view = memoryview(self._buffer)[:wanted]
+        got = self.handle.readinto(view)
+        return _split(view[:got], lengths)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -111,9 +121,9 @@ class _OpenFileSource(ChunkSource):
             self.handle = None
 
 
-def _split(data: bytes, lengths: list[int]) -> list[memoryview]:
-    """The records in one read, as views of it (no copies)."""
-    view, records, offset = memoryview(data), [], 0
+def _split(data: memoryview, lengths: list[int]) -> list[memoryview]:
+    """The records in one read, as views of it (no copies); short where the read was."""
+    view, records, offset = data, [], 0
     for length in lengths:
         records.append(view[offset : offset + length])
         offset += length
@@ -382,13 +392,44 @@ class RecordingReader(io.RawIOBase):
         try:
             plain = self.cipher.open(index, record, last=index == self.count - 1, expected_length=self._expected(index))
         except RecordingIntegrityError as exc:
-            self._sealed.clear()
-            if not self._failed and self.on_failure is not None:
-                self._failed = True
-                self.on_failure(exc)
+            self._failed_at(exc)
             raise
         self._plain_index, self._plain = index, plain
         return plain
+
+    def fill(self, out: memoryview) -> tuple[int, RecordingIntegrityError | None]:
+        """Fill `out` from the position with checked plain bytes, as far as it or the recording goes. Returns how
+        many bytes were filled and, if a chunk failed its check, the failure: the bytes before that chunk are
+        good, and none of it is in `out`. A whole chunk is decrypted straight into `out`."""
+        filled = 0
+        while filled < len(out) and self._position < self.size:
+            index, offset = divmod(self._position, self.chunk_size)
+            length = self._expected(index)
+            try:
+                if offset == 0 and length <= len(out) - filled and index != self._plain_index:
+                    if index not in self._sealed:
+                        self._sealed = self._fetch(index)
+                    record = self._sealed.pop(index)
+                    last = index == self.count - 1
+                    self.cipher.open_into(index, record, last=last, out=out[filled : filled + length])
+                    got = length
+                else:  # part of a chunk (a range's edges, or the end of `out`)
+                    plain = self.chunk(index)
+                    got = min(len(plain) - offset, len(out) - filled)
+                    out[filled : filled + got] = memoryview(plain)[offset : offset + got]
+            except RecordingIntegrityError as exc:
+                self._failed_at(exc)
+                return filled, exc
+            filled += got
+            self._position += got
+        return filled, None
+
+    def _failed_at(self, exc: RecordingIntegrityError) -> None:
+        """Forget what was fetched, and report the first failure (once)."""
+        self._sealed.clear()
+        if not self._failed and self.on_failure is not None:
+            self._failed = True
+            self.on_failure(exc)
 
     def _batch(self, index: int) -> tuple[int, list[int]]:
         last = min(index + self.read_ahead, self.count)
@@ -454,6 +495,7 @@ class RecordingBody:
         self.reader = reader
         self.end = reader.size  # where the response's range ends: nothing after it is read or checked
         self._failure: RecordingIntegrityError | None = None
+        self._buffer: bytearray | None = None
 
     def seekable(self) -> bool:
         return True
@@ -475,25 +517,24 @@ class RecordingBody:
 
     def __next__(self) -> bytes:
         """Up to BLOCK bytes, every one from a chunk that passed its check. A chunk that fails ends the stream:
-        the checked bytes before it are handed over first, then the failure is raised."""
+        the checked bytes before it are handed over first, then the failure is raised. The chunks are decrypted
+        into one buffer kept for the response and copied out once (a server takes only `bytes`)."""
         if self._failure is not None:
             raise self._failure
-        pieces, total = [], 0
-        while total < self.BLOCK and self.reader.tell() < self.end:
-            try:
-                piece = self.reader.read_piece(self.end - self.reader.tell())
-            except RecordingIntegrityError as exc:
-                if not pieces:
-                    raise
-                self._failure = exc
-                break
-            if not piece:
-                break
-            pieces.append(piece)
-            total += len(piece)
-        if not pieces:
+        wanted = min(self.BLOCK, self.end - self.reader.tell())
+        if wanted <= 0:
             raise StopIteration
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if self._buffer is None:
+            self._buffer = bytearray(self.BLOCK)
+        out = memoryview(self._buffer)[:wanted]
+        got, failure = self.reader.fill(out)
+        if failure is not None:
+            if not got:
+                raise failure
+            self._failure = failure
+        if not got:
+            raise StopIteration
+        return bytes(out[:got])
 
     def close(self) -> None:
         self.reader.close()

@@ -33,10 +33,12 @@ from core.services import recordings, releases
 from core.services.recording_crypto import (
     CHUNK_SIZE,
     RECORD_SIZE,
+    ChunkCipher,
     RecordingIntegrityError,
     RecordingKeyError,
     parse_recording_keys,
 )
+from core.services.recording_store import FilesystemStore, RecordingBody, RecordingReader
 from core.services.requests import RequestError
 from core.upload_spool import EncryptedSpool, PortalRequest
 from tests.accounts_support import CSRF_INPUT, make_patient, make_staff
@@ -167,6 +169,68 @@ def test_range_requests_across_chunk_boundaries_match_the_plain_bytes(app, relea
     assert whole.headers["ETag"] == f'"{hashlib.sha256(ORIGINAL).hexdigest()}"'
     beyond = play(client, recording, {"Range": f"bytes={len(ORIGINAL)}-"})
     assert beyond.status_code == 416
+
+
+def test_a_chunk_decrypted_in_place_is_checked_first_and_a_failure_leaves_nothing_unchecked_in_the_buffer():
+    cipher, _ = ChunkCipher.new("rec-in-place")
+    plain = os.urandom(1000)
+    record = cipher.seal(3, plain, last=False)
+    out = bytearray(1000)
+    cipher.open_into(3, record, last=False, out=memoryview(out))
+    assert bytes(out) == plain == cipher.open(3, record, last=False, expected_length=1000)
+
+    changed = bytearray(record)
+    changed[500] ^= 0x01
+    out = bytearray(b"x" * 1000)
+    with pytest.raises(RecordingIntegrityError, match="chunk 3 failed its check"):
+        cipher.open_into(3, bytes(changed), last=False, out=memoryview(out))
+    assert bytes(out) == bytes(1000)  # AES-GCM wrote before it knew: wiped, not the altered audio
+    with pytest.raises(RecordingIntegrityError, match="chunk 3 failed its check"):
+        cipher.open_into(3, record, last=True, out=memoryview(bytearray(1000)))  # not the last chunk
+    with pytest.raises(RecordingIntegrityError, match="wrong length"):
+        cipher.open_into(3, record, last=False, out=memoryview(bytearray(999)))
+
+
+def test_a_stream_from_the_filesystem_hands_over_only_checked_chunks_of_every_block(tmp_path):
+    """RecordingBody decrypts each block's chunks into one buffer, and the file source reads each batch into
+    one buffer: whole streams and ranges come out exact, and a chunk changed in the middle of a block ends the
+    stream after exactly the chunks before it."""
+    size = 40 * CHUNK_SIZE + 123
+    plain = os.urandom(size)
+    cipher, _ = ChunkCipher.new("rec-blocks")
+    count = size // CHUNK_SIZE + 1
+    records = [cipher.seal(i, plain[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE], last=i == count - 1) for i in range(count)]
+    store = FilesystemStore(tmp_path)
+    store.write("blocks", records)
+
+    def stream(first: int = 0, end: int = size) -> tuple[list[bytes], Exception | None]:
+        body = RecordingBody(RecordingReader(store, "blocks", cipher, size, read_ahead=16))
+        body.seek(first)
+        body.prime(first, end)
+        pieces = []
+        try:
+            pieces.extend(body)
+        except RecordingIntegrityError as exc:
+            return pieces, exc
+        finally:
+            body.close()
+        return pieces, None
+
+    pieces, error = stream()
+    assert error is None and b"".join(pieces) == plain
+    assert all(type(piece) is bytes for piece in pieces) and len(pieces) == 3  # blocks of 16 chunks
+    for first, end in [(5, CHUNK_SIZE * 17 + 9), (CHUNK_SIZE * 16 - 1, CHUNK_SIZE * 33), (size - 200, size)]:
+        pieces, error = stream(first, end)
+        assert error is None and b"".join(pieces) == plain[first:end], (first, end)
+
+    changed = bytearray(records[21])
+    changed[40] ^= 0x01
+    with open(tmp_path / "blocks", "r+b") as stored:
+        stored.seek(21 * RECORD_SIZE)
+        stored.write(changed)
+    pieces, error = stream()
+    assert isinstance(error, RecordingIntegrityError) and "chunk 21" in str(error)
+    assert b"".join(pieces) == plain[: 21 * CHUNK_SIZE]
 
 
 # --- a changed store --------------------------------------------------------------------------------------
