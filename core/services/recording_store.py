@@ -399,8 +399,9 @@ class RecordingReader(io.RawIOBase):
 
     def fill(self, out: memoryview) -> tuple[int, RecordingIntegrityError | None]:
         """Fill `out` from the position with checked plain bytes, as far as it or the recording goes. Returns how
-        many bytes were filled and, if a chunk failed its check, the failure: the bytes before that chunk are
-        good, and none of it is in `out`. A whole chunk is decrypted straight into `out`."""
+        many bytes were filled and, if a chunk failed its check, the failure: the bytes filled are all from chunks
+        before it, and none of the failing chunk counts among them. A whole chunk is decrypted straight into
+        `out`."""
         filled = 0
         while filled < len(out) and self._position < self.size:
             index, offset = divmod(self._position, self.chunk_size)
