@@ -109,7 +109,7 @@ class CachedPagesFirst:
     Flask as usual: a query string, a session cookie, a host not trusted, a page not cached yet (Flask draws
     and caches it), no published page (404), a database that does not answer.
 
-    The version check is asked through the driver (core.services.content.QuickPageState) and its row compared
+    The version check is asked through the driver (core.services.quick_page_state.QuickPageState) and its row compared
     with the row the page's FastPage was made from; only when the row changes is the page's state read with
     its types (page_state) and the headers made again."""
 

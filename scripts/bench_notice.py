@@ -86,45 +86,23 @@ def bare_app():
 
 def floor_app():
     """The floor of what the issue asks of the portal: the page's bytes from a WSGI callable of a few lines (no
-    framework: the portal's cached pages skip Flask too), after the portal's one version check asked on every
-    request, the cheapest way the driver allows (a connection kept per thread; on PostgreSQL the statement
-    prepared once per connection and run through libpq) and nothing else: no comparison, no headers made, no
-    log line. The database is the one BENCH_NOTICE_DATABASE_URL names. (gunicorn loads it as
+    framework: the portal's cached pages skip Flask too), after the portal's own version check
+    (core.services.quick_page_state: a connection kept per thread, on PostgreSQL the statement prepared once
+    and run through libpq) asked on every request, and nothing else: no comparison, no headers made, no log
+    line. The database is the one BENCH_NOTICE_DATABASE_URL names. (gunicorn loads it as
     `bench_notice:floor_app()`.) No server that asks the database on every request can do less."""
-    import sqlite3
+    from sqlalchemy import create_engine
 
-    import psycopg
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    from core.services.content import PAGE_STATE_QUERY
+    from core.services.quick_page_state import QuickPageState
 
     body = Path(os.environ[BODY_FILE_VARIABLE]).read_bytes()
-    url = os.environ[DATABASE_VARIABLE]
-    on_postgresql = url.startswith("postgresql")
-    dialect = postgresql.dialect(paramstyle="numeric_dollar") if on_postgresql else sqlite.dialect()
-    compiled = PAGE_STATE_QUERY.compile(dialect=dialect)
-    values = compiled.construct_params({"slug": PATH.lstrip("/")})
-    parameters = [values[name] for name in compiled.positiontup]
-    text_parameters = [str(value).encode() for value in parameters]
+    engine = create_engine(os.environ[DATABASE_VARIABLE], isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+    check = QuickPageState(engine)
+    slug = PATH.lstrip("/")
     headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
-    local = threading.local()
-
-    def connection():
-        if getattr(local, "connection", None) is None:
-            if on_postgresql:
-                local.connection = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
-                local.connection.pgconn.prepare(b"floor", str(compiled).encode())
-            else:
-                local.connection = sqlite3.connect(url.removeprefix("sqlite:///"), check_same_thread=False)
-        return local.connection
-
-    def published() -> bool:
-        if on_postgresql:
-            return connection().pgconn.exec_prepared(b"floor", text_parameters).ntuples == 1
-        return connection().execute(str(compiled), parameters).fetchone() is not None
 
     def app(environ, start_response):
-        if environ["PATH_INFO"] != PATH or not published():
+        if environ["PATH_INFO"] != PATH or check.row(slug) is None:
             start_response("404 NOT FOUND", [("Content-Length", "0")])
             return [b""]
         start_response("200 OK", headers)

@@ -364,6 +364,12 @@ PAGE_STATE_ENGINE = "portal.page_state_engine"
 _engine_lock = threading.Lock()
 
 
+def in_memory_sqlite(engine: Engine) -> bool:
+    """An in-memory SQLite database: it exists on its engine's one connection only, so nothing else may open
+    a connection of its own to it."""
+    return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+
+
 def page_state_engine() -> Engine:
     """The engine `page_state` reads with: the application's database, in autocommit and without the ping
     before each use, so the check is one round trip to the database rather than four (ping, BEGIN, the query,
@@ -376,10 +382,9 @@ def page_state_engine() -> Engine:
             engine = current_app.extensions.get(PAGE_STATE_ENGINE)
             if engine is None:
                 main = db.engine
-                in_memory = main.dialect.name == "sqlite" and main.url.database in (None, "", ":memory:")
                 engine = (
                     main
-                    if in_memory
+                    if in_memory_sqlite(main)
                     else create_engine(
                         main.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, hide_parameters=True
                     )

@@ -23,8 +23,7 @@ from psycopg import errors, pq
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
-from core.extensions import db
-from core.services.content import PAGE_SLUGS, PAGE_STATE_QUERY
+from core.services.content import PAGE_SLUGS, PAGE_STATE_QUERY, in_memory_sqlite
 
 STATEMENT_NAME = b"portal_page_state"
 
@@ -38,7 +37,7 @@ class QuickPageState:
         self._local = threading.local()
         self._libpq = engine.dialect.driver == "psycopg"
         # An in-memory SQLite database lives on the engine's one connection: it is asked through the engine.
-        self._shared = engine is db.engine
+        self._shared = in_memory_sqlite(engine)
         # libpq takes $1-style placeholders and every value as text.
         compiled = PAGE_STATE_QUERY.compile(
             dialect=postgresql.dialect(paramstyle="numeric_dollar") if self._libpq else engine.dialect

@@ -413,16 +413,16 @@ class RecordingReader(io.RawIOBase):
                     record = self._sealed.pop(index)
                     last = index == self.count - 1
                     self.cipher.open_into(index, record, last=last, out=out[filled : filled + length])
+                    self._position += length
                     got = length
                 else:  # part of a chunk (a range's edges, or the end of `out`)
-                    plain = self.chunk(index)
-                    got = min(len(plain) - offset, len(out) - filled)
-                    out[filled : filled + got] = memoryview(plain)[offset : offset + got]
+                    piece = self.read_piece(len(out) - filled)
+                    got = len(piece)
+                    out[filled : filled + got] = piece
             except RecordingIntegrityError as exc:
                 self._failed_at(exc)
                 return filled, exc
             filled += got
-            self._position += got
         return filled, None
 
     def _failed_at(self, exc: RecordingIntegrityError) -> None:
