@@ -21,12 +21,23 @@ from core.extensions import csrf, db, limiter, migrate
 from core.jinja import configure_jinja
 from core.log import configure_logging, logger
 from core.security import register_security
-from core.services.content import practice_values
+from core.services.content import PAGE_STATE_ENGINE, practice_values
 from core.services.settings import last_known_settings, practice_settings
 from core.upload_spool import PortalRequest
 
 STATIC_FOLDER = PROJECT_ROOT / "static"
 NHSUK_ASSETS = STATIC_FOLDER / "nhsuk" / "assets"
+
+
+def forget_inherited_connections(app: Flask) -> None:
+    """In a process forked from one that loaded `app` (gunicorn's workers: deploy/gunicorn.conf.py), let go of
+    any pooled database connection the parent held, without closing it: a connection's socket must never be
+    used by two processes. The portal opens none while it loads, so normally there is nothing to let go of."""
+    with app.app_context():
+        engines = [*db.engines.values(), app.extensions.get(PAGE_STATE_ENGINE)]
+    for engine in engines:
+        if engine is not None:
+            engine.dispose(close=False)
 
 
 def create_app(env_name: str | None = None, overrides: dict | None = None) -> Flask:

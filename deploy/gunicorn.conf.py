@@ -3,8 +3,15 @@
 Threads, not plain sync workers: a patient downloading a 200 MB recording on a slow line keeps one thread busy
 for minutes, and a sync worker that long without a heartbeat would be killed. GUNICORN_BIND,
 GUNICORN_WORKERS and GUNICORN_THREADS override the defaults below.
+
+The master loads the portal once and each worker is a fork of it (`preload_app`): a worker that is recycled or
+killed is replaced in milliseconds rather than importing the portal again, and the workers share the master's
+memory. The master opens no database connection; each worker drops any it could have inherited
+(`post_fork`). Because the code is loaded once, `systemctl reload` (SIGHUP) starts fresh workers from the same
+code and settings: after an upgrade or a change to portal.env, restart (deploy/README.md).
 """
 
+import gc
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -14,9 +21,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-# Recycle workers now and then, so a slow leak can never grow without bound. Not too often: a new worker
-# imports the portal and draws the public pages again (about a second of CPU), which at 2,000 requests cost
-# the cached notice page more than serving it did (scripts/bench_notice.py).
+# Recycle workers now and then, so a slow leak can never grow without bound. Not too often: a new worker draws
+# the public pages again. (Before workers were forks of a loaded master, each new one also imported the
+# portal, about a second of CPU, which at 2,000 requests cost the cached notice page more than serving it did.)
 max_requests = 50000
 max_requests_jitter = 5000
 # Only nginx on this host may say who the client is and that the request came over HTTPS.
@@ -29,3 +36,22 @@ loglevel = "info"
 proc_name = "call-recording-portal"
 limit_request_line = 4094
 limit_request_fields = 100
+
+
+preload_app = True
+
+
+def pre_fork(server, worker):
+    # What the master loaded lives as long as the workers: the garbage collector never needs to walk it, in
+    # the master or in a worker (which would also write to the pages the two share).
+    gc.freeze()
+
+
+def post_fork(server, worker):
+    from flask import Flask
+
+    app = server.app.wsgi()
+    if isinstance(app, Flask) and "sqlalchemy" in app.extensions:
+        from core.factory import forget_inherited_connections
+
+        forget_inherited_connections(app)

@@ -178,10 +178,14 @@ def load_with_python(port: int, seconds: float) -> tuple[float, int]:
 
 
 def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user and system) used so far by process `pid` and its live children."""
+    """CPU seconds (user and system) used so far by process `pid` and its children: the live ones, and those that
+    ended and were reaped (gunicorn recycles a worker after max_requests: its CPU counts, not only the
+    replacement's)."""
     with contextlib.suppress(psutil.NoSuchProcess):
-        children = [child.pid for child in psutil.Process(pid).children(recursive=True)]
-        return bench_support.cpu_seconds([pid, *children])
+        process = psutil.Process(pid)
+        children = [child.pid for child in process.children(recursive=True)]
+        reaped = process.cpu_times()
+        return bench_support.cpu_seconds([pid, *children]) + reaped.children_user + reaped.children_system
     return 0.0
 
 
