@@ -108,6 +108,10 @@ def request_id_for(environ: dict, config) -> str:
     return incoming if REQUEST_ID_PATTERN.fullmatch(incoming) is not None else uuid.uuid4().hex
 
 
+# A request line's message: its method, URL rule and status.
+REQUEST_LINE = "%s %s %s"
+
+
 def log_request_line(
     method: str, rule: str | None, endpoint: str | None, status: int, started: float | None, request_id=None
 ) -> None:
@@ -119,38 +123,44 @@ def log_request_line(
     gunicorn cost a cached page about a sixth of its CPU (docs/benchmarks.md). Anything else (a handler or
     filter added, the root logger listening as pytest's caplog does, the level above INFO) goes through
     `logging` as any record does."""
-    extra = {
+    fields = {
         "method": method,
         "rule": rule,
         "endpoint": endpoint,
         "status": status,
         "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
     }
-    message = f"{method} {rule or '(no route)'} {status}"
+    arguments = (method, rule or "(no route)", status)
+    extra = {**fields, "request_id": request_id} if request_id else fields
     handler = _plain_json_handler()
-    if handler is not None:
-        request_id = request_id or current_request_id()
-        data = {"time": _utc_time(time.time()), "level": "INFO", "logger": logger.name, "message": message}
-        if request_id:
-            data["request_id"] = request_id
-        data.update(extra)
-        try:
-            line = _json_line(data) + handler.terminator
-            with handler.lock:
-                handler.stream.write(line)
-                handler.stream.flush()
-            return
-        except Exception:  # noqa: S110 (the logging path below reports it, as it does any failed write)
-            pass
+    if handler is None:
+        logger.info(REQUEST_LINE, *arguments, extra=extra)
+        return
+    message = REQUEST_LINE % arguments  # as a log record makes its message
+    data = {"time": _utc_time(time.time()), "level": "INFO", "logger": logger.name, "message": message}
+    request_id = request_id or current_request_id()
     if request_id:
-        extra["request_id"] = request_id
-    logger.info("%s %s %s", method, rule or "(no route)", status, extra=extra)
+        data["request_id"] = request_id
+    data.update(fields)
+    try:
+        line = _json_line(data) + handler.terminator
+        with handler.lock:
+            handler.stream.write(line)
+            handler.stream.flush()
+    except Exception:
+        # As StreamHandler.emit does: the failure is reported (to stderr), and the line is not written again.
+        handler.handleError(
+            logger.makeRecord(logger.name, logging.INFO, "", 0, REQUEST_LINE, arguments, None, extra=extra)
+        )
 
 
 def _plain_json_handler() -> logging.StreamHandler | None:
     """The portal logger's one handler, when a request line may be written straight to it: INFO enabled, no
-    filter, exactly a StreamHandler with the JSON formatter, and no handler on the root logger to pass it on to."""
+    filter, exactly a StreamHandler with the JSON formatter, no handler on the root logger to pass it on to, and
+    log records made as `logging` makes them (a record factory could add fields the line would lack)."""
     if not logger.isEnabledFor(logging.INFO) or logger.filters or (logger.propagate and logging.root.handlers):
+        return None
+    if logging.getLogRecordFactory() is not logging.LogRecord:
         return None
     handlers = logger.handlers
     if len(handlers) != 1:

@@ -43,7 +43,9 @@ preload_app = True
 
 def pre_fork(server, worker):
     # What the master loaded lives as long as the workers: the garbage collector never needs to walk it, in
-    # the master or in a worker (which would also write to the pages the two share).
+    # the master or in a worker (which would also write to the pages the two share). Garbage is collected
+    # first, so none of it is kept for good; after the first fork only what is new is walked.
+    gc.collect()
     gc.freeze()
 
 
@@ -55,3 +57,5 @@ def post_fork(server, worker):
         from core.factory import forget_inherited_connections
 
         forget_inherited_connections(app)
+    else:  # another app (a benchmark's baseline) or the portal wrapped: say so, nothing is dropped
+        server.log.warning("post_fork: %r is not the portal's Flask app; no database connection dropped", app)

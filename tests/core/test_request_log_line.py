@@ -14,25 +14,46 @@ from sqlalchemy import text
 
 from core.extensions import db
 from core.factory import forget_inherited_connections
-from core.log import JsonFormatter, log_request_line, logger
+from core.log import JsonFormatter, _plain_json_handler, log_request_line, logger
 
 FIXED_TIME = 1_796_000_000.1234
 FIXED_CLOCK = 5_000.0
 
 
+class Stream(io.StringIO):
+    """A stream that counts its flushes."""
+
+    flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+        super().flush()
+
+
 @pytest.fixture
-def stream(app, monkeypatch) -> io.StringIO:
-    """The portal logger as production leaves it (one StreamHandler with the JSON formatter), writing to a string,
-    with nothing above it listening (pytest's own capture hangs on the root logger: propagation is turned off).
-    The clocks stand still, so two ways of writing the same line can be compared byte for byte."""
-    assert len(logger.handlers) == 1 and type(logger.handlers[0].formatter) is JsonFormatter
-    written = io.StringIO()
-    monkeypatch.setattr(logger.handlers[0], "stream", written)
-    monkeypatch.setattr(logger, "propagate", False)
+def stream(app, monkeypatch) -> Stream:
+    """The portal logger's JSON handler (configure_logging's one StreamHandler) writing to a string. The clocks
+    stand still, so two ways of writing the same line can be compared byte for byte."""
+    written = Stream()
+    monkeypatch.setattr(json_handler(), "stream", written)
     monkeypatch.setattr(time, "time", lambda: FIXED_TIME)
     monkeypatch.setattr(time, "time_ns", lambda: int(FIXED_TIME * 1e9))
     monkeypatch.setattr(time, "perf_counter", lambda: FIXED_CLOCK)
     return written
+
+
+def json_handler() -> logging.StreamHandler:
+    [handler] = [each for each in logger.handlers if type(each.formatter) is JsonFormatter]
+    return handler
+
+
+def as_in_production(monkeypatch) -> None:
+    """The portal logger as production leaves it: its JSON handler alone, nothing on the root logger. (While a
+    test runs, pytest hangs its capture handlers on the root logger and on every logger that does not pass its
+    records up, so this is done inside each test.)"""
+    monkeypatch.setattr(logger, "handlers", [json_handler()])
+    monkeypatch.setattr(logging.root, "handlers", [])
+    assert _plain_json_handler() is json_handler()  # so request lines are written straight to it
 
 
 def written_lines(stream: io.StringIO) -> list[str]:
@@ -51,16 +72,22 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=["with-id", "no-id", "no-route", "hostile-method"])
-def test_a_line_written_straight_is_byte_for_byte_the_line_logging_writes(app, stream, case):
-    log_request_line(*case)
-    [straight] = written_lines(stream)
+def test_a_line_written_straight_is_byte_for_byte_the_line_logging_writes(app, stream, monkeypatch, case):
+    as_in_production(monkeypatch)
+    with monkeypatch.context() as no_records:  # written straight: no log record is made
+        no_records.setattr(logging.Logger, "makeRecord", lambda *args, **kwargs: pytest.fail("a record was made"))
+        log_request_line(*case)
+    straight = stream.getvalue()
+    assert stream.flushes == 1  # on its way at once, as a StreamHandler sends each record
+    written_lines(stream)
     logger.addFilter(lambda record: True)  # a filter: the line now goes through logging's records
     try:
         log_request_line(*case)
     finally:
         logger.filters.clear()
-    [through_logging] = written_lines(stream)
+    through_logging = stream.getvalue()
     assert straight == through_logging
+    assert straight.endswith("}\n") and straight.count("\n") == 1
     data = json.loads(straight)
     method, rule, endpoint, status, started, request_id = case
     assert list(data) == [
@@ -80,16 +107,18 @@ def test_a_line_written_straight_is_byte_for_byte_the_line_logging_writes(app, s
     assert data["message"] == f"{method} {rule or '(no route)'} {status}"
     assert (data["method"], data["rule"], data["endpoint"], data["status"]) == (method, rule, endpoint, status)
     assert data["duration_ms"] == (round((FIXED_CLOCK - started) * 1000, 1) if started else None)
-    assert "\r" not in straight and "\n" not in straight
+    assert "\r" not in straight and "\n" not in straight.removesuffix("\n")
 
 
-def test_inside_a_request_the_line_carries_that_request_s_id(app, stream):
+def test_inside_a_request_the_line_carries_that_request_s_id(app, stream, monkeypatch):
+    as_in_production(monkeypatch)
     with app.test_request_context("/call-recording-notice", environ_base={"portal.request_id": "c" * 32}):
         log_request_line("GET", "/call-recording-notice", "portal.call_recording_notice", 200, None)
     assert json.loads(written_lines(stream)[0])["request_id"] == "c" * 32
 
 
-def test_a_cached_page_served_through_the_app_writes_its_one_line(app, stream):
+def test_a_cached_page_served_through_the_app_writes_its_one_line(app, stream, monkeypatch):
+    as_in_production(monkeypatch)
     client = app.test_client()
     client.get("/call-recording-notice")  # drawn by Flask, then cached
     written_lines(stream)
@@ -113,7 +142,7 @@ def test_where_anyone_else_listens_the_line_is_a_log_record_they_receive(app, st
             received.append(record)
 
     listener = Listener()
-    monkeypatch.setattr(logger, "propagate", True)
+    as_in_production(monkeypatch)
     logging.root.addHandler(listener)
     try:
         log_request_line("GET", "/healthz", "portal.healthz", 200, None, "d" * 32)
@@ -123,16 +152,17 @@ def test_where_anyone_else_listens_the_line_is_a_log_record_they_receive(app, st
     assert received[0].request_id == "d" * 32 and received[0].endpoint == "portal.healthz"
     assert len(written_lines(stream)) == 1  # the portal's own handler still wrote it, once
 
-    logger.handlers[0].addFilter(lambda record: record.status != 200)  # a handler's filter is obeyed
+    json_handler().addFilter(lambda record: record.status != 200)  # a handler's filter is obeyed
     try:
         log_request_line("GET", "/healthz", "portal.healthz", 200, None)
         log_request_line("GET", "/healthz", "portal.healthz", 503, None)
     finally:
-        logger.handlers[0].filters.clear()
+        json_handler().filters.clear()
     assert [json.loads(line)["status"] for line in written_lines(stream)] == [503]
 
 
-def test_above_info_no_request_line_is_written(app, stream):
+def test_above_info_no_request_line_is_written(app, stream, monkeypatch):
+    as_in_production(monkeypatch)
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
@@ -142,22 +172,34 @@ def test_above_info_no_request_line_is_written(app, stream):
     assert written_lines(stream) == []
 
 
-def test_a_stream_that_fails_is_reported_as_logging_reports_it_and_the_request_goes_on(app, stream, monkeypatch):
+@pytest.mark.parametrize("failing", ["write", "flush"])
+def test_a_stream_that_fails_is_reported_once_and_the_line_never_written_twice(app, stream, monkeypatch, failing):
     class Broken(io.StringIO):
         def write(self, value):
-            raise OSError("the disk is full")
+            if failing == "write":
+                raise OSError("the disk is full")
+            return super().write(value)
 
-    monkeypatch.setattr(logger.handlers[0], "stream", Broken())
+        def flush(self):
+            if failing == "flush":
+                raise OSError("the pipe is closed")
+
+    as_in_production(monkeypatch)
+    broken = Broken()
+    monkeypatch.setattr(json_handler(), "stream", broken)
     reported: list[logging.LogRecord] = []
-    monkeypatch.setattr(logger.handlers[0], "handleError", reported.append)
-    log_request_line("GET", "/healthz", "portal.healthz", 200, None)  # does not raise
+    monkeypatch.setattr(json_handler(), "handleError", reported.append)
+    log_request_line("GET", "/healthz", "portal.healthz", 200, None, "e" * 32)  # does not raise
     assert [record.getMessage() for record in reported] == ["GET /healthz 200"]
+    assert reported[0].request_id == "e" * 32
+    assert broken.getvalue().count("GET /healthz 200") == (1 if failing == "flush" else 0)
 
 
 def test_a_forked_worker_lets_go_of_the_parent_s_connection_without_closing_it(app):
     """gunicorn's workers are forks of a master that loaded the portal (deploy/gunicorn.conf.py): a pooled
     connection the parent held must be dropped by the child, neither used (two processes on one socket) nor
-    closed (which would end the parent's session with the database)."""
+    closed (which would end the parent's session with the database). The second half can fail only on
+    PostgreSQL, where closing the child's copy ends the parent's session; CI runs the suite there too."""
     with app.app_context():
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
