@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from flask import Flask, Response, has_request_context, request
@@ -33,11 +34,6 @@ def current_request_id() -> str | None:
     return None
 
 
-def _utc_time(created: float) -> str:
-    """A record's time as the JSON lines give it: UTC, ISO 8601, to the millisecond."""
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 # json.dumps with these settings, made once (json.dumps makes an encoder each time it is given `default`).
 # It escapes control characters, so a value holding "\r\n{...}" stays inside one record.
 _ENCODER = json.JSONEncoder(default=str)
@@ -47,24 +43,33 @@ def _json_line(data: dict) -> str:
     return _ENCODER.encode(data)
 
 
+def _line_fields(
+    created: float, level: str, name: str, message: str, request_id: str | None, extra: Iterable[tuple[str, object]]
+) -> dict:
+    """A JSON line's fields, in their order: time (UTC, ISO 8601, to the millisecond), level, logger, message, the
+    request id if there is one, then the record's own fields (a formatted record and a request line written straight
+    share it)."""
+    moment = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data = {"time": moment, "level": level, "logger": name, "message": message}
+    if request_id:
+        data["request_id"] = request_id
+    data.update(extra)
+    return data
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: UTC ISO 8601 time, level, logger, message, request id and extra fields."""
 
     RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "time": _utc_time(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
         request_id = getattr(record, "request_id", None) or current_request_id()
-        if request_id:
-            data["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in self.RESERVED and key != "request_id" and not key.startswith("_"):
-                data[key] = value
+        extra = (
+            (key, value)
+            for key, value in record.__dict__.items()
+            if key not in self.RESERVED and key != "request_id" and not key.startswith("_")
+        )
+        data = _line_fields(record.created, record.levelname, record.name, record.getMessage(), request_id, extra)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return _json_line(data)
@@ -137,11 +142,8 @@ def log_request_line(
         logger.info(REQUEST_LINE, *arguments, extra=extra)
         return
     message = REQUEST_LINE % arguments  # as a log record makes its message
-    data = {"time": _utc_time(time.time()), "level": "INFO", "logger": logger.name, "message": message}
-    request_id = request_id or current_request_id()
-    if request_id:
-        data["request_id"] = request_id
-    data.update(fields)
+    level = logging.getLevelName(logging.INFO)
+    data = _line_fields(time.time(), level, logger.name, message, request_id or current_request_id(), fields.items())
     try:
         line = _json_line(data) + handler.terminator
         with handler.lock:

@@ -184,8 +184,8 @@ def process_tree_cpu(pid: int) -> float:
     with contextlib.suppress(psutil.NoSuchProcess):
         process = psutil.Process(pid)
         children = [child.pid for child in process.children(recursive=True)]
-        reaped = process.cpu_times()
-        return bench_support.cpu_seconds([pid, *children]) + reaped.children_user + reaped.children_system
+        own = process.cpu_times()  # its own, and its reaped children's
+        return own.user + own.system + own.children_user + own.children_system + bench_support.cpu_seconds(children)
     return 0.0
 
 
